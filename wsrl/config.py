@@ -1,0 +1,211 @@
+"""Structured configs: the single source of defaults and validation for every run.
+
+Hydra merges the YAML files in ``conf/`` into these dataclasses, so an unknown key or a wrong type fails
+before any work starts. ``validate`` adds the range checks that types cannot express.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from wsrl.datasets.suite import QUALITIES, ROBOT, ROBOTS
+
+
+class ConfigError(ValueError):
+    """A configuration value that is out of range; the message names the key and the fix."""
+
+
+@dataclass
+class EnvConfig:
+    """Which dataset to learn from and which environment to evaluate in."""
+
+    name: str = MISSING  # the option's name, e.g. hopper_medium_expert
+    robot: str = MISSING  # halfcheetah | hopper | walker2d
+    quality: str = MISSING  # medium | medium_replay | medium_expert
+    source: str = "generated"  # generated (wsrl's own suite) | d4rl (a local D4RL HDF5 file) | minari (download)
+    size: str = "full"  # generated suite only: full (D4RL sizes) | small (a tenth, for quick runs)
+    d4rl_file: str | None = None  # source=d4rl: path of the D4RL v2 HDF5 file to convert
+    dataset_id: str | None = None  # Minari id; null = derived from robot, quality, source and size
+    eval_env_id: str | None = None  # null = the robot's v5 env (v4 for source=d4rl, which keeps D4RL's dynamics)
+    ref_min_score: float | None = None  # null = D4RL's REF_MIN_SCORE for the robot
+    ref_max_score: float | None = None  # null = D4RL's REF_MAX_SCORE for the robot
+    target_return: float | None = None  # RvS-R evaluation target (raw return); null = the dataset's best episode
+
+
+@dataclass
+class MethodConfig:
+    """What the policy is conditioned on."""
+
+    name: str = "bc"  # bc | rvs_r
+    condition_on_return: bool = False  # true: state plus return-to-go (RvS-R, the paper's "Own Return")
+    return_input: str = "to_go"  # to_go: remaining return G_t | average: G_t / (horizon - t), as the RvS code
+    gamma: float = 1.0  # discount of the return-to-go (the paper: 1)
+    return_scale: float = 1000.0  # the return input is divided by this before it enters the network
+    horizon: int = 1000  # episode length limit, for the average return input
+
+
+@dataclass
+class SamplerConfig:
+    """How transitions are weighted: LDS (Yang et al. 2021) in the loss or in the sampling."""
+
+    name: str = "uniform"  # uniform | lds | lds_sampling
+    weighting: str = "none"  # none | loss (weights multiply the log-likelihood) | sampling (draw by weight)
+    target: str = "trajectory_return"  # label to balance: trajectory_return | return_to_go | action
+    bins: int = 100  # equal-width bins over the label's range
+    kernel: str = "gaussian"  # LDS kernel: gaussian | triang | laplace
+    ks: int = 5  # kernel size (odd)
+    sigma: float = 2.0  # kernel width, in bins
+    reweight: str = "sqrt_inv"  # sqrt_inv (square root of counts) | inverse (counts clipped to [5, 1000])
+    clip_max: float | None = None  # optional upper clip of the mean-1 weights (then renormalized)
+
+
+@dataclass
+class PolicyConfig:
+    """The network that maps (normalized state [, return input]) to a Gaussian over actions."""
+
+    name: str = "unconditional"  # unconditional (2 x 1024, dropout, SB3-style) | diag_gaussian (the old actor)
+    hidden_dims: list[int] = field(default_factory=lambda: [1024, 1024])  # width of each hidden layer
+    dropout: float = 0.1  # dropout after each hidden ReLU (unconditional only)
+    layer_norm: bool = False  # LayerNorm before each ReLU (unconditional only)
+    log_std_init: float = 0.0  # initial state-independent log-std (unconditional only)
+    log_std_bounds: list[float] = field(default_factory=lambda: [-5.0, 2.0])  # diag_gaussian's log-std range
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation budget and logging cadence."""
+
+    max_steps: int = 100_000  # gradient steps
+    batch_size: int = 512  # transitions per step (the paper: 512)
+    lr: float = 5e-4  # Adam learning rate (the paper: 5e-4)
+    weight_decay: float = 1e-4  # Adam L2 weight decay (the paper: 1e-4)
+    log_every_n_steps: int = 100  # metrics (and the one host sync they need) every N steps
+    checkpoint_every_steps: int = 10_000  # resumable checkpoint interval (0: only at the end)
+    progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Online evaluation in the Gymnasium environment."""
+
+    episodes: int = 10  # episodes per evaluation, run side by side in a vector env
+    every_steps: int = 0  # periodic evaluation interval (0: only the final one)
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases logging through Lightning's WandbLogger."""
+
+    mode: str = "offline"  # offline (sync later with `wandb sync`) | online | disabled
+    project: str = "wsrl"
+    entity: str | None = None
+    group: str | None = None  # null = <env>/<method>/<sampler>/<policy>; sweeps set one per sweep
+
+
+@dataclass
+class TrainConfig:
+    """One run: train on ``env`` with ``method``, ``sampler`` and ``policy``, then evaluate."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    seed: int = 0
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    generate_if_missing: bool = True  # make a missing generated dataset before training
+    resume: bool = True  # continue from this run directory's last checkpoint if there is one
+    name: str = "default"  # run name: the first level of the output directory (experiment presets set it)
+
+
+CHOICES = {
+    "env.robot": ROBOTS,
+    "env.quality": QUALITIES,
+    "env.source": ("generated", "d4rl", "minari"),
+    "env.size": ("full", "small"),
+    "method.name": ("bc", "rvs_r"),
+    "method.return_input": ("to_go", "average"),
+    "sampler.weighting": ("none", "loss", "sampling"),
+    "sampler.target": ("trajectory_return", "return_to_go", "action"),
+    "sampler.kernel": ("gaussian", "triang", "laplace"),
+    "sampler.reweight": ("sqrt_inv", "inverse"),
+    "policy.name": ("unconditional", "diag_gaussian"),
+    "wandb.mode": ("offline", "online", "disabled"),
+}
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Range checks the types cannot express; raise ConfigError naming the key and the fix."""
+    for key, allowed in CHOICES.items():
+        if _get(cfg, key) not in allowed:
+            raise ConfigError(f"{key}={_get(cfg, key)!r} is not one of {', '.join(allowed)}")
+    positive = ["trainer.max_steps", "trainer.batch_size", "trainer.lr", "trainer.log_every_n_steps",
+                "eval.episodes", "sampler.bins", "sampler.sigma", "method.return_scale", "method.horizon"]
+    for key in positive:
+        if not _get(cfg, key) > 0:
+            raise ConfigError(f"{key}={_get(cfg, key)} must be > 0")
+    for key in ["trainer.weight_decay", "trainer.checkpoint_every_steps", "eval.every_steps"]:
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"{key}={_get(cfg, key)} must be >= 0")
+    if cfg.sampler.ks < 1 or cfg.sampler.ks % 2 == 0:
+        raise ConfigError(f"sampler.ks={cfg.sampler.ks} must be an odd integer >= 1 (e.g. 5)")
+    if not 0.0 <= cfg.policy.dropout < 1.0:
+        raise ConfigError(f"policy.dropout={cfg.policy.dropout} must be in [0, 1)")
+    if not 0.0 < cfg.method.gamma <= 1.0:
+        raise ConfigError(f"method.gamma={cfg.method.gamma} must be in (0, 1]")
+    if not cfg.policy.hidden_dims or min(cfg.policy.hidden_dims) < 1:
+        raise ConfigError(f"policy.hidden_dims={list(cfg.policy.hidden_dims)} needs at least one width >= 1")
+    lo, hi = cfg.policy.log_std_bounds
+    if not lo < hi:
+        raise ConfigError(f"policy.log_std_bounds={[lo, hi]} must be increasing")
+    if cfg.sampler.clip_max is not None and cfg.sampler.clip_max <= 1.0:
+        raise ConfigError(f"sampler.clip_max={cfg.sampler.clip_max} must be > 1 (weights have mean 1) or null")
+    if cfg.env.source == "d4rl" and cfg.env.dataset_id is None and not cfg.env.d4rl_file:
+        raise ConfigError("env.source=d4rl needs env.d4rl_file=<path to the D4RL .hdf5 file> or env.dataset_id")
+
+
+@dataclass(frozen=True)
+class ResolvedEnv:
+    """The env config with every derived value filled in."""
+
+    dataset_id: str
+    eval_env_id: str
+    ref_min_score: float
+    ref_max_score: float
+
+    def normalize(self, returns):
+        return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
+
+def resolve_env(env: EnvConfig) -> ResolvedEnv:
+    """Fill in the dataset id, evaluation env and reference scores that the env config leaves null."""
+    robot = ROBOT[env.robot]
+    quality = env.quality.replace("_", "-")
+    default_id = {
+        "generated": f"wsrl/{env.robot}/{quality}{'-small' if env.size == 'small' else ''}-v0",
+        "d4rl": f"d4rl/{env.robot}/{quality}-v2",
+        "minari": f"wsrl-minari/{env.robot}/{quality}-v0",
+    }[env.source]
+    return ResolvedEnv(
+        dataset_id=env.dataset_id or default_id,
+        eval_env_id=env.eval_env_id or (robot.d4rl_env_id if env.source == "d4rl" else robot.env_id),
+        ref_min_score=robot.ref_min_score if env.ref_min_score is None else env.ref_min_score,
+        ref_max_score=robot.ref_max_score if env.ref_max_score is None else env.ref_max_score,
+    )
+
+
+def register_configs() -> None:
+    """Register the schema so ``conf/train.yaml`` is validated against it."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)

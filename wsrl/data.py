@@ -1,0 +1,188 @@
+"""Offline data: Minari episodes flattened into transition tensors, returns-to-go, weights and batches.
+
+``load_transitions`` reads a Minari dataset into flat arrays (one row per action; each episode's final
+observation is dropped). ``OfflineDataModule`` normalizes states, builds the policy input (state, plus the
+return input for RvS-R), computes the sample weights of the sampler config, puts everything on the training
+device once and serves batches drawn by index there: no per-sample collation, no host-device copies per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from scipy.signal import lfilter
+
+from wsrl.config import MethodConfig, SamplerConfig
+from wsrl.weighting import IndexSampler, lds_weights
+
+
+class DataError(ValueError):
+    """A dataset that cannot be trained on; the message says what is wrong."""
+
+
+@dataclass
+class Transitions:
+    """A dataset as flat per-transition arrays (N rows) plus episode boundaries."""
+
+    observations: np.ndarray  # [N, obs_dim] state before the action
+    actions: np.ndarray  # [N, act_dim]
+    rewards: np.ndarray  # [N]
+    terminations: np.ndarray  # [N] bool: the episode ended in a terminal state (no bootstrap)
+    truncations: np.ndarray  # [N] bool: the episode was cut (time limit or end of data)
+    episode_starts: np.ndarray  # [E] index of each episode's first transition; episodes are contiguous
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return np.diff(np.append(self.episode_starts, len(self.rewards)))
+
+    @property
+    def episode_ids(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.episode_starts)), self.episode_lengths)
+
+    @property
+    def timesteps(self) -> np.ndarray:
+        """Step index of each transition within its episode."""
+        return np.arange(len(self.rewards)) - np.repeat(self.episode_starts, self.episode_lengths)
+
+    def episode_returns(self) -> np.ndarray:
+        return np.add.reduceat(self.rewards, self.episode_starts) if len(self.rewards) else np.zeros(0)
+
+    def trajectory_returns(self) -> np.ndarray:
+        """Each transition labelled with the undiscounted return of its whole episode."""
+        return np.repeat(self.episode_returns(), self.episode_lengths)
+
+    def returns_to_go(self, gamma: float) -> np.ndarray:
+        """G_t = sum_k gamma^k r_{t+k} to the end of the episode: one linear filter per episode."""
+        out = np.empty_like(self.rewards, dtype=np.float64)
+        for start, length in zip(self.episode_starts, self.episode_lengths, strict=True):
+            rev = self.rewards[start:start + length][::-1].astype(np.float64)
+            out[start:start + length] = lfilter([1.0], [1.0, -gamma], rev)[::-1]
+        return out
+
+
+def load_transitions(dataset_id: str) -> Transitions:
+    """Read a local Minari dataset (no download) and check it is finite and well formed."""
+    import minari
+
+    dataset = minari.load_dataset(dataset_id)
+    obs, act, rew, term, trunc = [], [], [], [], []
+    for ep in dataset.iterate_episodes():
+        if not isinstance(ep.observations, np.ndarray) or len(ep.observations) != len(ep.actions) + 1:
+            raise DataError(f"{dataset_id}: episode {ep.id} must have one more observation than actions "
+                            "(flat Box observations are required)")
+        obs.append(ep.observations[:-1])
+        act.append(ep.actions)
+        rew.append(ep.rewards)
+        term.append(ep.terminations)
+        trunc.append(ep.truncations)
+    if not act:
+        raise DataError(f"{dataset_id} has no episodes")
+    lengths = np.array([len(a) for a in act])
+    data = Transitions(
+        observations=np.concatenate(obs).astype(np.float32),
+        actions=np.concatenate(act).astype(np.float32),
+        rewards=np.concatenate(rew).astype(np.float64),
+        terminations=np.concatenate(term).astype(bool),
+        truncations=np.concatenate(trunc).astype(bool),
+        episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+    )
+    for name in ("observations", "actions", "rewards"):
+        bad = ~np.isfinite(getattr(data, name))
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise DataError(f"{dataset_id}: {int(bad.sum())} non-finite values in {name} (first at transition "
+                            f"{row}); clean or regenerate the dataset")
+    return data
+
+
+def return_input(data: Transitions, method: MethodConfig) -> np.ndarray:
+    """The scalar the RvS-R policy is conditioned on, per transition (see MethodConfig.return_input)."""
+    rtg = data.returns_to_go(method.gamma)
+    if method.return_input == "average":
+        rtg = rtg * method.horizon / np.maximum(method.horizon - data.timesteps, 1)
+    return rtg / method.return_scale
+
+
+def sample_labels(data: Transitions, sampler: SamplerConfig, gamma: float) -> np.ndarray:
+    """The label LDS balances: trajectory return, return-to-go, or the action (per dimension)."""
+    if sampler.target == "trajectory_return":
+        return data.trajectory_returns()
+    if sampler.target == "return_to_go":
+        return data.returns_to_go(gamma)
+    return data.actions
+
+
+def sample_weights(data: Transitions, sampler: SamplerConfig, gamma: float) -> np.ndarray | None:
+    """LDS weights with mean 1, or None for the uniform sampler."""
+    if sampler.weighting == "none":
+        return None
+    return lds_weights(sample_labels(data, sampler, gamma), sampler.bins, sampler.kernel, sampler.ks,
+                       sampler.sigma, sampler.reweight, sampler.clip_max)
+
+
+class BatchStream:
+    """An endless iterable of (inputs, actions, weights) batches gathered on the device by index."""
+
+    def __init__(self, inputs: torch.Tensor, actions: torch.Tensor, loss_weights: torch.Tensor | None,
+                 sampler: IndexSampler) -> None:
+        self.inputs, self.actions, self.loss_weights, self.sampler = inputs, actions, loss_weights, sampler
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        while True:
+            idx = self.sampler()
+            weights = None if self.loss_weights is None else self.loss_weights[idx]
+            yield self.inputs[idx], self.actions[idx], weights
+
+
+class OfflineDataModule(L.LightningDataModule):
+    """Loads one dataset, builds the policy inputs and weights, and serves batches from device tensors."""
+
+    def __init__(self, dataset_id: str, method: MethodConfig, sampler: SamplerConfig, batch_size: int, seed: int,
+                 device: torch.device) -> None:
+        super().__init__()
+        self.dataset_id, self.method, self.sampler_cfg = dataset_id, method, sampler
+        self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
+        self.data: Transitions | None = None
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        self.data = data = load_transitions(self.dataset_id)
+        self.obs_mean = data.observations.mean(0)
+        self.obs_std = data.observations.std(0) + 1e-3
+        inputs = (data.observations - self.obs_mean) / self.obs_std
+        if self.method.condition_on_return:
+            inputs = np.concatenate([inputs, return_input(data, self.method)[:, None]], axis=1)
+        weights = sample_weights(data, self.sampler_cfg, self.method.gamma)
+        self.weights = weights
+        self.max_episode_return = float(data.episode_returns().max())
+        dev = self.device
+        self.inputs = torch.as_tensor(inputs, dtype=torch.float32, device=dev)
+        self.actions = torch.as_tensor(data.actions, dtype=torch.float32, device=dev)
+        w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=dev)
+        weighted_draw = w if self.sampler_cfg.weighting == "sampling" else None
+        self.stream = BatchStream(self.inputs, self.actions, w if self.sampler_cfg.weighting == "loss" else None,
+                                  IndexSampler(len(data.actions), self.batch_size, weighted_draw, self.generator))
+
+    @property
+    def input_dim(self) -> int:
+        return self.inputs.shape[1]
+
+    @property
+    def action_dim(self) -> int:
+        return self.actions.shape[1]
+
+    def train_dataloader(self) -> BatchStream:
+        return self.stream
+
+    def state_dict(self) -> dict:
+        """The sampler's random state, saved in checkpoints so a resumed run draws the same batches."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,1 @@
+"""The dataset suite: behaviour policies, generation, imports and inspection."""

@@ -1,0 +1,81 @@
+"""The LightningModule: a policy trained with the paper's weighted MLE loss, and its evaluation-time actor.
+
+Loss = -(1/N) sum_i w_i log pi(a_i | s_i). With uniform weights (``w`` is None) it is plain behaviour cloning.
+The module also holds what acting needs without the dataset: state normalization statistics, the return
+input's settings and the RvS-R target, all saved in its checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+
+from wsrl.config import MethodConfig, PolicyConfig, TrainerConfig
+from wsrl.policies import make_policy
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message gives the step and a hint."""
+
+
+def weighted_nll(log_prob: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """-(1/N) sum_i w_i log pi(a_i | s_i); uniform when ``weights`` is None."""
+    return -(log_prob if weights is None else log_prob * weights).mean()
+
+
+class WeightedBC(L.LightningModule):
+    """Gaussian behaviour cloning with per-sample weights, optionally conditioned on the return-to-go."""
+
+    def __init__(self, input_dim: int, action_dim: int, policy: PolicyConfig, method: MethodConfig,
+                 trainer: TrainerConfig, target_return: float, obs_mean: np.ndarray | None = None,
+                 obs_std: np.ndarray | None = None) -> None:
+        """``obs_mean``/``obs_std`` come from the dataset; when reloading, the checkpoint's buffers fill them."""
+        super().__init__()
+        self.save_hyperparameters(ignore=["obs_mean", "obs_std"])
+        self.policy = make_policy(policy, input_dim, action_dim)
+        self.method, self.train_cfg = method, trainer
+        obs_dim = input_dim - int(method.condition_on_return)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim) if obs_mean is None else torch.as_tensor(
+            obs_mean, dtype=torch.float32))
+        self.register_buffer("obs_std", torch.ones(obs_dim) if obs_std is None else torch.as_tensor(
+            obs_std, dtype=torch.float32))
+        self.target_return = target_return
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], batch_idx: int):
+        inputs, actions, weights = batch
+        loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
+        if self.global_step % self.train_cfg.log_every_n_steps == 0:
+            self._log_metrics(loss, weights)
+        return loss
+
+    def _log_metrics(self, loss: torch.Tensor, weights: torch.Tensor | None) -> None:
+        value = loss.item()  # the one host sync per logging interval
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"loss became {value} at step {self.global_step}; lower trainer.lr, check the dataset for extreme "
+                "values, or set sampler.clip_max to bound the LDS weights")
+        metrics = {"train/loss": value, "train/mean_log_std": self.policy.mean_log_std().item(),
+                   "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        if weights is not None:
+            metrics |= {"train/weight_mean": weights.mean().item(), "train/weight_max": weights.max().item()}
+        self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
+        self.log("loss", value, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.policy.parameters(), lr=self.train_cfg.lr,
+                                weight_decay=self.train_cfg.weight_decay)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, returns_so_far: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Mean actions for a batch of raw observations; RvS-R adds the return input for ``target_return``."""
+        x = (torch.as_tensor(obs, dtype=torch.float32, device=self.device) - self.obs_mean) / self.obs_std
+        if self.method.condition_on_return:
+            remaining = self.target_return if self.method.return_input == "average" else (
+                self.target_return - returns_so_far)
+            g = torch.as_tensor(np.broadcast_to(remaining, (len(obs),)) / self.method.return_scale,
+                                dtype=torch.float32, device=self.device)
+            x = torch.cat([x, g[:, None]], dim=1)
+        return self.policy.mean_action(x).cpu().numpy()

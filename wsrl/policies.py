@@ -1,0 +1,94 @@
+"""Gaussian policies over actions in [-1, 1]: the paper's new 2 x 1024 dropout MLP and its old DiagGaussianActor.
+
+Both expose ``log_prob(x, a)`` (per-sample log-likelihood, the term the weighted MLE loss sums) and
+``mean_action(x)`` (what evaluation executes). The log-densities are written out rather than built through
+``torch.distributions`` so a training step launches a handful of kernels and validates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from wsrl.config import PolicyConfig
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def mlp(in_dim: int, hidden_dims: list[int], dropout: float = 0.0, layer_norm: bool = False) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> ReLU -> [Dropout] for each hidden width."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers.append(nn.Linear(in_dim, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Sum over action dimensions of the diagonal Gaussian log-density."""
+    z = (x - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - HALF_LOG_2PI).sum(-1)
+
+
+class UnconditionalPolicy(nn.Module):
+    """The paper's policy (from SB3's actor-critic MLP, value head dropped, as RvS does): an MLP with ReLU and
+    dropout, a linear mean head and a state-independent log-std; evaluation takes the mean, clipped to [-1, 1]."""
+
+    def __init__(self, in_dim: int, act_dim: int, cfg: PolicyConfig) -> None:
+        super().__init__()
+        self.body = mlp(in_dim, list(cfg.hidden_dims), cfg.dropout, cfg.layer_norm)
+        self.mean = nn.Linear(cfg.hidden_dims[-1], act_dim)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(cfg.log_std_init)))
+
+    def log_prob(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return gaussian_log_prob(actions, self.mean(self.body(x)), self.log_std)
+
+    def mean_action(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mean(self.body(x)).clamp(-1.0, 1.0)
+
+    def mean_log_std(self) -> torch.Tensor:
+        return self.log_std.mean()
+
+
+class DiagGaussianActor(nn.Module):
+    """The paper's initial actor (pytorch_sac's DiagGaussianActor): one MLP head gives mean and a state-dependent
+    log-std squashed into ``log_std_bounds``; actions are tanh of the Gaussian sample (change of variables in
+    ``log_prob``); evaluation takes tanh of the mean."""
+
+    EPS = 1e-6
+
+    def __init__(self, in_dim: int, act_dim: int, cfg: PolicyConfig) -> None:
+        super().__init__()
+        self.body = mlp(in_dim, list(cfg.hidden_dims), cfg.dropout, cfg.layer_norm)
+        self.head = nn.Linear(cfg.hidden_dims[-1], 2 * act_dim)
+        self.log_std_min, self.log_std_max = cfg.log_std_bounds
+        self._last_log_std = torch.zeros(())
+
+    def _mean_log_std(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.head(self.body(x)).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1)
+        return mean, log_std
+
+    def log_prob(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self._mean_log_std(x)
+        self._last_log_std = log_std.detach().mean()
+        a = actions.clamp(-1 + self.EPS, 1 - self.EPS)
+        return gaussian_log_prob(torch.atanh(a), mean, log_std) - torch.log1p(-a.square() + self.EPS).sum(-1)
+
+    def mean_action(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self._mean_log_std(x)[0])
+
+    def mean_log_std(self) -> torch.Tensor:
+        return self._last_log_std
+
+
+def make_policy(cfg: PolicyConfig, in_dim: int, act_dim: int) -> nn.Module:
+    """Build the policy named by ``cfg.name``."""
+    return {"unconditional": UnconditionalPolicy, "diag_gaussian": DiagGaussianActor}[cfg.name](in_dim, act_dim, cfg)

@@ -1,0 +1,180 @@
+"""Train and evaluate one policy: ``python -m wsrl.train env=hopper_medium_expert method=rvs_r``.
+
+``main`` is the thin Hydra entry point; ``train(cfg)`` does the work: make sure the dataset exists, build the
+data module and the LightningModule, fit for ``trainer.max_steps`` steps (resuming from the run directory's
+last checkpoint), evaluate, and write ``results.json`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from wsrl.config import ConfigError, ResolvedEnv, TrainConfig, register_configs, resolve_env, validate
+from wsrl.data import DataError, OfflineDataModule
+from wsrl.evaluation import run_episodes
+from wsrl.module import NonFiniteLossError, WeightedBC
+
+log = logging.getLogger("wsrl")
+register_configs()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
+    return device
+
+
+def evaluate(module: WeightedBC, env: ResolvedEnv, episodes: int, seed: int) -> dict:
+    """Run ``episodes`` episodes with the mean action and return raw and normalized scores."""
+    was_training = module.training
+    module.eval()
+    returns, lengths = run_episodes(env.eval_env_id, module.act, episodes, seed)
+    module.train(was_training)
+    norm = env.normalize(returns)
+    return {"normalized_score": {"mean": float(norm.mean()), "std": float(norm.std())},
+            "returns": returns.tolist(), "lengths": lengths.tolist()}
+
+
+class PeriodicEval(L.Callback):
+    """Evaluates every ``every_steps`` steps; the history is saved in checkpoints."""
+
+    def __init__(self, env: ResolvedEnv, episodes: int, every_steps: int, seed: int) -> None:
+        self.env, self.episodes, self.every_steps, self.seed = env, episodes, every_steps, seed
+        self.history: list[dict] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_steps and step % self.every_steps == 0 and step < trainer.max_steps:
+            result = evaluate(module, self.env, self.episodes, eval_seed(self.seed, step))
+            self.history.append({"step": step, **result["normalized_score"]})
+            module.log_dict({"eval/normalized_mean": result["normalized_score"]["mean"],
+                             "eval/normalized_std": result["normalized_score"]["std"]})
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = state["history"]
+
+
+def eval_seed(run_seed: int, step: int) -> int:
+    """Evaluation episodes get seeds derived from the run seed and the step, distinct from training's."""
+    return 1_000_003 * (run_seed + 1) + step
+
+
+def make_loggers(cfg: TrainConfig, run_dir: Path, env: ResolvedEnv) -> list:
+    loggers: list = [L.pytorch.loggers.CSVLogger(run_dir, name="csv", version="")]
+    if cfg.wandb.mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        group = cfg.wandb.group or f"{cfg.env.name}/{cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name}"
+        loggers.append(WandbLogger(project=cfg.wandb.project, entity=cfg.wandb.entity, group=group,
+                                   name=f"{group}/seed{cfg.seed}", save_dir=str(run_dir), mode=cfg.wandb.mode,
+                                   config=OmegaConf.to_container(cfg, resolve=True)))
+    return loggers
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, run_dir: Path) -> dict:
+    """Train and evaluate one configuration; returns (and writes) the results."""
+    validate(cfg)
+    env = resolve_env(cfg.env)
+    if cfg.generate_if_missing:
+        from wsrl.datasets.sources import ensure_dataset
+
+        ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size,
+                       cfg.env.d4rl_file)
+    results_path = run_dir / "results.json"
+    if results_path.exists():
+        done = json.loads(results_path.read_text())
+        log.info("%s already finished (%s steps); delete it or choose another name= to run again",
+                 run_dir, done["steps"])
+        return done
+    start = time.time()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    device = resolve_device(cfg.device)
+    data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device)
+    data.setup()
+    target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
+    module = WeightedBC(data.input_dim, data.action_dim, cfg.policy, cfg.method, cfg.trainer, target,
+                        data.obs_mean, data.obs_std)
+    evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
+    ckpt_dir = run_dir / "checkpoints"
+    every = cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_last=True,
+                                                      every_n_train_steps=every, save_top_k=1, monitor=None)
+    trainer = L.Trainer(
+        max_steps=cfg.trainer.max_steps, accelerator=device.type, devices=[device.index or 0]
+        if device.type == "cuda" else 1, logger=make_loggers(cfg, run_dir, env),
+        callbacks=[evaluator, checkpoints, L.pytorch.callbacks.TQDMProgressBar(cfg.trainer.log_every_n_steps)],
+        log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.progress_bar,
+        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False,
+        default_root_dir=run_dir)
+    last = ckpt_dir / "last.ckpt"
+    resume = cfg.resume and last.exists()
+    if resume:
+        log.info("resuming from %s", last)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    final = evaluate(module, env, cfg.eval.episodes, eval_seed(cfg.seed, cfg.trainer.max_steps))
+    results = {
+        "env": cfg.env.name, "method": cfg.method.name, "sampler": cfg.sampler.name, "policy": cfg.policy.name,
+        "seed": cfg.seed, "steps": trainer.global_step, "dataset_id": env.dataset_id,
+        "eval_env_id": env.eval_env_id, "target_return": target, **final,
+        "eval_history": evaluator.history + [{"step": trainer.global_step, **final["normalized_score"]}],
+        "wall_seconds": time.time() - start, "device": str(device),
+        "config": OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else None,
+    }
+    write_json_atomic(results_path, results)
+    for lg in trainer.loggers:
+        lg.log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
+                        "eval/final_normalized_std": final["normalized_score"]["std"]}, step=trainer.global_step)
+        lg.finalize("success")
+    if cfg.wandb.mode != "disabled":
+        import wandb
+
+        wandb.finish()
+    score = results["normalized_score"]
+    print(f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name} seed {cfg.seed}: normalized "
+          f"score {score['mean']:.1f} +- {score['std']:.1f} over {cfg.eval.episodes} episodes "
+          f"({trainer.global_step} steps, {results['wall_seconds']:.0f} s) -> {results_path}")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except (ConfigError, DataError, NonFiniteLossError) as err:
+        sys.exit(f"error: {err}")
+    except Exception as err:
+        from wsrl.datasets.sources import DatasetError
+
+        if isinstance(err, DatasetError):
+            sys.exit(f"error: {err}")
+        raise
+    return results["normalized_score"]["mean"]
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()
