@@ -8,6 +8,7 @@ device once and serves batches drawn by index there: no per-sample collation, no
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -125,14 +126,26 @@ def sample_weights(data: Transitions, sampler: SamplerConfig, gamma: float) -> n
 
 
 class BatchStream:
-    """An endless iterable of (inputs, actions, weights) batches gathered on the device by index."""
+    """An endless iterable of (inputs, actions, weights) batches gathered on the device by index.
+
+    It remembers the sampler's random state before each of its last few draws, so a checkpoint can store the
+    state before the first batch not yet trained on (Lightning fetches one batch ahead).
+    """
 
     def __init__(self, inputs: torch.Tensor, actions: torch.Tensor, loss_weights: torch.Tensor | None,
                  sampler: IndexSampler) -> None:
         self.inputs, self.actions, self.loss_weights, self.sampler = inputs, actions, loss_weights, sampler
+        self.draws = 0
+        self.recent_states: deque[tuple[int, torch.Tensor]] = deque(maxlen=4)
+
+    def state_before(self, draw: int) -> torch.Tensor:
+        """The generator state just before draw number ``draw`` (the current state if not drawn yet)."""
+        return next((s for d, s in self.recent_states if d == draw), self.sampler.generator.get_state())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         while True:
+            self.recent_states.append((self.draws, self.sampler.generator.get_state()))
+            self.draws += 1
             idx = self.sampler()
             weights = None if self.loss_weights is None else self.loss_weights[idx]
             yield self.inputs[idx], self.actions[idx], weights
@@ -181,8 +194,11 @@ class OfflineDataModule(L.LightningDataModule):
         return self.stream
 
     def state_dict(self) -> dict:
-        """The sampler's random state, saved in checkpoints so a resumed run draws the same batches."""
-        return {"generator": self.generator.get_state()}
+        """The sampler's random state before the next untrained batch, so a resumed run draws the same batches."""
+        consumed = self.trainer.global_step if self.trainer is not None else self.stream.draws
+        return {"generator": self.stream.state_before(consumed), "draws": consumed}
 
     def load_state_dict(self, state: dict) -> None:
+        self.setup()
         self.generator.set_state(state["generator"])
+        self.stream.draws = state["draws"]

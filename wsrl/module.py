@@ -29,15 +29,15 @@ def weighted_nll(log_prob: torch.Tensor, weights: torch.Tensor | None) -> torch.
 class WeightedBC(L.LightningModule):
     """Gaussian behaviour cloning with per-sample weights, optionally conditioned on the return-to-go."""
 
-    def __init__(self, input_dim: int, action_dim: int, policy: PolicyConfig, method: MethodConfig,
-                 trainer: TrainerConfig, target_return: float, obs_mean: np.ndarray | None = None,
-                 obs_std: np.ndarray | None = None) -> None:
-        """``obs_mean``/``obs_std`` come from the dataset; when reloading, the checkpoint's buffers fill them."""
+    def __init__(self, input_dim: int, action_dim: int, policy: dict, method: dict, trainer: dict,
+                 target_return: float, obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None) -> None:
+        """Configs come as plain dicts (checkpoints then load with ``weights_only=True``); ``obs_mean`` and
+        ``obs_std`` come from the dataset, or from the checkpoint's buffers when reloading."""
         super().__init__()
         self.save_hyperparameters(ignore=["obs_mean", "obs_std"])
-        self.policy = make_policy(policy, input_dim, action_dim)
-        self.method, self.train_cfg = method, trainer
-        obs_dim = input_dim - int(method.condition_on_return)
+        self.method, self.train_cfg = MethodConfig(**method), TrainerConfig(**trainer)
+        self.policy = make_policy(PolicyConfig(**policy), input_dim, action_dim)
+        obs_dim = input_dim - int(self.method.condition_on_return)
         self.register_buffer("obs_mean", torch.zeros(obs_dim) if obs_mean is None else torch.as_tensor(
             obs_mean, dtype=torch.float32))
         self.register_buffer("obs_std", torch.ones(obs_dim) if obs_std is None else torch.as_tensor(
@@ -63,6 +63,17 @@ class WeightedBC(L.LightningModule):
             metrics |= {"train/weight_mean": weights.mean().item(), "train/weight_max": weights.max().item()}
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
         self.log("loss", value, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the global RNG (dropout masks) so a resumed run continues exactly as an uninterrupted one."""
+        checkpoint["torch_rng"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["cuda_rng"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if "cuda_rng" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.policy.parameters(), lr=self.train_cfg.lr,

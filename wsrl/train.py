@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -107,17 +108,18 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     results_path = run_dir / "results.json"
     if results_path.exists():
         done = json.loads(results_path.read_text())
-        log.info("%s already finished (%s steps); delete it or choose another name= to run again",
-                 run_dir, done["steps"])
-        return done
+        if done["steps"] >= cfg.trainer.max_steps:
+            log.info("%s already finished (%s steps): choose another name= to run again", run_dir, done["steps"])
+            return done
     start = time.time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     device = resolve_device(cfg.device)
     data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device)
     data.setup()
     target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
-    module = WeightedBC(data.input_dim, data.action_dim, cfg.policy, cfg.method, cfg.trainer, target,
-                        data.obs_mean, data.obs_std)
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
+    module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
+                        target, data.obs_mean, data.obs_std)
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
     ckpt_dir = run_dir / "checkpoints"
     every = cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
@@ -126,7 +128,8 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     trainer = L.Trainer(
         max_steps=cfg.trainer.max_steps, accelerator=device.type, devices=[device.index or 0]
         if device.type == "cuda" else 1, logger=make_loggers(cfg, run_dir, env),
-        callbacks=[evaluator, checkpoints, L.pytorch.callbacks.TQDMProgressBar(cfg.trainer.log_every_n_steps)],
+        callbacks=[evaluator, checkpoints] + ([L.pytorch.callbacks.TQDMProgressBar(cfg.trainer.log_every_n_steps)]
+                                              if cfg.trainer.progress_bar else []),
         log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False,
         default_root_dir=run_dir)
@@ -142,7 +145,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
         "eval_env_id": env.eval_env_id, "target_return": target, **final,
         "eval_history": evaluator.history + [{"step": trainer.global_step, **final["normalized_score"]}],
         "wall_seconds": time.time() - start, "device": str(device),
-        "config": OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else None,
+        "config": plain,
     }
     write_json_atomic(results_path, results)
     for lg in trainer.loggers:
