@@ -78,14 +78,30 @@ def eval_seed(run_seed: int, step: int) -> int:
     return 1_000_003 * (run_seed + 1) + step
 
 
+def wandb_reachable(timeout: float = 3.0) -> bool:
+    """Whether the W&B server answers a TCP connection (online mode would otherwise hang or fail)."""
+    import socket
+
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def make_loggers(cfg: TrainConfig, run_dir: Path, env: ResolvedEnv) -> list:
     loggers: list = [L.pytorch.loggers.CSVLogger(run_dir, name="csv", version="")]
-    if cfg.wandb.mode != "disabled":
+    mode = cfg.wandb.mode
+    if mode == "online" and not wandb_reachable():
+        log.warning("W&B is not reachable: logging offline instead (sync later with `wandb sync %s/wandb`)", run_dir)
+        mode = "offline"
+    if mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 
         group = cfg.wandb.group or f"{cfg.env.name}/{cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name}"
         loggers.append(WandbLogger(project=cfg.wandb.project, entity=cfg.wandb.entity, group=group,
-                                   name=f"{group}/seed{cfg.seed}", save_dir=str(run_dir), mode=cfg.wandb.mode,
+                                   name=f"{group}/seed{cfg.seed}", save_dir=str(run_dir), mode=mode,
                                    config=OmegaConf.to_container(cfg, resolve=True)))
     return loggers
 
@@ -94,6 +110,36 @@ def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def check_same_run(cfg: TrainConfig, run_dir: Path) -> None:
+    """Refuse to resume or extend a run directory that holds a run with another configuration."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
+    keep = {k: v for k, v in plain.items() if k not in ("trainer", "eval", "wandb", "resume")}
+    keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")}
+    path = run_dir / "run_config.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != keep:
+            diff = sorted(k for k in set(before) | set(keep) if before.get(k) != keep.get(k))
+            raise ConfigError(f"{run_dir} holds a run with a different {', '.join(diff)} config; pass name=<new "
+                              "name> (or hydra.run.dir=...) to keep both runs")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, keep)
+
+
+def check_shapes(eval_env_id: str, dataset_id: str, obs_dim: int, act_dim: int) -> None:
+    """The dataset must fit the evaluation environment, or evaluation would fail after all the training."""
+    import gymnasium as gym
+
+    env = gym.make(eval_env_id)
+    want_obs, want_act = env.observation_space.shape, env.action_space.shape
+    env.close()
+    if (obs_dim,) != want_obs or (act_dim,) != want_act:
+        raise DataError(f"{dataset_id} has observations of size {obs_dim} and actions of size {act_dim} but "
+                        f"{eval_env_id} expects {want_obs[0]} and {want_act[0]}; set env.eval_env_id to the env "
+                        "the data came from")
 
 
 def train(cfg: TrainConfig, run_dir: Path) -> dict:
@@ -105,6 +151,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
 
         ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size,
                        cfg.env.d4rl_file)
+    check_same_run(cfg, run_dir)
     results_path = run_dir / "results.json"
     if results_path.exists():
         done = json.loads(results_path.read_text())
@@ -116,6 +163,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     device = resolve_device(cfg.device)
     data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device)
     data.setup()
+    check_shapes(env.eval_env_id, env.dataset_id, data.obs_mean.shape[0], data.action_dim)
     target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
