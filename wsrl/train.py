@@ -171,7 +171,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
     ckpt_dir = run_dir / "checkpoints"
     every = cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
-    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_last=True,
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="{step}", save_last=True,
                                                       every_n_train_steps=every, save_top_k=1, monitor=None)
     trainer = L.Trainer(
         max_steps=cfg.trainer.max_steps, accelerator=device.type, devices=[device.index or 0]
