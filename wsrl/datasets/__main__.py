@@ -1,0 +1,68 @@
+"""Command line: ``python -m wsrl.datasets {generate,info,import-d4rl,download} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wsrl.datasets.generate import QUALITIES, generate
+from wsrl.datasets.store import DatasetError
+from wsrl.datasets.suite import ROBOTS
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m wsrl.datasets", description="wsrl's dataset suite")
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="make datasets from the shipped behaviour policies")
+    g.add_argument("robot", choices=(*ROBOTS, "all"))
+    g.add_argument("quality", choices=(*QUALITIES, "all"), help="'all' makes the nine (and expert)")
+    g.add_argument("--size", choices=("full", "small"), default="full", help="small: a tenth of D4RL's size")
+    g.add_argument("--overwrite", action="store_true", help="replace datasets that already exist")
+    g.add_argument("--seed", type=int, default=0)
+    i = sub.add_parser("info", help="summary and return histogram of a local dataset")
+    i.add_argument("dataset_id")
+    i.add_argument("--png", help="where the histogram goes (default: <id>_returns.png)")
+    d = sub.add_parser("import-d4rl", help="convert a D4RL v2 HDF5 file to a local Minari dataset")
+    d.add_argument("file")
+    d.add_argument("--robot", choices=ROBOTS, required=True)
+    d.add_argument("--quality", required=True, help="e.g. medium_expert; the id becomes d4rl/<robot>/<quality>-v2")
+    d.add_argument("--overwrite", action="store_true")
+    m = sub.add_parser("download", help="download Minari's mujoco datasets with D4RL reference scores")
+    m.add_argument("robot", choices=ROBOTS)
+    m.add_argument("quality", choices=("medium", "expert", "medium_expert"))
+    a = p.parse_args(argv)
+    try:
+        if a.command == "generate":
+            from wsrl.datasets.generate import generated_id
+            from wsrl.datasets.store import exists_locally
+
+            robots = ROBOTS if a.robot == "all" else (a.robot,)
+            qualities = QUALITIES if a.quality == "all" else (a.quality,)
+            for robot in robots:
+                for quality in qualities:
+                    dataset_id = generated_id(robot, quality, a.size)
+                    if exists_locally(dataset_id) and not a.overwrite and a.quality == "all":
+                        print(f"{dataset_id}: exists, kept")
+                        continue
+                    print(f"{generate(robot, quality, a.size, a.overwrite, seed=a.seed)}: written")
+        elif a.command == "info":
+            from wsrl.datasets.info import info
+
+            info(a.dataset_id, a.png)
+        elif a.command == "import-d4rl":
+            from wsrl.datasets.importers import import_d4rl_hdf5
+
+            dataset_id = f"d4rl/{a.robot}/{a.quality.replace('_', '-')}-v2"
+            print(f"{import_d4rl_hdf5(a.file, dataset_id, a.robot, a.overwrite)}: written")
+        else:
+            from wsrl.config import EnvConfig, resolve_env
+            from wsrl.datasets.importers import download_minari
+
+            env = resolve_env(EnvConfig(name="", robot=a.robot, quality=a.quality, source="minari"))
+            print(f"{download_minari(a.robot, a.quality, env.dataset_id)}: written")
+    except (DatasetError, KeyboardInterrupt) as err:
+        sys.exit(f"error: {err or 'interrupted; nothing was written'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Writing Minari datasets atomically: build in a scratch root beside the target, then rename into place."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetError(RuntimeError):
+    """A dataset that is missing or unusable; the one-line message names it and the command that fixes it."""
+
+
+def datasets_root() -> Path:
+    """Minari's local root: ``MINARI_DATASETS_PATH`` or ``~/.minari/datasets``."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+
+
+def exists_locally(dataset_id: str) -> bool:
+    return (datasets_root() / dataset_id / "data" / "metadata.json").exists()
+
+
+@contextlib.contextmanager
+def _scratch_root() -> Iterator[Path]:
+    """Point Minari at a temporary root on the same filesystem, restoring the variable afterwards."""
+    root = datasets_root()
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".wsrl-build-", dir=root))
+    before = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(scratch)
+    try:
+        yield scratch
+    finally:
+        if before is None:
+            os.environ.pop("MINARI_DATASETS_PATH")
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = before
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_dataset(dataset_id: str, episodes: list, overwrite: bool = False, **metadata) -> str:
+    """Write ``episodes`` (Minari EpisodeBuffers) as ``dataset_id``: whole or not at all.
+
+    ``metadata`` goes to ``minari.create_dataset_from_buffers`` (env, eval_env, ref scores, description...).
+    An existing dataset is replaced only with ``overwrite=True``; an interrupted write leaves only a scratch
+    directory whose name Minari ignores, removed on the way out.
+    """
+    import minari
+
+    target = datasets_root() / dataset_id
+    if exists_locally(dataset_id) and not overwrite:
+        raise DatasetError(f"{dataset_id} already exists in {datasets_root()}; pass --overwrite to replace it")
+    with _scratch_root() as scratch:
+        minari.create_dataset_from_buffers(dataset_id, buffer=episodes, author="wsrl",
+                                           code_permalink="https://github.com/wsrl/wsrl", **metadata)
+        built = scratch / dataset_id
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for parent in reversed(Path(dataset_id).parents[:-1]):  # Minari expects namespace metadata files
+            meta = datasets_root() / parent / "namespace_metadata.json"
+            if not meta.exists():
+                meta.write_text(json.dumps({}))
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(built, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(built, target)
+    return dataset_id
+
+
+def episode_buffers(observations: list[np.ndarray], actions: list[np.ndarray], rewards: list[np.ndarray],
+                    terminations: list[np.ndarray], truncations: list[np.ndarray]) -> list:
+    """Minari EpisodeBuffers from per-episode arrays (observations have one more row than actions)."""
+    from minari.data_collector import EpisodeBuffer
+
+    return [EpisodeBuffer(id=i, observations=o, actions=a, rewards=r.tolist(), terminations=te.tolist(),
+                          truncations=tr.tolist())
+            for i, (o, a, r, te, tr) in enumerate(zip(observations, actions, rewards, terminations, truncations,
+                                                       strict=True))]
