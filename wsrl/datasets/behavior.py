@@ -154,6 +154,10 @@ def train(robot_name: str, steps: int, seed: int, snapshot_every: int, eval_epis
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=Snapshots(), reset_num_timesteps=False)
         save_checkpoint()
+    if manifest["curve"]:  # re-choose with the current rule (also after a budget cut short by --steps)
+        manifest["budget_steps"] = min(steps, manifest["curve"][-1]["step"])
+        manifest["chosen"] = choose_policies(robot, manifest["curve"])
+        write_json_atomic(manifest_path, manifest)
     return manifest
 
 
