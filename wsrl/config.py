@@ -6,11 +6,11 @@ before any work starts. ``validate`` adds the range checks that types cannot exp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
 
 from wsrl.datasets.suite import QUALITIES, ROBOT, ROBOTS
 
@@ -140,6 +140,14 @@ CHOICES = {
 }
 
 
+def fields_of(schema: type) -> dict[str, Any]:
+    """Field name -> type of a config dataclass (types resolved, for nested schemas)."""
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in fields(schema)}
+
+
 def _get(cfg: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         cfg = getattr(cfg, part)
@@ -148,6 +156,13 @@ def _get(cfg: Any, dotted: str) -> Any:
 
 def validate(cfg: TrainConfig) -> None:
     """Range checks the types cannot express; raise ConfigError naming the key and the fix."""
+    if isinstance(cfg, DictConfig):  # keys added with Hydra's `+key=value` bypass the schema: check them here
+        for section, schema in fields_of(TrainConfig).items():
+            known = set(fields_of(schema)) if is_dataclass(schema) else None
+            if known is not None and (extra := set(cfg[section]) - known):
+                raise ConfigError(f"unknown key {section}.{sorted(extra)[0]}: see `python -m wsrl.train --cfg job`")
+        if extra := set(cfg) - set(fields_of(TrainConfig)):
+            raise ConfigError(f"unknown key {sorted(extra)[0]}: see `python -m wsrl.train --cfg job`")
     for key, allowed in CHOICES.items():
         if _get(cfg, key) not in allowed:
             raise ConfigError(f"{key}={_get(cfg, key)!r} is not one of {', '.join(allowed)}")

@@ -69,6 +69,11 @@ def load_transitions(dataset_id: str) -> Transitions:
     """Read a local Minari dataset (no download) and check it is finite and well formed."""
     import minari
 
+    from wsrl.datasets.store import datasets_root, exists_locally
+
+    if not exists_locally(dataset_id):
+        raise DataError(f"{dataset_id} is not in {datasets_root()}: make it with `python -m wsrl.datasets "
+                        "generate ...` (or run with generate_if_missing=true), or set MINARI_DATASETS_PATH")
     dataset = minari.load_dataset(dataset_id)
     obs, act, rew, term, trunc = [], [], [], [], []
     for ep in dataset.iterate_episodes():

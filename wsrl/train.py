@@ -112,8 +112,9 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def check_same_run(cfg: TrainConfig, run_dir: Path) -> None:
-    """Refuse to resume or extend a run directory that holds a run with another configuration."""
+def check_same_run(cfg: TrainConfig, run_dir: Path) -> dict | None:
+    """Refuse to resume or extend a run directory that holds a run with another configuration; return the
+    identity to record when the directory holds no run yet."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
     keep = {k: v for k, v in plain.items() if k not in ("trainer", "eval", "wandb", "resume")}
     keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")}
@@ -125,8 +126,7 @@ def check_same_run(cfg: TrainConfig, run_dir: Path) -> None:
             raise ConfigError(f"{run_dir} holds a run with a different {', '.join(diff)} config; pass name=<new "
                               "name> (or hydra.run.dir=...) to keep both runs")
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, keep)
+    return keep
 
 
 def check_shapes(eval_env_id: str, dataset_id: str, obs_dim: int, act_dim: int) -> None:
@@ -151,7 +151,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
 
         ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size,
                        cfg.env.d4rl_file)
-    check_same_run(cfg, run_dir)
+    identity = check_same_run(cfg, run_dir)
     results_path = run_dir / "results.json"
     if results_path.exists():
         done = json.loads(results_path.read_text())
@@ -181,6 +181,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
         log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False,
         default_root_dir=run_dir)
+    if identity is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "run_config.json", identity)
     last = ckpt_dir / "last.ckpt"
     resume = cfg.resume and last.exists()
     if resume:

@@ -1,0 +1,122 @@
+"""Configuration: every option composes and validates; bad values fail early with a message naming the key."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+from wsrl.config import ConfigError, TrainConfig, register_configs, resolve_env, validate
+from wsrl.datasets.suite import ROBOT
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def hydra_conf():
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield
+
+
+def config(*overrides: str):
+    return compose("train", overrides=list(overrides))
+
+
+def test_every_combination_composes_and_validates(hydra_conf):
+    envs, methods, samplers, policies = (options(g) for g in ("env", "method", "sampler", "policy"))
+    assert len(envs) == 9 and set(methods) == {"bc", "rvs_r"}
+    assert set(samplers) == {"uniform", "lds", "lds_sampling"} and set(policies) == {"unconditional",
+                                                                                       "diag_gaussian"}
+    for env, method, sampler, policy in itertools.product(envs, methods, samplers, policies):
+        cfg = config(f"env={env}", f"method={method}", f"sampler={sampler}", f"policy={policy}")
+        validate(cfg)
+        assert (cfg.env.name, cfg.method.name, cfg.sampler.name, cfg.policy.name) == (env, method, sampler, policy)
+        assert cfg.method.condition_on_return == (method == "rvs_r")
+        assert cfg.sampler.weighting == {"uniform": "none", "lds": "loss", "lds_sampling": "sampling"}[sampler]
+        resolved = resolve_env(cfg.env)
+        robot = ROBOT[cfg.env.robot]
+        assert resolved.eval_env_id == robot.env_id
+        assert (resolved.ref_min_score, resolved.ref_max_score) == (robot.ref_min_score, robot.ref_max_score)
+        assert resolved.dataset_id == f"wsrl/{cfg.env.robot}/{cfg.env.quality.replace('_', '-')}-v0"
+        assert isinstance(OmegaConf.to_object(cfg), TrainConfig)
+
+
+def test_defaults_are_the_papers(hydra_conf):
+    cfg = config()
+    assert list(cfg.policy.hidden_dims) == [1024, 1024] and cfg.policy.dropout == 0.1
+    assert (cfg.trainer.batch_size, cfg.trainer.lr, cfg.trainer.weight_decay) == (512, 5e-4, 1e-4)
+    assert (cfg.method.gamma, cfg.sampler.kernel, cfg.sampler.ks, cfg.sampler.sigma) == (1.0, "gaussian", 5, 2.0)
+    assert config("policy=diag_gaussian").policy.dropout == 0.0
+    quick = config("experiment=quick")
+    assert quick.name == "quick" and quick.env.size == "small" and quick.trainer.max_steps == 10000
+    assert resolve_env(quick.env).dataset_id == "wsrl/hopper/medium-expert-small-v0"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("trainer.batch_size=-1", "trainer.batch_size=-1 must be > 0"),
+    ("trainer.batch_size=0", "trainer.batch_size=0 must be > 0"),
+    ("sampler.bins=0", "sampler.bins=0 must be > 0"),
+    ("sampler.ks=4", "sampler.ks=4 must be an odd integer"),
+    ("sampler.ks=0", "sampler.ks=0 must be an odd integer"),
+    ("policy.dropout=1.0", r"policy.dropout=1.0 must be in \[0, 1\)"),
+    ("policy.dropout=-0.1", r"policy.dropout=-0.1 must be in \[0, 1\)"),
+    ("sampler.kernel=box", "sampler.kernel='box' is not one of gaussian, triang, laplace"),
+    ("sampler.reweight=log", "sampler.reweight='log' is not one of"),
+    ("method.gamma=0", r"method.gamma=0.0 must be in \(0, 1\]"),
+    ("policy.hidden_dims=[]", "policy.hidden_dims"),
+    ("policy.log_std_bounds=[2,-5]", "must be increasing"),
+    ("sampler.clip_max=0.5", "sampler.clip_max=0.5 must be > 1"),
+    ("env.source=d4rl", "env.source=d4rl needs env.d4rl_file"),
+    ("env.robot=ant", "env.robot='ant' is not one of"),
+])
+def test_out_of_range_values_fail_validation(hydra_conf, override, message):
+    cfg = config(override)
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+def test_d4rl_source_with_a_file_validates(hydra_conf, tmp_path):
+    cfg = config("env.source=d4rl", f"env.d4rl_file={tmp_path / 'hopper_medium_expert-v2.hdf5'}")
+    validate(cfg)
+    resolved = resolve_env(cfg.env)
+    assert resolved.dataset_id == "d4rl/hopper/medium-expert-v2"
+    assert resolved.eval_env_id == ROBOT["hopper"].d4rl_env_id
+
+
+def test_unknown_option_key_or_type_fails_at_composition(hydra_conf):
+    with pytest.raises(MissingConfigException, match="hopper_random"):
+        config("env=hopper_random")
+    with pytest.raises(ConfigCompositionException) as err:
+        config("trainer.max_stepz=1")
+    assert "Key 'max_stepz' not in 'TrainerConfig'" in str(err.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as err:
+        config("trainer.batch_size=abc")
+    assert isinstance(err.value.__cause__, ValidationError)
+    assert "batch_size" in str(err.value.__cause__)
+
+
+def test_cli_refuses_a_bad_value_with_one_error_line(tmp_path, minari_root):
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "wsrl.train", "trainer.batch_size=-1", "wandb.mode=disabled"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == [lines[-1]] == ["error: trainer.batch_size=-1 must be > 0"], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("results.json"))
+    assert not list(tmp_path.rglob("*.ckpt"))

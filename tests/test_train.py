@@ -1,0 +1,163 @@
+"""End to end on a tiny dataset: the loss falls, results.json is right, checkpoints act alone, rollouts are exact."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from wsrl.config import register_configs
+from wsrl.evaluation import run_episodes
+from wsrl.module import WeightedBC
+from wsrl.train import eval_seed, train
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+HOPPER_MIN, HOPPER_MAX = -20.272305, 3234.3  # D4RL REF_MIN_SCORE / REF_MAX_SCORE for hopper
+SMALL = ["policy.hidden_dims=[64,64]", "trainer.batch_size=64", "eval.episodes=2", "wandb.mode=disabled",
+         "generate_if_missing=false", "trainer.log_every_n_steps=5", "trainer.progress_bar=false",
+         "trainer.max_steps=60", "trainer.lr=3e-3"]
+
+
+def config(*overrides: str):
+    register_configs()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("train", overrides=SMALL + list(overrides))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks on busy cores: extra intra-op threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def finished_run(tiny_dataset, tmp_path, one_thread):
+    run_dir = tmp_path / "run"
+    return train(config("method=rvs_r", "sampler=lds"), run_dir), run_dir
+
+
+def test_short_run_lowers_the_loss_and_writes_results(finished_run):
+    results, run_dir = finished_run
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    losses = [float(r["train/loss"]) for r in rows]
+    assert len(losses) >= 10 and all(np.isfinite(losses))
+    assert losses[-1] < losses[0], losses
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.2, losses
+    assert all(float(r["train/weight_mean"]) > 0 for r in rows)  # sampler=lds logs its loss weights
+
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    for key in ("env", "method", "sampler", "policy", "seed", "steps", "dataset_id", "eval_env_id", "target_return",
+                "normalized_score", "returns", "lengths", "eval_history", "wall_seconds", "device", "config"):
+        assert key in saved, key
+    assert (saved["env"], saved["method"], saved["sampler"], saved["policy"]) == (
+        "hopper_medium_expert", "rvs_r", "lds", "unconditional")
+    assert saved["steps"] == 60 and saved["dataset_id"] == "wsrl/hopper/medium-expert-v0"
+    assert saved["eval_env_id"] == "Hopper-v5"
+    returns = np.array(saved["returns"])
+    assert len(returns) == len(saved["lengths"]) == 2 and all(1 <= n <= 1000 for n in saved["lengths"])
+    norm = 100 * (returns - HOPPER_MIN) / (HOPPER_MAX - HOPPER_MIN)
+    assert saved["normalized_score"]["mean"] == pytest.approx(norm.mean(), rel=1e-9)
+    assert saved["normalized_score"]["std"] == pytest.approx(norm.std(), rel=1e-9, abs=1e-9)
+    assert saved["eval_history"][-1] == {"step": 60, **saved["normalized_score"]}
+    # the RvS-R target defaults to the dataset's best episode return
+    import minari
+
+    best = max(sum(ep.rewards) for ep in minari.load_dataset(saved["dataset_id"]).iterate_episodes())
+    assert saved["target_return"] == pytest.approx(best)
+
+
+def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_run, minari_root):
+    results, run_dir = finished_run
+    shutil.rmtree(minari_root)
+    minari_root.mkdir()  # the dataset is gone: acting needs only the checkpoint
+    module = WeightedBC.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    assert module.target_return == results["target_return"]
+    assert module.method.condition_on_return and module.obs_mean.abs().sum() > 0
+    returns, lengths = run_episodes(results["eval_env_id"], module.act, 2, eval_seed(results["seed"], 60))
+    assert returns.tolist() == results["returns"] and lengths.tolist() == results["lengths"]
+    # acting is deterministic in eval mode
+    obs = np.random.default_rng(0).normal(size=(5, 11))
+    np.testing.assert_array_equal(module.act(obs, np.zeros(5), np.zeros(5)), module.act(obs, np.zeros(5), np.zeros(5)))
+
+
+def by_hand(env_id: str, policy, n_episodes: int, seed: int) -> tuple[list[float], list[int]]:
+    env = gym.make(env_id)
+    returns, lengths = [], []
+    for i in range(n_episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, steps, done = 0.0, 0, False
+        while not done:
+            obs, reward, term, trunc, _ = env.step(policy(obs[None], np.array([total]), np.array([steps]))[0])
+            total += float(reward)
+            steps += 1
+            done = term or trunc
+        returns.append(total)
+        lengths.append(steps)
+    env.close()
+    return returns, lengths
+
+
+def zero_policy(obs, returns_so_far, steps):
+    return np.zeros((len(obs), 3))
+
+
+def linear_policy(obs, returns_so_far, steps):
+    """Deterministic but state-dependent, and it uses the return and step inputs: episodes end at different times."""
+    w = np.linspace(-1, 1, obs.shape[1] * 3).reshape(obs.shape[1], 3)
+    drive = np.sin(steps[:, None] * np.array([0.3, 0.5, 0.7]))
+    return 0.1 * np.tanh(obs @ w + 0.001 * returns_so_far[:, None] - 0.002 * steps[:, None]) + 0.1 * drive
+
+
+@pytest.mark.parametrize("policy", [zero_policy, linear_policy])
+def test_run_episodes_equals_stepping_by_hand(policy):
+    returns, lengths = run_episodes("Hopper-v5", policy, 3, seed=11)
+    want_returns, want_lengths = by_hand("Hopper-v5", policy, 3, seed=11)
+    assert lengths.tolist() == want_lengths
+    np.testing.assert_allclose(returns, want_returns, rtol=1e-12)
+    assert len(set(want_lengths)) > 1, "the masking of finished episodes is not exercised"
+
+
+class Recorder(nn.Module):
+    """A policy stub that records its inputs and returns zero actions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def mean_action(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.clone())
+        return torch.zeros(len(x), 3)
+
+
+@pytest.mark.parametrize("return_input", ["to_go", "average", None])
+def test_act_feeds_normalized_state_and_the_return_input(return_input):
+    obs_mean, obs_std = np.linspace(-1, 1, 11), np.linspace(0.5, 2, 11)
+    method = {"condition_on_return": return_input is not None, "return_input": return_input or "to_go",
+              "return_scale": 100.0}
+    in_dim = 11 + int(return_input is not None)
+    module = WeightedBC(in_dim, 3, {"hidden_dims": [8]}, method, {}, target_return=500.0, obs_mean=obs_mean,
+                        obs_std=obs_std).eval()
+    module.policy = Recorder()
+    obs = np.random.default_rng(0).normal(size=(4, 11))
+    so_far, steps = np.array([0.0, 120.0, 480.0, 700.0]), np.array([0, 30, 90, 200])
+    assert module.act(obs, so_far, steps).shape == (4, 3)
+    x = module.policy.seen[-1].double().numpy()
+    assert x.shape == (4, in_dim)
+    np.testing.assert_allclose(x[:, :11], (obs - obs_mean) / obs_std, rtol=1e-5, atol=1e-6)
+    if return_input == "to_go":
+        np.testing.assert_allclose(x[:, -1], (500.0 - so_far) / 100.0, rtol=1e-6)
+    elif return_input == "average":
+        np.testing.assert_allclose(x[:, -1], np.full(4, 5.0), rtol=1e-6)
