@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -142,6 +143,27 @@ def check_shapes(eval_env_id: str, dataset_id: str, obs_dim: int, act_dim: int) 
                         "the data came from")
 
 
+def make_trainer(cfg: TrainConfig, run_dir: Path, device: torch.device, loggers: list,
+                 callbacks: list[L.Callback]) -> L.Trainer:
+    """The run's Trainer: ``callbacks``, then checkpoints every ``checkpoint_every_steps`` in ``run_dir/checkpoints``
+    and the progress bar. ``train`` and the benchmark (experiments/bench.py) both build it here."""
+    every = cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}",
+                                                      save_last=True, every_n_train_steps=every, save_top_k=1,
+                                                      monitor=None)
+    # The module steps its optimizer itself (manual optimization); its checkpoints hold the state after the step,
+    # as with automatic optimization, which is what resuming expects.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    return L.Trainer(
+        max_steps=cfg.trainer.max_steps, accelerator=device.type, devices=[device.index or 0]
+        if device.type == "cuda" else 1, logger=loggers,
+        callbacks=[*callbacks, checkpoints] + ([L.pytorch.callbacks.TQDMProgressBar(cfg.trainer.log_every_n_steps)]
+                                               if cfg.trainer.progress_bar else []),
+        log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.progress_bar,
+        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False,
+        default_root_dir=run_dir)
+
+
 def train(cfg: TrainConfig, run_dir: Path) -> dict:
     """Train and evaluate one configuration; returns (and writes) the results."""
     validate(cfg)
@@ -170,17 +192,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
                         target, data.obs_mean, data.obs_std)
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
     ckpt_dir = run_dir / "checkpoints"
-    every = cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
-    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="{step}", save_last=True,
-                                                      every_n_train_steps=every, save_top_k=1, monitor=None)
-    trainer = L.Trainer(
-        max_steps=cfg.trainer.max_steps, accelerator=device.type, devices=[device.index or 0]
-        if device.type == "cuda" else 1, logger=make_loggers(cfg, run_dir, env),
-        callbacks=[evaluator, checkpoints] + ([L.pytorch.callbacks.TQDMProgressBar(cfg.trainer.log_every_n_steps)]
-                                              if cfg.trainer.progress_bar else []),
-        log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.progress_bar,
-        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False,
-        default_root_dir=run_dir)
+    # without periodic evaluation the callback would only cost its hook calls on every step
+    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir, env),
+                           [evaluator] if cfg.eval.every_steps else [])
     if identity is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "run_config.json", identity)
@@ -216,17 +230,26 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    try:
-        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (ConfigError, DataError, NonFiniteLossError) as err:
-        sys.exit(f"error: {err}")
-    except Exception as err:
-        from wsrl.datasets.sources import DatasetError
+    """Run one job. In a sweep, a failing job records ``failed.json`` and the others go on."""
+    from hydra.types import RunMode
 
-        if isinstance(err, DatasetError):
+    from wsrl.datasets.sources import DatasetError
+    from wsrl.launch import pin_worker_gpu
+
+    pin_worker_gpu()
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        return train(cfg, run_dir)["normalized_score"]["mean"]
+    except Exception as err:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            log.error("job failed: %s: %s", type(err).__name__, err)
+            write_json_atomic(run_dir / "failed.json", {"error": str(err), "type": type(err).__name__,
+                                                        "overrides": list(hydra_cfg.overrides.task)})
+            return float("nan")
+        if isinstance(err, ConfigError | DataError | DatasetError | NonFiniteLossError):
             sys.exit(f"error: {err}")
         raise
-    return results["normalized_score"]["mean"]
 
 
 if __name__ == "__main__":
