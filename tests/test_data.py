@@ -6,9 +6,9 @@ import minari
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_dataset, random_episodes
 from scipy.stats import chi2
 
+from tests.conftest import make_tiny_dataset, random_episodes
 from wsrl.config import MethodConfig, SamplerConfig
 from wsrl.data import DataError, OfflineDataModule, load_transitions, return_input, sample_weights
 from wsrl.weighting import IndexSampler

@@ -198,6 +198,12 @@ class OfflineDataModule(L.LightningDataModule):
     def train_dataloader(self) -> BatchStream:
         return self.stream
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """The stream's batches are gathered on the training device already: skip Lightning's walk over them."""
+        if batch[0].device == device:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def state_dict(self) -> dict:
         """The sampler's random state before the next untrained batch, so a resumed run draws the same batches."""
         consumed = self.trainer.global_step if self.trainer is not None else self.stream.draws

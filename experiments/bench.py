@@ -1,0 +1,839 @@
+"""Speed figures of wsrl, each against a baseline measured in the same run on the same machine (``make bench``).
+
+1. Training throughput of the real ``wsrl.train`` path (the Trainer from ``wsrl.train.make_trainer``, the
+   OfflineDataModule with its on-device sampler, the WeightedBC module and its weighted loss) against a bare
+   PyTorch loop with the same model, optimizer, batch size and loss and nothing else.
+2. The same path against the usual way (as the RvS code does): a LightningModule with automatic optimization
+   and the loss logged every step, fed by ``DataLoader(TensorDataset(...), batch_size, shuffle=True)``, with
+   torch's default Adam; and how the gap grows with the batch size.
+3. Evaluation of 10 episodes: ``run_episodes`` (one vector env, one batched actor call per step) against one
+   episode after another with one actor call per observation.
+4. LDS weights for 2M labels, and drawing a weighted batch of 512 from 2M weights (IndexSampler) against
+   ``np.random.choice(p=...)`` and ``torch.multinomial``.
+5. Dataset generation: env steps/s of ``wsrl.datasets.generate.rollout`` against bare env stepping.
+6. On a GPU (skipped on CPU): the paper's size with the data on the GPU, against a bare loop, torch.compile
+   and a CUDA graph of the whole step.
+Plus the peak memory of loading a 2M-transition dataset (in a fresh process).
+
+The data is a synthetic Minari dataset (HalfCheetah shapes, 1000-step episodes of random numbers with
+imbalanced returns) written to a temporary MINARI_DATASETS_PATH: the speed of a step does not depend on the
+numbers. Timings are interleaved (bare, ours, usual in turn, ``--rounds`` times) and the best round of each
+is kept, so a busy machine hurts both sides alike; ``--clock cpu --threads 1`` measures process CPU time,
+steadier when other jobs share the cores. Usage:
+
+    python experiments/bench.py [--quick] [--steps N] [--rounds R] [--json PATH] [--only train,eval,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+DATASET_ID = "bench/halfcheetah/synthetic-v0"
+ENV_ID = "HalfCheetah-v5"  # episodes always last 1000 steps: every policy does the same amount of work
+OBS_DIM, ACT_DIM, EPISODE = 17, 6, 1000
+SECTIONS = ("train", "usual", "eval", "lds", "generate", "gpu", "memory")
+
+# Hook: the rollout function section 5 times, as "module:function". It must take (env_id, actor or None, steps,
+# seed) and return the episodes it collected ({"actions": [array per episode], ...}); None skips the section.
+GENERATION_ROLLOUT = "wsrl.datasets.generate:rollout"
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    section: str
+    name: str
+    value: float | None  # the figure (None: skipped or failed)
+    unit: str
+    ratio: float | None = None  # against the section's baseline (meaning given in ``name``/``note``)
+    bar: str = ""  # what the ratio or value must satisfy, e.g. ">= 0.95"
+    ok: bool | None = None  # None: no bar
+    note: str = ""
+
+
+@dataclass
+class Bench:
+    """Settings of one run and everything measured."""
+
+    quick: bool
+    steps: int  # timed steps at the small size; other sizes scale by their cost
+    rounds: int
+    warmup: int
+    clock: str
+    threads: int
+    transitions: int
+    only: set[str]
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wsrl-bench-")))
+    rows: list[Row] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+    def now(self) -> float:
+        return time.process_time() if self.clock == "cpu" else time.perf_counter()
+
+    def add(self, *args, **kwargs) -> Row:
+        row = Row(*args, **kwargs)
+        self.rows.append(row)
+        return row
+
+
+def check(value: float | None, bar: str) -> bool | None:
+    """``bar`` is '>= x' or '< x'."""
+    if value is None:
+        return None
+    op, x = bar.split()
+    return value >= float(x) if op == ">=" else value < float(x)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Progress bars and chatter of the measured code go nowhere (they are still drawn: part of the cost),
+    MuJoCo's own C-level warnings included."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def _proc_status_mb(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process. Linux's VmHWM belongs to this program alone; ru_maxrss (the
+    fallback) also counts what the parent held when it forked this process."""
+    hwm = _proc_status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        return _proc_status_mb("VmRSS")
+
+
+# ---------------------------------------------------------------------------------------------- the data
+
+
+def make_dataset(root: Path, n: int, seed: int = 0) -> None:
+    """A Minari dataset of ``n`` transitions in 1000-step episodes whose returns are imbalanced (most low)."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for i, start in enumerate(range(0, n, EPISODE)):
+        t = min(EPISODE, n - start)
+        quality = rng.beta(0.5, 2.0)  # the episode's skill: a long tail of good episodes
+        trunc = np.zeros(t, dtype=bool)
+        trunc[-1] = True
+        episodes.append(EpisodeBuffer(
+            id=i, observations=rng.standard_normal((t + 1, OBS_DIM)),
+            actions=rng.uniform(-1, 1, (t, ACT_DIM)).astype(np.float32),
+            rewards=10 * quality + rng.standard_normal(t), terminations=np.zeros(t, dtype=bool), truncations=trunc))
+    with quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers(DATASET_ID, buffer=episodes, env=ENV_ID, algorithm_name="bench-synthetic",
+                                           description="random numbers in HalfCheetah shapes, for speed tests")
+
+
+def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
+    """The run configuration as ``python -m wsrl.train`` composes it: RvS-R with LDS loss weights."""
+    from hydra import compose, initialize_config_dir
+
+    from wsrl.config import register_configs, validate
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "env=halfcheetah_medium_expert", f"env.dataset_id={DATASET_ID}", "method=rvs_r", "sampler=lds",
+            f"policy.hidden_dims=[{width},{width}]", f"trainer.batch_size={batch}", f"trainer.max_steps={max_steps}",
+            "wandb.mode=disabled", "generate_if_missing=false", f"device={device}"])
+    validate(cfg)
+    return cfg
+
+
+def data_module(cfg):
+    from wsrl.data import OfflineDataModule
+    from wsrl.train import resolve_device
+
+    data = OfflineDataModule(DATASET_ID, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed,
+                             resolve_device(cfg.device))
+    data.setup()
+    return data
+
+
+def with_batch(data, batch: int):
+    """The same loaded data module drawing batches of another size (no reload)."""
+    from wsrl.data import BatchStream
+    from wsrl.weighting import IndexSampler
+
+    stream = data.stream
+    cdf = stream.sampler.cdf
+    weights = None if cdf is None else torch.diff(cdf, prepend=torch.zeros(1, dtype=cdf.dtype, device=cdf.device))
+    data.batch_size = batch
+    data.stream = BatchStream(stream.inputs, stream.actions, stream.loss_weights,
+                              IndexSampler(len(stream.actions), batch, weights, data.generator))
+    return data
+
+
+# ------------------------------------------------------------------------------------------ 1-2 training
+
+
+class TimedStream:
+    """Wraps the data module's BatchStream and notes the clock when draws ``start`` and ``stop`` are fetched:
+    times the training loop without adding a hook to it. Lightning fetches one batch ahead, so the time between
+    the two fetches is ``stop - start`` whole steps."""
+
+    def __init__(self, stream, start: int, stop: int, now, cuda: bool) -> None:
+        self.stream, self.start, self.stop, self.now, self.cuda = stream, start, stop, now, cuda
+        self.t0 = self.t1 = None
+
+    def __getattr__(self, name: str):
+        if name == "stream":  # not set yet (copying)
+            raise AttributeError(name)
+        return getattr(self.stream, name)
+
+    def __iter__(self):
+        for i, batch in enumerate(self.stream):
+            if i == self.start or i == self.stop:
+                if self.cuda:
+                    torch.cuda.synchronize()
+                if i == self.start:
+                    self.t0 = self.now()
+                else:
+                    self.t1 = self.now()
+            yield batch
+
+    def rate(self) -> float:
+        return (self.stop - self.start) / (self.t1 - self.t0)
+
+
+class StepTimer(L.Callback):
+    """Notes the clock after batch ``start`` and after batch ``stop`` (synchronizing CUDA there)."""
+
+    def __init__(self, start: int, stop: int, now, cuda: bool) -> None:
+        self.start, self.stop, self.now, self.cuda = start, stop, now, cuda
+        self.t0 = self.t1 = None
+
+    def on_train_batch_end(self, trainer, *_) -> None:
+        step = trainer.global_step
+        if step in (self.start, self.stop):
+            if self.cuda:
+                torch.cuda.synchronize()
+            if step == self.start:
+                self.t0 = self.now()
+            else:
+                self.t1 = self.now()
+
+    def rate(self) -> float:
+        return (self.stop - self.start) / (self.t1 - self.t0)
+
+
+def new_module(cfg, data):
+    from omegaconf import OmegaConf
+
+    from wsrl.module import WeightedBC
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
+                      data.max_episode_return, data.obs_mean, data.obs_std)
+
+
+def wsrl_rate(b: Bench, cfg, data, warmup: int, steps: int) -> float:
+    """Steps/s of the real training path, built as ``wsrl.train.train`` builds it: make_trainer (checkpoints,
+    CSV logger, progress bar) fitting WeightedBC on the OfflineDataModule, timed between two draws after
+    ``warmup`` (see TimedStream)."""
+    from wsrl.config import resolve_env
+    from wsrl.train import PeriodicEval, make_loggers, make_trainer, resolve_device
+
+    cfg.trainer.max_steps = warmup + steps + 2
+    device = resolve_device(cfg.device)
+    run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="run-"))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = new_module(cfg, data)
+    env = resolve_env(cfg.env)
+    evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
+    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir, env),
+                           [evaluator] if cfg.eval.every_steps else [])  # as train() does
+    stream = data.stream
+    data.stream = timer = TimedStream(stream, warmup + 1, warmup + steps + 1, b.now, device.type == "cuda")
+    try:
+        with quiet():
+            trainer.fit(module, datamodule=data)
+    finally:
+        data.stream = stream
+    return timer.rate()
+
+
+def bare_rate(b: Bench, cfg, data, warmup: int, steps: int, optimizer: str = "module", compiled: str = "") -> float:
+    """Steps/s of a plain loop: draw indices, gather, weighted NLL, zero_grad, backward, optimizer step.
+
+    ``optimizer='module'`` builds the optimizer exactly as WeightedBC.configure_optimizers does (the fair
+    comparison); 'default' uses torch.optim.Adam's defaults. ``compiled``: '' | 'compile' (torch.compile of the
+    loss) | 'graph' (CUDA graph of the whole step).
+    """
+    from wsrl.module import weighted_nll
+
+    torch.manual_seed(cfg.seed)
+    module = new_module(cfg, data).to(data.device)
+    policy = module.policy
+    tc = cfg.trainer
+    if optimizer == "module":
+        opt = module.configure_optimizers()
+    else:
+        opt = torch.optim.Adam(policy.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+                               **({"capturable": True} if compiled == "graph" else {}))
+    x_all, a_all, w_all = data.inputs, data.actions, data.stream.loss_weights
+    n, batch, device = len(a_all), tc.batch_size, data.device
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    cuda = device.type == "cuda"
+
+    def loss_of(idx):
+        return weighted_nll(policy.log_prob(x_all[idx], a_all[idx]), None if w_all is None else w_all[idx])
+
+    if compiled == "compile":
+        loss_of = torch.compile(loss_of)
+    if compiled == "graph":
+        idx = torch.randint(n, (batch,), generator=gen, device=device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                opt.zero_grad(set_to_none=True)
+                loss_of(idx).backward()
+                opt.step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            loss_of(idx).backward()
+            opt.step()
+
+        def step():
+            idx.copy_(torch.randint(n, (batch,), generator=gen, device=device))
+            graph.replay()
+    else:
+        def step():
+            idx = torch.randint(n, (batch,), generator=gen, device=device)
+            loss = loss_of(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    for i in range(warmup + steps):
+        if i == warmup:
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = b.now()
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    return steps / (b.now() - t0)
+
+
+def usual_rate(b: Bench, cfg, data, warmup: int, steps: int) -> float:
+    """Steps/s of the usual way: automatic optimization, loss logged every step, default Adam, fed by
+    DataLoader(TensorDataset, shuffle=True); same Trainer settings, model, batch size and weighted loss.
+    Timed by a callback (its few microseconds per step are well under 1% of this path's step)."""
+    from omegaconf import OmegaConf
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from wsrl.config import PolicyConfig
+    from wsrl.module import weighted_nll
+    from wsrl.policies import make_policy
+    from wsrl.train import make_loggers, make_trainer, resolve_device
+
+    tc = cfg.trainer
+
+    class UsualBC(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.policy = make_policy(PolicyConfig(**OmegaConf.to_container(cfg.policy)), data.input_dim,
+                                      data.action_dim)
+
+        def training_step(self, batch, batch_idx):
+            inputs, actions, weights = batch
+            loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
+            self.log("train_loss", loss, prog_bar=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+
+    tc.max_steps = warmup + steps + 1
+    device = resolve_device(cfg.device)
+    run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="usual-"))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    weights = data.stream.loss_weights
+    weights = torch.ones(len(data.actions)) if weights is None else weights
+    loader = DataLoader(TensorDataset(data.inputs.cpu(), data.actions.cpu(), weights.cpu()), batch_size=tc.batch_size,
+                        shuffle=True, drop_last=True)
+    timer = StepTimer(warmup, warmup + steps, b.now, device.type == "cuda")
+    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir, None), [timer])
+    with quiet():
+        trainer.fit(UsualBC(), train_dataloaders=loader)
+    return timer.rate()
+
+
+def steps_for(b: Bench, width: int, batch: int) -> tuple[int, int]:
+    """(warmup, timed steps) so that each measurement takes roughly the same time as at 2 x 256, batch 256."""
+    cost = max(1.0, (width / 256) ** 2 * (batch / 256) / 7)  # the paper's size is ~9x slower than the small
+    return b.warmup, max(3 if b.quick else 8, int(b.steps / cost))
+
+
+def interleaved(b: Bench, runners: dict, rounds: int) -> dict[str, list[float]]:
+    """Run every runner once per round, in turn, and keep all rates."""
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            rates[name].append(run())
+    return rates
+
+
+def bench_training(b: Bench, data) -> None:
+    sizes = [("paper size (2 x 1024, batch 512)", 1024, 512, 0.95, 1.1),
+             ("small size (2 x 256, batch 256)", 256, 256, 0.85, 1.4)]
+    for label, width, batch, bar_bare, bar_usual in sizes:
+        cfg = train_config(width, batch, 1)
+        with_batch(data, batch)
+        warmup, steps = steps_for(b, width, batch)
+        args = (b, cfg, data, warmup, steps)
+        runners = {"bare": partial(bare_rate, *args), "wsrl": partial(wsrl_rate, *args)}
+        if "usual" in b.only:
+            runners["usual"] = partial(usual_rate, *args)
+        rates = interleaved(b, runners, b.rounds)
+        b.raw[f"train/{width}x{batch}"] = {"steps": steps, "warmup": warmup, **rates}
+        best = {k: max(v) for k, v in rates.items()}
+        paired = [w / r for w, r in zip(rates["wsrl"], rates["bare"], strict=True)]
+        sec = f"1. training, {label}"
+        b.add(sec, "bare PyTorch loop (same model, optimizer, loss)", best["bare"], "steps/s")
+        bar = f">= {bar_bare}"
+        ratio = best["wsrl"] / best["bare"]
+        b.add(sec, "wsrl.train path (Lightning); ratio = wsrl / bare", best["wsrl"], "steps/s", ratio, bar,
+              check(ratio, bar), f"per-round ratios {fmt_list(paired)}")
+        if "usual" in rates:
+            bar = f">= {bar_usual}"
+            ratio = best["wsrl"] / best["usual"]
+            b.add(f"2. vs the usual way, {label}", "usual way: DataLoader(TensorDataset); ratio = wsrl / usual",
+                  best["usual"], "steps/s", ratio, bar, check(ratio, bar),
+                  f"usual / bare = {best['usual'] / best['bare']:.2f}")
+
+
+def bench_batch_sweep(b: Bench, data) -> None:
+    batches = (256, 1024) if b.quick else (256, 1024, 4096, 16384)
+    for batch in batches:
+        cfg = train_config(256, batch, 1)
+        with_batch(data, batch)
+        warmup, steps = steps_for(b, 256, batch)
+        args = (b, cfg, data, warmup, steps)
+        rates = interleaved(b, {"wsrl": partial(wsrl_rate, *args), "usual": partial(usual_rate, *args)}, 1)
+        b.raw[f"sweep/256x{batch}"] = {"steps": steps, **rates}
+        w, u = rates["wsrl"][0], rates["usual"][0]
+        b.add("2. gap vs batch size (2 x 256)",
+              f"batch {batch}: wsrl {w:.1f}, usual {u:.1f} steps/s; ratio = wsrl / usual", w * batch, "samples/s",
+              w / u)
+
+
+def fmt_list(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
+
+
+# ------------------------------------------------------------------------------------------ 3 evaluation
+
+
+def bench_eval(b: Bench) -> None:
+    import gymnasium as gym
+
+    from wsrl.evaluation import run_episodes
+
+    episodes = 2 if b.quick else 10
+    from omegaconf import OmegaConf
+
+    from wsrl.module import WeightedBC
+
+    cfg = train_config(64 if b.quick else 1024, 1, 1)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    torch.manual_seed(0)
+    # an untrained policy of the paper's size (HalfCheetah never terminates: every episode is 1000 steps)
+    module = WeightedBC(OBS_DIM + 1, ACT_DIM, plain["policy"], plain["method"], plain["trainer"], 1000.0).eval()
+
+    def vectorized() -> tuple[float, int]:
+        t0 = b.now()
+        with quiet():
+            _, lengths = run_episodes(ENV_ID, module.act, episodes, seed=0)
+        return b.now() - t0, int(lengths.sum())
+
+    def one_by_one() -> tuple[float, int]:
+        t0 = b.now()
+        total = 0
+        with quiet():
+            env = gym.make(ENV_ID)
+        for i in range(episodes):
+            obs, _ = env.reset(seed=i)
+            ret, t, done = 0.0, 0, False
+            while not done:
+                action = module.act(obs[None], np.array([ret]), np.array([t]))[0]
+                obs, reward, term, trunc, _ = env.step(action)
+                ret, t, done = ret + reward, t + 1, term or trunc
+            total += t
+        env.close()
+        return b.now() - t0, total
+
+    times: dict[str, list[float]] = {"vectorized": [], "sequential": []}
+    steps = {}
+    for _ in range(1 if b.quick else 2):
+        for name, run in (("sequential", one_by_one), ("vectorized", vectorized)):
+            seconds, steps[name] = run()
+            times[name].append(seconds)
+    b.raw["eval"] = {"episodes": episodes, "env_steps": steps, **times}
+    seq, vec = min(times["sequential"]), min(times["vectorized"])
+    width = cfg.policy.hidden_dims[0]
+    sec = f"3. evaluation, {episodes} episodes of {ENV_ID}, 2 x {width} policy"
+    b.add(sec, f"one episode after another ({steps['sequential']} env steps)", steps["sequential"] / seq, "env steps/s")
+    bar = ">= 4"
+    b.add(sec, f"run_episodes ({steps['vectorized']} env steps); ratio = speed-up", steps["vectorized"] / vec,
+          "env steps/s", seq / vec, bar, check(seq / vec, bar), f"{vec:.2f} s against {seq:.2f} s")
+
+
+# ------------------------------------------------------------------------------------------ 4 LDS, sampling
+
+
+def best_time(b: Bench, fn, repeat: int, number: int = 1) -> float:
+    """Best over ``repeat`` of the mean time of ``number`` calls, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = b.now()
+        for _ in range(number):
+            fn()
+        best = min(best, (b.now() - t0) / number)
+    return best
+
+
+def bench_lds(b: Bench) -> None:
+    from wsrl.weighting import IndexSampler, lds_weights
+
+    n = 100_000 if b.quick else 2_000_000
+    rng = np.random.default_rng(0)
+    episode_returns = 1000 * rng.beta(0.5, 2.0, n // EPISODE + 1)
+    labels = np.repeat(episode_returns, EPISODE)[:n]  # trajectory returns, as sampler.target does by default
+    rtg = rng.gamma(2.0, 500.0, n)  # return-to-go: every label distinct
+    sec = f"4. LDS weights and weighted sampling, N = {n:,}"
+    bar = "< 0.5"
+    for name, y in (("trajectory return", labels), ("return-to-go", rtg)):
+        first = best_time(b, lambda y=y: lds_weights(y), 1)  # what a run pays, once
+        warm = best_time(b, lambda y=y: lds_weights(y), 1 if b.quick else 3)
+        b.add(sec, f"lds_weights: histogram, smoothing, gather ({name})", first, "s", None, bar + " s",
+              check(first, bar), f"first call; best warm call {warm:.3f} s")
+    weights = lds_weights(labels)
+    w = torch.as_tensor(weights, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    sampler = IndexSampler(n, 512, w, gen)
+    ours = best_time(b, sampler, 3, 200 if b.quick else 2000)
+    p = weights / weights.sum()
+    np_rng = np.random.default_rng(0)
+    numpy_choice = best_time(b, lambda: np_rng.choice(n, 512, p=p), 3, 2 if b.quick else 10)
+    multinomial = best_time(b, lambda: torch.multinomial(w, 512, replacement=True, generator=gen), 3,
+                            5 if b.quick else 30)
+    bar = "< 1"
+    b.add(sec, "IndexSampler: weighted batch of 512 (cumsum search)", ours * 1e3, "ms", None, bar + " ms",
+          check(ours * 1e3, bar))
+    b.add(sec, "np.random.choice(p=...); ratio = its time / IndexSampler's", numpy_choice * 1e3, "ms",
+          numpy_choice / ours)
+    b.add(sec, "torch.multinomial; ratio = its time / IndexSampler's", multinomial * 1e3, "ms", multinomial / ours)
+
+
+# ------------------------------------------------------------------------------------------ 5 generation
+
+
+def generation_hook():
+    """The rollout function named by GENERATION_ROLLOUT, or None with the reason."""
+    if not GENERATION_ROLLOUT:
+        return None, "GENERATION_ROLLOUT is unset"
+    module_name, _, attr = GENERATION_ROLLOUT.partition(":")
+    try:
+        import importlib
+
+        return getattr(importlib.import_module(module_name), attr), ""
+    except (ImportError, AttributeError) as err:
+        return None, f"hook {GENERATION_ROLLOUT} not available ({err})"
+
+
+def bench_generate(b: Bench) -> None:
+    import gymnasium as gym
+
+    sec = f"5. dataset generation, {ENV_ID}"
+    rollout, why = generation_hook()
+    steps = 2_000 if b.quick else 20_000
+    with quiet():
+        env = gym.make(ENV_ID)
+    env.action_space.seed(0)
+
+    def bare() -> float:
+        env.reset(seed=0)
+        t0 = b.now()
+        for _ in range(steps):
+            _, _, term, trunc, _ = env.step(env.action_space.sample())
+            if term or trunc:
+                env.reset()
+        return steps / (b.now() - t0)
+
+    if rollout is None:
+        b.add(sec, "bare env stepping, random actions", bare(), "env steps/s")
+        b.add(sec, "rollout path; ratio = rollout / bare", None, "env steps/s", bar=">= 0.5", note=f"SKIPPED: {why}")
+        return
+    from wsrl.datasets.behavior import SquashedGaussianActor
+
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(OBS_DIM, ACT_DIM)  # untrained, the shipped snapshots' architecture
+    threads = torch.get_num_threads()
+
+    def path(with_actor: bool) -> float:
+        t0 = b.now()
+        try:
+            with quiet():
+                episodes = rollout(ENV_ID, actor if with_actor else None, steps, 0)
+        finally:
+            torch.set_num_threads(threads)  # the rollout pins torch to one thread
+        done = sum(len(a) for a in episodes["actions"]) if isinstance(episodes, dict) else steps
+        return done / (b.now() - t0)
+
+    rates = interleaved(b, {"bare": bare, "actor": lambda: path(True), "random": lambda: path(False)},
+                        1 if b.quick else 2)
+    b.raw["generate"] = {"steps": steps, **rates}
+    best = {k: max(v) for k, v in rates.items()}
+    bar = ">= 0.5"
+    b.add(sec, "bare env stepping, random actions (one env)", best["bare"], "env steps/s")
+    b.add(sec, "rollout, SAC actor (sampled actions); ratio = rollout / bare", best["actor"], "env steps/s",
+          best["actor"] / best["bare"], bar, check(best["actor"] / best["bare"], bar))
+    b.add(sec, "rollout, random actions; ratio = rollout / bare", best["random"], "env steps/s",
+          best["random"] / best["bare"])
+
+
+# ------------------------------------------------------------------------------------------ 6 GPU
+
+
+def bench_gpu(b: Bench) -> None:
+    sec = "6. GPU, paper size (2 x 1024, batch 512), data on the GPU"
+    if not torch.cuda.is_available():
+        b.add(sec, "skipped: no CUDA device", None, "")
+        return
+    saved_clock, b.clock = b.clock, "wall"  # CPU time says nothing about the GPU
+    try:
+        torch.cuda.reset_peak_memory_stats()
+        cfg = train_config(1024, 512, 1, device="cuda")
+        data = data_module(cfg)
+        b.add(sec, "device", None, "", note=torch.cuda.get_device_name())
+        warmup, steps = (3, 20) if b.quick else (50, 1000)
+        args = (b, cfg, data, warmup, steps)
+        rates = interleaved(b, {"bare": partial(bare_rate, *args), "wsrl": partial(wsrl_rate, *args)},
+                            1 if b.quick else 2)
+        for variant in ("compile", "graph"):
+            try:
+                rates[variant] = [bare_rate(b, cfg, data, warmup, steps, "default" if variant == "graph" else
+                                            "module", compiled=variant)]
+            except Exception as err:  # report and go on: these are options, not the product
+                b.add(sec, f"bare loop with {variant}", None, "steps/s", note=f"FAILED: {type(err).__name__}: {err}")
+        b.raw["gpu"] = rates
+        best = {k: max(v) for k, v in rates.items()}
+        b.add(sec, "bare loop", best["bare"], "steps/s", note=f"{1e6 / best['bare']:.0f} us/step")
+        b.add(sec, "wsrl.train path; ratio = wsrl / bare", best["wsrl"], "steps/s", best["wsrl"] / best["bare"],
+              note=f"{1e6 / best['wsrl']:.0f} us/step")
+        if "compile" in best:
+            b.add(sec, "bare loop, torch.compile(loss); ratio = it / bare", best["compile"], "steps/s",
+                  best["compile"] / best["bare"])
+        if "graph" in best:
+            b.add(sec, "bare loop, CUDA graph of the whole step; ratio = it / bare", best["graph"], "steps/s",
+                  best["graph"] / best["bare"],
+                  note="the device-bound ceiling; the gap to it is host (Python, launch) time per step")
+        b.add(sec, "peak GPU memory (dataset tensors, models, training)", torch.cuda.max_memory_allocated() / 2**20,
+              "MiB")
+        data = None
+        torch.cuda.empty_cache()
+    finally:
+        b.clock = saved_clock
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+
+def memory_child(device: str) -> None:
+    """Run in a fresh process: load the dataset through OfflineDataModule and print the memory figures."""
+    import wsrl.data  # noqa: F401  (imports before the baseline)
+    import wsrl.train  # noqa: F401
+
+    cfg = train_config(1024, 512, 1, device=device)
+    base = peak_rss_mb()
+    t0 = time.perf_counter()
+    data = data_module(cfg)
+    seconds = time.perf_counter() - t0
+    tensors = [data.inputs, data.actions, data.stream.loss_weights, data.stream.sampler.cdf]
+    out = {"transitions": len(data.actions), "load_seconds": seconds, "rss_before_mb": base,
+           "rss_peak_mb": peak_rss_mb(), "rss_after_mb": current_rss_mb(),
+           "tensors_mb": sum(t.numel() * t.element_size() for t in tensors if t is not None) / 2**20}
+    if device == "cuda":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(out))
+
+
+def bench_memory(b: Bench) -> None:
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        sec = f"memory, {b.transitions:,} transitions (obs {OBS_DIM}, act {ACT_DIM}), loaded on {device}"
+        env = {**os.environ, "MINARI_DATASETS_PATH": str(b.root)}
+        proc = subprocess.run([sys.executable, __file__, "--memory-child", device], env=env, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            b.add(sec, "load failed", None, "", note=proc.stderr.strip().splitlines()[-1] if proc.stderr else "")
+            continue
+        m = json.loads(proc.stdout.strip().splitlines()[-1])
+        b.raw[f"memory/{device}"] = m
+        b.add(sec, "host RSS peak while loading (fresh process)", m["rss_peak_mb"], "MiB",
+              note=f"{m['rss_before_mb']:.0f} MiB after imports, {m['rss_after_mb'] or float('nan'):.0f} MiB after "
+                   f"setup, load {m['load_seconds']:.1f} s")
+        b.add(sec, "training tensors (inputs, actions, weights, sampler cdf)", m["tensors_mb"], "MiB")
+        if "cuda_peak_mb" in m:
+            b.add(sec, "torch.cuda.max_memory_allocated", m["cuda_peak_mb"], "MiB")
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def table(b: Bench) -> str:
+    lines = [f"{'figure':<66} {'value':>12} {'unit':<11} {'ratio':>7}  {'bar':<8} result"]
+    section = None
+    for r in b.rows:
+        if r.section != section:
+            section = r.section
+            lines.append(section)
+        value = "-" if r.value is None else f"{r.value:12.4g}" if abs(r.value) < 1e4 else f"{r.value:12,.0f}"
+        ratio = "" if r.ratio is None else f"{r.ratio:7.2f}"
+        result = "" if r.ok is None else "PASS" if r.ok else "FAIL"
+        if r.note.startswith("SKIPPED"):
+            result = "SKIP"
+        lines.append(f"  {r.name:<64} {value:>12} {r.unit:<11} {ratio:>7}  {r.bar:<8} {result}")
+        if r.note:
+            lines.append(f"  {'':<4}{r.note}")
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="wsrl speed figures and ratios (see the module docstring)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few steps (smoke test; figures meaningless)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps at the small size (default 600, quick 3)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved repetitions (default 3, quick 1)")
+    p.add_argument("--transitions", type=int, default=None, help="dataset size (default 2M, quick 5k)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time, or process CPU time (use with --threads 1 on a busy machine)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--json", type=Path, default=None, help="also write every figure and raw timing here")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Bench:
+    args = parse(argv)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return None
+    only = set(args.only.split(","))
+    if unknown := only - set(SECTIONS):
+        raise SystemExit(f"unknown sections {sorted(unknown)}: choose from {','.join(SECTIONS)}")
+    b = Bench(quick=args.quick, steps=args.steps or (3 if args.quick else 600),
+              rounds=args.rounds or (1 if args.quick else 3), warmup=2 if args.quick else 10, clock=args.clock,
+              threads=torch.get_num_threads(), transitions=args.transitions or (5_000 if args.quick else 2_000_000),
+              only=only)
+    print(f"wsrl bench: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"python {platform.python_version()}, clock={b.clock}, rounds={b.rounds}, steps={b.steps}"
+          f"{', QUICK (figures meaningless)' if b.quick else ''}", flush=True)
+    start = time.perf_counter()
+    minari_path = os.environ.get("MINARI_DATASETS_PATH")
+    try:
+        if only & {"train", "usual", "memory", "gpu"}:
+            make_dataset(b.root, b.transitions)
+        if "memory" in only:
+            bench_memory(b)
+        if only & {"train", "usual"}:
+            data = data_module(train_config(256, 256, 1))
+            if "train" in only or "usual" in only:
+                bench_training(b, data)
+            if "usual" in only:
+                bench_batch_sweep(b, data)
+            del data
+        if "eval" in only:
+            bench_eval(b)
+        if "lds" in only:
+            bench_lds(b)
+        if "generate" in only:
+            bench_generate(b)
+        if "gpu" in only:
+            bench_gpu(b)
+    finally:
+        import shutil
+
+        shutil.rmtree(b.root, ignore_errors=True)
+        if minari_path is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = minari_path
+    print(table(b))
+    failed = [r for r in b.rows if r.ok is False]
+    print(f"{sum(r.ok is True for r in b.rows)} PASS, {len(failed)} FAIL, {time.perf_counter() - start:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "settings": {k: v for k, v in asdict(b).items() if k not in ("rows", "raw", "root", "only")},
+            "torch": torch.__version__, "cpus": os.cpu_count(), "rows": [asdict(r) for r in b.rows], "raw": b.raw},
+            indent=1, default=str))
+    return b
+
+
+if __name__ == "__main__":
+    main()
