@@ -61,7 +61,7 @@ def test_generated_datasets_load_with_scores_and_metadata(minari_root, assets):
 
 def test_rollout_episodes_continue_observations(monkeypatch):
     """Within an episode, each stored observation is the next one of the previous step."""
-    ep = gen.rollout("Hopper-v5", None, 400, seed=1, n_envs=4)
+    ep = gen.rollout("Hopper-v5", [None, None], 400, seed=1, n_envs=4)
     assert sum(len(a) for a in ep["actions"]) == 400
     for obs, act in zip(ep["observations"], ep["actions"], strict=True):
         assert len(obs) == len(act) + 1 and np.isfinite(obs).all()

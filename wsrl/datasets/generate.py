@@ -1,21 +1,35 @@
 """Generate the suite from the shipped behaviour policies, following D4RL's protocol on Gymnasium v5.
 
-- medium: ~1M steps of the medium snapshot; expert: ~1M steps of the expert snapshot (both chosen in the
-  manifest, see ``behavior.py``); actions sampled from the stochastic policy, as D4RL did.
-- medium_replay: SAC's collected data up to medium, regenerated chunk by chunk: the first ``snapshot_every``
-  steps with uniform random actions (SAC's warm-up and early policy), then each snapshot before medium for
-  ``snapshot_every`` steps. This approximates the real replay buffer, whose policy changed at every step, by
-  a piecewise-constant one (the shipped artifacts would otherwise have to include the buffer itself).
-- medium_expert: the medium and expert datasets concatenated (2M steps).
+- medium: 1M steps of the medium snapshot; expert: 1M steps of the expert snapshot (both chosen in the
+  manifest, see ``behavior.py``); actions sampled from the stochastic policy, as D4RL did. Expert is not one
+  of the nine but is kept as its own dataset, ``wsrl/<robot>/expert-v0``, to build medium_expert from.
+- medium_replay: SAC's replay buffer at the moment the medium snapshot was taken, regenerated in one rollout
+  whose policy changes every ``snapshot_every`` steps. SAC saved a snapshot every ``snapshot_every`` steps; the
+  data of steps ``s .. s + snapshot_every`` was collected by the policies in between, here by the snapshot at
+  step ``s``. The first share has no snapshot before it and takes uniform random actions in [-1, 1], like
+  SAC's warm-up and its untrained policy. Episodes run on across a change of policy, as in the buffer. So
+  the dataset has as many steps as SAC had taken when medium was saved, collected
+  by a piecewise-constant policy instead of one that changed at every step (the shipped artifacts would
+  otherwise have to include the buffer itself).
+- medium_expert: the medium and expert datasets concatenated (2M steps), with the reference scores (Minari's
+  ``combine_datasets`` would drop them). Missing parts are generated first; existing ones are reused.
 
 Rollouts step a vector of environments with one batched actor call per step; episodes end at termination or
-at the 1000-step limit, and episodes still running when the budget is spent are cut (truncated).
-``size='small'`` makes the same datasets at a tenth of the size, for quick runs and CPU sweeps.
+at the 1000-step limit of the v5 environments, and episodes still running when the budget is spent are cut
+(truncated), so each policy contributes exactly its budget. The vector is split into ``SHARDS`` independently
+seeded shards, run in parallel processes when there are cores for them; the data does not depend on how many
+run at once. ``size='small'`` makes the same datasets at a tenth of the size, for quick runs and CPU sweeps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import gymnasium as gym
@@ -30,6 +44,12 @@ from wsrl.datasets.suite import ROBOT
 FULL_STEPS = 1_000_000  # D4RL's medium and expert sizes
 SMALL_FRACTION = 10
 QUALITIES = ("medium", "expert", "medium_replay", "medium_expert")
+SHARDS = 2  # independent vector envs per rollout, each in its own process when cores allow
+ENVS_PER_SHARD = 16  # 8 to 64 run at the same speed per core here; fewer pay more per-step overhead
+PARALLEL_MIN_STEPS = 20_000  # below this budget per policy, starting worker processes costs more than it saves
+KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+
+Episodes = dict[str, list[np.ndarray]]  # per-episode arrays under KEYS; observations carry the final one
 
 
 def generated_id(robot: str, quality: str, size: str = "full") -> str:
@@ -37,124 +57,193 @@ def generated_id(robot: str, quality: str, size: str = "full") -> str:
     return f"wsrl/{robot}/{quality.replace('_', '-')}{'-small' if size == 'small' else ''}-v0"
 
 
+def derive_seed(*keys: int) -> int:
+    """An independent 32-bit seed for each combination of keys (dataset, chunk, shard)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
 def load_manifest(robot: str, assets: Path) -> dict:
     path = assets / robot / "manifest.json"
     if not path.exists():
         raise DatasetError(f"no behaviour policies for {robot} in {assets}: train them with "
                            f"`python -m wsrl.datasets.behavior {robot}`")
-    return json.loads(path.read_text())
+    manifest = json.loads(path.read_text())
+    if not manifest.get("chosen"):
+        raise DatasetError(f"{path} has chosen no medium and expert policies yet: let "
+                           f"`python -m wsrl.datasets.behavior {robot}` evaluate a snapshot")
+    return manifest
 
 
-def rollout(env_id: str, actor: SquashedGaussianActor | None, steps: int, seed: int, n_envs: int = 20,
-            desc: str = "") -> dict[str, list[np.ndarray]]:
-    """About ``steps`` transitions from ``n_envs`` environments side by side, cut into episodes.
+def rollout_shard(env_id: str, actors: list[SquashedGaussianActor | None], steps: int, seed: int, n_envs: int,
+                  desc: str | None = None) -> Episodes:
+    """Exactly ``steps`` transitions from ``n_envs`` environments side by side, cut into episodes.
 
-    ``actor=None`` takes uniform random actions. Returns per-episode arrays (observations with the final one).
+    The actors take turns in equal shares of the steps, episodes running on across a change of actor (as in
+    SAC's replay buffer, where the policy changes under a running episode); ``None`` takes uniform random
+    actions. Per step: one vector-env call and one batched actor call; the
+    arrays are cut into episodes afterwards. ``desc`` draws a progress bar (scaled to ``SHARDS`` shards).
     """
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # a 256-wide MLP on 16 rows: threads cost more than they give
+    n_envs = max(1, min(n_envs, steps))
+    horizon = -(-steps // n_envs)
+    length = np.full(n_envs, horizon)  # the last step row is shared out so that the total is exactly ``steps``
+    length[steps - (horizon - 1) * n_envs:] -= 1
     envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
-    envs.action_space.seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    horizon = -(-steps // n_envs)
-    obs, _ = envs.reset(seed=seed)
-    obs_buf = np.empty((horizon + 1, n_envs, obs.shape[1]), dtype=np.float64)
-    final_buf = np.empty_like(obs_buf[1:])
-    act_buf = np.empty((horizon, n_envs, envs.single_action_space.shape[0]), dtype=np.float32)
-    rew_buf = np.empty((horizon, n_envs))
-    term_buf = np.empty((horizon, n_envs), dtype=bool)
-    trunc_buf = np.empty((horizon, n_envs), dtype=bool)
-    obs_buf[0] = obs
     try:
-        for t in tqdm(range(horizon), desc=desc or env_id, unit_scale=n_envs, unit="step", leave=False):
+        envs.action_space.seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        obs, _ = envs.reset(seed=seed)
+        obs_buf = np.empty((horizon + 1, n_envs, obs.shape[1]), dtype=obs.dtype)
+        act_buf = np.empty((horizon, n_envs, envs.single_action_space.shape[0]), dtype=np.float32)
+        rew_buf = np.empty((horizon, n_envs))
+        term_buf = np.empty((horizon, n_envs), dtype=bool)
+        trunc_buf = np.empty((horizon, n_envs), dtype=bool)
+        final_obs: dict[tuple[int, int], np.ndarray] = {}  # (step, env) of each ended episode -> its last obs
+        obs_buf[0] = obs
+        for t in tqdm(range(horizon), desc=desc, unit="step", unit_scale=n_envs * SHARDS, disable=desc is None,
+                      mininterval=1.0, leave=False):
+            actor = actors[t * len(actors) // horizon]
             if actor is None:
                 action = envs.action_space.sample()
             else:
                 action = actor.act(torch.as_tensor(obs, dtype=torch.float32), gen).numpy()
             obs, rew, term, trunc, info = envs.step(action)
-            act_buf[t], rew_buf[t], term_buf[t], trunc_buf[t] = action, rew, term, trunc
-            done = term | trunc
-            final_buf[t] = obs
-            if done.any():
-                final_buf[t, done] = np.stack(info["final_obs"][done])
-            obs_buf[t + 1] = obs
+            act_buf[t], rew_buf[t], term_buf[t], trunc_buf[t], obs_buf[t + 1] = action, rew, term, trunc, obs
+            for i in np.flatnonzero(term | trunc):  # once per episode, not per step
+                final_obs[t, i] = info["final_obs"][i]
     finally:
         envs.close()
-    trunc_buf[-1] |= ~term_buf[-1]  # the budget cuts whatever is still running
-    episodes: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "rewards", "terminations",
-                                                             "truncations")}
+    episodes: Episodes = {k: [] for k in KEYS}
     for i in range(n_envs):
-        ends = np.flatnonzero(term_buf[:, i] | trunc_buf[:, i])
+        n = length[i]
+        term, trunc = term_buf[:n, i], trunc_buf[:n, i].copy()
+        trunc[-1] |= ~term[-1]  # the budget cuts whatever is still running
+        ends = np.flatnonzero(term | trunc)
         for start, end in zip(np.r_[0, ends[:-1] + 1], ends, strict=True):
-            episodes["observations"].append(np.concatenate([obs_buf[start:end + 1, i], final_buf[end, i][None]]))
+            last = final_obs.get((end, i), obs_buf[end + 1, i])  # not in final_obs: cut by the budget
+            episodes["observations"].append(np.concatenate([obs_buf[start:end + 1, i], last[None]]))
             episodes["actions"].append(act_buf[start:end + 1, i])
             episodes["rewards"].append(rew_buf[start:end + 1, i])
-            episodes["terminations"].append(term_buf[start:end + 1, i])
-            episodes["truncations"].append(trunc_buf[start:end + 1, i])
+            episodes["terminations"].append(term[start:end + 1])
+            episodes["truncations"].append(trunc[start:end + 1])
     return episodes
 
 
-def _concat(parts: list[dict[str, list[np.ndarray]]]) -> dict[str, list[np.ndarray]]:
-    return {k: [ep for part in parts for ep in part[k]] for k in parts[0]}
+def _shard(args: tuple) -> Episodes:
+    return rollout_shard(*args)
 
 
-def _episodes_of(dataset_id: str) -> dict[str, list[np.ndarray]]:
+def rollout(env_id: str, actors: list[SquashedGaussianActor | None], steps: int, seed: int,
+            n_envs: int = ENVS_PER_SHARD, desc: str = "", pool: Pool | None = None) -> Episodes:
+    """Exactly ``steps`` transitions in ``SHARDS`` shards of ``n_envs`` environments (see ``rollout_shard``).
+
+    Shard ``k`` is seeded ``derive_seed(seed, k)``; with a ``pool`` the shards run in its processes, otherwise
+    one after another, with the same result. Only the first shard draws the progress bar.
+    """
+    jobs = [(env_id, actors, steps // SHARDS + (k < steps % SHARDS), derive_seed(seed, k), n_envs,
+             (desc or env_id) if k == 0 else None) for k in range(SHARDS)]
+    jobs = [job for job in jobs if job[2] > 0]
+    return _concat(pool.map(_shard, jobs, chunksize=1) if pool is not None else [_shard(job) for job in jobs])
+
+
+def _concat(parts: list[Episodes]) -> Episodes:
+    return {k: [ep for part in parts for ep in part[k]] for k in KEYS}
+
+
+def _episodes_of(dataset_id: str) -> Episodes:
     import minari
 
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "rewards", "terminations",
-                                                        "truncations")}
+    out: Episodes = {k: [] for k in KEYS}
     for ep in minari.load_dataset(dataset_id).iterate_episodes():
-        for k in out:
+        for k in KEYS:
             out[k].append(np.asarray(getattr(ep, k)))
     return out
 
 
 def _snapshot(robot: str, manifest: dict, step: int, assets: Path) -> SquashedGaussianActor:
-    entry = next(e for e in manifest["curve"] if e["step"] == step)
-    return SquashedGaussianActor.from_snapshot(assets / robot / "snapshots" / entry["snapshot"])
+    entry = next((e for e in manifest["curve"] if e["step"] == step), None)
+    path = assets / robot / "snapshots" / (entry["snapshot"] if entry else f"step_{step:07d}.pt")
+    if entry is None or not path.exists():
+        raise DatasetError(f"behaviour snapshot {path} is missing; restore {assets / robot} or retrain it")
+    return SquashedGaussianActor.from_snapshot(path)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates the pool
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[Pool | None]:
+    """``workers`` fresh processes (spawned: safe whatever the parent has started), or None for one."""
+    if workers <= 1:
+        yield None
+        return
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
+        yield pool  # leaving the block terminates the workers, also on an error or interrupt
 
 
 def generate(robot: str, quality: str, size: str = "full", overwrite: bool = False, assets: Path | None = None,
-             seed: int = 0, steps_per_policy: int | None = None) -> str:
+             seed: int = 0, steps_per_policy: int | None = None, workers: int | None = None) -> str:
     """Write one generated dataset (and, for medium_expert, its two parts if missing); returns its id.
 
-    ``assets`` holds the behaviour policies (default: the ones shipped in the package).
+    ``assets`` holds the behaviour policies (default: the ones shipped in the package). ``steps_per_policy``
+    overrides the budget of 1M (full) or 100k (small) steps per policy, and scales medium_replay's chunks
+    alike. ``workers``: processes for the rollout shards (default: one per shard if the cores allow and the
+    budget is worth it). The same arguments give the same data whatever ``workers`` is.
     """
     assets = assets or ASSETS
     if quality not in QUALITIES:
         raise DatasetError(f"unknown quality {quality!r}: use one of {', '.join(QUALITIES)}")
-    r = ROBOT[robot]
+    if robot not in ROBOT:
+        raise DatasetError(f"unknown robot {robot!r}: use one of {', '.join(ROBOT)}")
     manifest = load_manifest(robot, assets)
     dataset_id = generated_id(robot, quality, size)
     if exists_locally(dataset_id) and not overwrite:
         raise DatasetError(f"{dataset_id} already exists; pass --overwrite to replace it")
     n = steps_per_policy or (FULL_STEPS // SMALL_FRACTION if size == "small" else FULL_STEPS)
+    if workers is None:
+        workers = min(SHARDS, os.cpu_count() or 1) if n >= PARALLEL_MIN_STEPS else 1
+    with worker_pool(workers) as pool:
+        return _generate(robot, quality, size, assets, manifest, seed, n, steps_per_policy, pool, overwrite)
+
+
+def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict, seed: int, n: int,
+              steps_per_policy: int | None, pool: Pool | None, overwrite: bool) -> str:
+    r = ROBOT[robot]
     chosen = manifest["chosen"]
     label = f"{robot} {quality}"
+    quality_seed = derive_seed(seed, QUALITIES.index(quality))
     if quality in ("medium", "expert"):
-        episodes = rollout(r.env_id, _snapshot(robot, manifest, chosen[quality], assets), n, seed, desc=label)
+        actor = _snapshot(robot, manifest, chosen[quality], assets)
+        episodes = rollout(r.env_id, [actor], n, quality_seed, desc=label, pool=pool)
         policy = f"SAC snapshot at step {chosen[quality]}"
     elif quality == "medium_replay":
         every = manifest["snapshot_every"]
         chunk = max(1, every * n // FULL_STEPS)
         steps = [e["step"] for e in manifest["curve"] if e["step"] < chosen["medium"]]
         actors = [None] + [_snapshot(robot, manifest, s, assets) for s in steps]
-        episodes = _concat([rollout(r.env_id, a, chunk, seed + k, desc=f"{label} {k + 1}/{len(actors)}")
-                            for k, a in enumerate(actors)])
-        policy = f"random actions, then SAC snapshots every {every} steps up to step {chosen['medium']}"
+        # few enough environments that each actor's share spans whole episodes in every one of them
+        n_envs = max(1, min(ENVS_PER_SHARD, chunk // (1000 * SHARDS)))
+        episodes = rollout(r.env_id, actors, chunk * len(actors), quality_seed, n_envs, desc=label, pool=pool)
+        policy = f"uniform random actions for {chunk} steps" + (
+            f", then the SAC snapshots of steps {steps[0]} to {steps[-1]} (one every {every}) for {chunk} steps "
+            "each" if steps else "") + f": the replay buffer up to the medium snapshot (step {chosen['medium']})"
     else:
         parts = []
         for q in ("medium", "expert"):
             part_id = generated_id(robot, q, size)
             if not exists_locally(part_id):
-                generate(robot, q, size, assets=assets, seed=seed, steps_per_policy=steps_per_policy)
+                _generate(robot, q, size, assets, manifest, seed, n, steps_per_policy, pool, False)
             parts.append(_episodes_of(part_id))
         episodes = _concat(parts)
-        policy = "medium and expert datasets concatenated"
+        policy = f"{generated_id(robot, 'medium', size)} followed by {generated_id(robot, 'expert', size)}"
     steps_made = sum(len(a) for a in episodes["actions"])
-    write_dataset(dataset_id, episode_buffers(**episodes), overwrite=overwrite, env=r.env_id, eval_env=r.env_id,
-                  algorithm_name="stable-baselines3 SAC (D4RL protocol)", ref_min_score=r.ref_min_score,
-                  ref_max_score=r.ref_max_score,
-                  description=f"wsrl {label} ({size}): {steps_made} steps, {len(episodes['actions'])} episodes; "
-                              f"{policy}; stochastic actions; D4RL reference scores.")
-    return dataset_id
+    print(f"{generated_id(robot, quality, size)}: {steps_made} steps, {len(episodes['actions'])} episodes, "
+          "writing", flush=True)
+    return write_dataset(
+        generated_id(robot, quality, size), episode_buffers(**episodes), overwrite=overwrite, env=r.env_id,
+        eval_env=r.env_id, algorithm_name="stable-baselines3 SAC (D4RL protocol)", ref_min_score=r.ref_min_score,
+        ref_max_score=r.ref_max_score,
+        description=f"wsrl {label} ({size}): {steps_made} steps, {len(episodes['actions'])} episodes; {policy}; "
+                    f"actions sampled from the stochastic policy; seed {seed}; D4RL reference scores.")
