@@ -53,9 +53,6 @@ ENV_ID = "HalfCheetah-v5"  # episodes always last 1000 steps: every policy does 
 OBS_DIM, ACT_DIM, EPISODE = 17, 6, 1000
 SECTIONS = ("train", "usual", "eval", "lds", "generate", "gpu", "memory")
 
-# Hook: the rollout function section 5 times, as "module:function". It must take (env_id, actor or None, steps,
-# seed) and return the episodes it collected ({"actions": [array per episode], ...}); None skips the section.
-GENERATION_ROLLOUT = "wsrl.datasets.generate:rollout"
 
 
 @dataclass
@@ -588,24 +585,10 @@ def bench_lds(b: Bench) -> None:
 # ------------------------------------------------------------------------------------------ 5 generation
 
 
-def generation_hook():
-    """The rollout function named by GENERATION_ROLLOUT, or None with the reason."""
-    if not GENERATION_ROLLOUT:
-        return None, "GENERATION_ROLLOUT is unset"
-    module_name, _, attr = GENERATION_ROLLOUT.partition(":")
-    try:
-        import importlib
-
-        return getattr(importlib.import_module(module_name), attr), ""
-    except (ImportError, AttributeError) as err:
-        return None, f"hook {GENERATION_ROLLOUT} not available ({err})"
-
-
 def bench_generate(b: Bench) -> None:
     import gymnasium as gym
 
     sec = f"5. dataset generation, {ENV_ID}"
-    rollout, why = generation_hook()
     steps = 2_000 if b.quick else 20_000
     with quiet():
         env = gym.make(ENV_ID)
@@ -620,11 +603,8 @@ def bench_generate(b: Bench) -> None:
                 env.reset()
         return steps / (b.now() - t0)
 
-    if rollout is None:
-        b.add(sec, "bare env stepping, random actions", bare(), "env steps/s")
-        b.add(sec, "rollout path; ratio = rollout / bare", None, "env steps/s", bar=">= 0.5", note=f"SKIPPED: {why}")
-        return
     from wsrl.datasets.behavior import SquashedGaussianActor
+    from wsrl.datasets.generate import rollout
 
     torch.manual_seed(0)
     actor = SquashedGaussianActor(OBS_DIM, ACT_DIM)  # untrained, the shipped snapshots' architecture
@@ -634,7 +614,7 @@ def bench_generate(b: Bench) -> None:
         t0 = b.now()
         try:
             with quiet():
-                episodes = rollout(ENV_ID, actor if with_actor else None, steps, 0)
+                episodes = rollout(ENV_ID, [actor if with_actor else None], steps, 0)
         finally:
             torch.set_num_threads(threads)  # the rollout pins torch to one thread
         done = sum(len(a) for a in episodes["actions"]) if isinstance(episodes, dict) else steps
