@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import gymnasium as gym
 import h5py
 import minari
 import numpy as np
@@ -40,12 +41,13 @@ def assets(tmp_path):
 
 
 def test_generated_datasets_load_with_scores_and_metadata(minari_root, assets):
-    for quality in ("medium_replay", "medium_expert"):
-        gen.generate("hopper", quality, "small", assets=assets, steps_per_policy=STEPS)
+    gen.generate("hopper", "medium_expert", "small", assets=assets, steps_per_policy=STEPS)
+    gen.generate("hopper", "medium_replay", "small", assets=assets, steps_per_policy=50_000, workers=1)
     me = minari.load_dataset("wsrl/hopper/medium-expert-small-v0")
     medium = minari.load_dataset("wsrl/hopper/medium-small-v0")
     expert = minari.load_dataset("wsrl/hopper/expert-small-v0")
-    assert me.total_steps == medium.total_steps + expert.total_steps >= 2 * STEPS
+    assert me.total_steps == medium.total_steps + expert.total_steps == 2 * STEPS
+    assert me.total_episodes == medium.total_episodes + expert.total_episodes
     assert me.storage.metadata["ref_min_score"] == ROBOT["hopper"].ref_min_score
     assert me.storage.metadata["ref_max_score"] == ROBOT["hopper"].ref_max_score
     assert me.spec.env_spec.id == "Hopper-v5"
@@ -55,31 +57,60 @@ def test_generated_datasets_load_with_scores_and_metadata(minari_root, assets):
         assert not (ep.terminations[:-1] | ep.truncations[:-1]).any()
         assert len(ep.actions) <= 1000
     replay = minari.load_dataset("wsrl/hopper/medium-replay-small-v0")
-    # one chunk of random actions plus the snapshot before medium, snapshot_every * STEPS / 1M steps each
-    assert replay.total_steps >= 2 * max(1, 1000 * STEPS // gen.FULL_STEPS)
+    # random actions, then the one snapshot before medium: snapshot_every * STEPS / 1M steps each (at least 1)
+    assert replay.total_steps == 2 * (1000 * 50_000 // gen.FULL_STEPS)
+    assert replay.storage.metadata["ref_min_score"] == ROBOT["hopper"].ref_min_score
 
 
-def test_rollout_episodes_continue_observations(monkeypatch):
-    """Within an episode, each stored observation is the next one of the previous step."""
-    ep = gen.rollout("Hopper-v5", [None, None], 400, seed=1, n_envs=4)
-    assert sum(len(a) for a in ep["actions"]) == 400
+def test_rollout_exact_budget_same_with_workers_and_replays():
+    """Exactly the budget; the same data with worker processes; a stored episode replays step for step."""
+    ep = gen.rollout("Hopper-v5", [None, None], 403, seed=1, n_envs=4)
+    assert sum(len(a) for a in ep["actions"]) == 403
     for obs, act in zip(ep["observations"], ep["actions"], strict=True):
         assert len(obs) == len(act) + 1 and np.isfinite(obs).all()
+    with gen.worker_pool(2) as pool:
+        again = gen.rollout("Hopper-v5", [None, None], 403, seed=1, n_envs=4, pool=pool)
+    for key in gen.KEYS:
+        assert all(np.array_equal(x, y) for x, y in zip(ep[key], again[key], strict=True))
+    env = gym.make("Hopper-v5")  # the first episode of the first environment of the first shard
+    obs, _ = env.reset(seed=gen.derive_seed(1, 0))
+    np.testing.assert_array_equal(obs, ep["observations"][0][0])
+    for t, action in enumerate(ep["actions"][0]):
+        obs, reward, term, _, _ = env.step(action)
+        np.testing.assert_array_equal(obs, ep["observations"][0][t + 1])  # the last one is the final observation
+        assert reward == ep["rewards"][0][t] and term == ep["terminations"][0][t]
 
 
-def test_interrupted_generation_leaves_nothing_and_retry_works(minari_root, assets, monkeypatch):
-    def fail(*args, **kwargs):
-        raise KeyboardInterrupt
+@pytest.mark.parametrize("where", ["rollout", "write"])
+def test_interrupted_generation_leaves_nothing_and_retry_works(minari_root, assets, monkeypatch, where):
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
 
-    monkeypatch.setattr(minari, "create_dataset_from_buffers", fail)
+    if where == "rollout":
+        calls = iter(range(100))
+
+        def act(self, obs, generator=None, deterministic=False):
+            if next(calls) == 5:  # halfway through the rollout
+                raise KeyboardInterrupt
+            return torch.zeros(len(obs), 3)
+
+        monkeypatch.setattr(SquashedGaussianActor, "act", act)
+    else:
+        write = HDF5Storage.update_episodes
+
+        def half_then_fail(self, episodes):  # some episodes reach the file, then the process is interrupted
+            write(self, list(episodes)[:2])
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(HDF5Storage, "update_episodes", half_then_fail)
     with pytest.raises(KeyboardInterrupt):
         gen.generate("hopper", "medium", "small", assets=assets, steps_per_policy=STEPS)
     assert list(minari_root.rglob("*.hdf5")) == [] and not exists_locally("wsrl/hopper/medium-small-v0")
-    assert [p for p in minari_root.iterdir() if p.name.startswith(".wsrl-build")] == []
+    assert [p for p in minari_root.iterdir() if p.name.startswith(".")] == []
+    assert minari.list_local_datasets() == {}
     monkeypatch.undo()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
     gen.generate("hopper", "medium", "small", assets=assets, steps_per_policy=STEPS)
-    assert minari.load_dataset("wsrl/hopper/medium-small-v0").total_steps >= STEPS
+    assert minari.load_dataset("wsrl/hopper/medium-small-v0").total_steps == STEPS
 
 
 def test_existing_dataset_is_kept_unless_overwrite(minari_root, assets):
@@ -114,6 +145,15 @@ def write_d4rl_file(path, n=250, ends=(99, 179)):
     return path
 
 
+def test_ensure_dataset_refusals_name_the_command(minari_root):
+    with pytest.raises(DatasetError, match="import-d4rl <file.hdf5> --robot hopper --quality medium"):
+        ensure_dataset("d4rl/hopper/medium-v2", "d4rl", "hopper", "medium", "full", None)
+    with pytest.raises(DatasetError, match="python -m wsrl.datasets generate hopper medium_replay"):
+        ensure_dataset("wsrl-minari/hopper/medium-replay-v0", "minari", "hopper", "medium_replay", "full", None)
+    with pytest.raises(DatasetError, match="unknown"):
+        ensure_dataset("x/hopper/medium-v0", "ftp", "hopper", "medium", "full", None)
+
+
 def test_d4rl_hdf5_import(minari_root, tmp_path):
     path = write_d4rl_file(tmp_path / "hopper_medium-v2.hdf5")
     import_d4rl_hdf5(path, "d4rl/hopper/medium-v2", "hopper")
@@ -129,6 +169,15 @@ def test_d4rl_hdf5_import(minari_root, tmp_path):
     assert ds.storage.metadata["ref_max_score"] == ROBOT["hopper"].ref_max_score
 
 
+def test_d4rl_import_without_next_observations_repeats_the_last(minari_root, tmp_path):
+    path = write_d4rl_file(tmp_path / "old.hdf5")
+    with h5py.File(path, "a") as f:
+        del f["next_observations"]
+    import_d4rl_hdf5(path, "d4rl/hopper/medium-v2", "hopper")
+    first = next(minari.load_dataset("d4rl/hopper/medium-v2").iterate_episodes())
+    np.testing.assert_array_equal(first.observations[-1], first.observations[-2])
+
+
 def test_damaged_hdf5_is_refused(minari_root, tmp_path):
     path = write_d4rl_file(tmp_path / "ok.hdf5")
     truncated = tmp_path / "truncated.hdf5"
@@ -139,7 +188,13 @@ def test_damaged_hdf5_is_refused(minari_root, tmp_path):
         f["observations"] = np.zeros((3, 11))
     with pytest.raises(DatasetError, match="missing actions"):
         import_d4rl_hdf5(tmp_path / "partial.hdf5", "d4rl/hopper/medium-v2", "hopper")
-    assert not exists_locally("d4rl/hopper/medium-v2")
+    (tmp_path / "garbage.hdf5").write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(DatasetError, match="cannot read"):
+        import_d4rl_hdf5(tmp_path / "garbage.hdf5", "d4rl/hopper/medium-v2", "hopper")
+    with pytest.raises(DatasetError, match="wrong --robot"):
+        import_d4rl_hdf5(path, "d4rl/walker2d/medium-v2", "walker2d")
+    assert not exists_locally("d4rl/hopper/medium-v2") and not exists_locally("d4rl/walker2d/medium-v2")
+    assert list(minari_root.iterdir()) == []
 
 
 def test_info_prints_summary_and_writes_png(tiny_dataset, tmp_path, capsys):
@@ -147,13 +202,27 @@ def test_info_prints_summary_and_writes_png(tiny_dataset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "episodes" in out and "normalized_score" in out
     assert summary["episodes"] == 6
+    ds = minari.load_dataset(tiny_dataset)
+    returns = np.array([ep.rewards.sum() for ep in ds.iterate_episodes()])
+    assert summary["normalized_score"]["mean"] == pytest.approx(ROBOT["hopper"].normalize(returns).mean(), abs=0.05)
+    assert summary["return_quantiles"]["max"] == pytest.approx(returns.max(), abs=0.05)
     assert (tmp_path / "hist.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli_errors_are_one_line(minari_root):
-    proc = subprocess.run([sys.executable, "-m", "wsrl.datasets", "info", "wsrl/nope/none-v0"],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and proc.stderr.strip().startswith("error:") and len(proc.stderr.splitlines()) == 1
+@pytest.mark.parametrize("argv", [["info", "wsrl/nope/none-v0"], ["generate", "cheetah", "medium"],
+                                  ["import-d4rl", "missing.hdf5", "--robot", "hopper", "--quality", "medium"], []])
+def test_cli_errors_are_one_line_exit_2(minari_root, capsys, argv):
+    from wsrl.datasets.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error:") and len(err.splitlines()) == 1
+
+
+def test_cli_download_fails_fast_offline(minari_root):
     proc = subprocess.run([sys.executable, "-m", "wsrl.datasets", "download", "hopper", "medium"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "python -m wsrl.datasets generate hopper medium" in proc.stderr
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert "python -m wsrl.datasets generate hopper medium" in proc.stderr
+    assert list(minari_root.iterdir()) == []

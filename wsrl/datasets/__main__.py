@@ -1,41 +1,53 @@
-"""Command line: ``python -m wsrl.datasets {generate,info,import-d4rl,download} ...``."""
+"""Command line: ``python -m wsrl.datasets {generate,info,import-d4rl,download} ...``.
+
+Errors (a missing or damaged dataset, bad arguments) end in one line on stderr and exit code 2, no traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import NoReturn
 
-from wsrl.datasets.generate import QUALITIES, generate
-from wsrl.datasets.store import DatasetError
+from wsrl.datasets.generate import QUALITIES, generate, generated_id
+from wsrl.datasets.store import DatasetError, exists_locally
 from wsrl.datasets.suite import ROBOTS
+
+D4RL_QUALITIES = ("random", "medium", "expert", "medium_replay", "medium_expert", "full_replay")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (the usage stays available through --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m wsrl.datasets", description="wsrl's dataset suite")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = OneLineParser(prog="python -m wsrl.datasets", description="wsrl's dataset suite")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     g = sub.add_parser("generate", help="make datasets from the shipped behaviour policies")
     g.add_argument("robot", choices=(*ROBOTS, "all"))
-    g.add_argument("quality", choices=(*QUALITIES, "all"), help="'all' makes the nine (and expert)")
+    g.add_argument("quality", choices=(*QUALITIES, "all"), help="'all' makes the nine (and expert), keeping existing")
     g.add_argument("--size", choices=("full", "small"), default="full", help="small: a tenth of D4RL's size")
     g.add_argument("--overwrite", action="store_true", help="replace datasets that already exist")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--workers", type=int, default=None, help="rollout processes (default: one per core, up to 2)")
     i = sub.add_parser("info", help="summary and return histogram of a local dataset")
     i.add_argument("dataset_id")
-    i.add_argument("--png", help="where the histogram goes (default: <id>_returns.png)")
+    i.add_argument("--png", type=Path, help="where the histogram goes (default: <id>_returns.png)")
     d = sub.add_parser("import-d4rl", help="convert a D4RL v2 HDF5 file to a local Minari dataset")
     d.add_argument("file")
     d.add_argument("--robot", choices=ROBOTS, required=True)
-    d.add_argument("--quality", required=True, help="e.g. medium_expert; the id becomes d4rl/<robot>/<quality>-v2")
+    d.add_argument("--quality", choices=D4RL_QUALITIES, required=True, help="the id becomes d4rl/<robot>/<quality>-v2")
     d.add_argument("--overwrite", action="store_true")
-    m = sub.add_parser("download", help="download Minari's mujoco datasets with D4RL reference scores")
+    m = sub.add_parser("download", help="download Minari's mujoco datasets, with D4RL reference scores attached")
     m.add_argument("robot", choices=ROBOTS)
     m.add_argument("quality", choices=("medium", "expert", "medium_expert"))
     a = p.parse_args(argv)
     try:
         if a.command == "generate":
-            from wsrl.datasets.generate import generated_id
-            from wsrl.datasets.store import exists_locally
-
             robots = ROBOTS if a.robot == "all" else (a.robot,)
             qualities = QUALITIES if a.quality == "all" else (a.quality,)
             for robot in robots:
@@ -44,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
                     if exists_locally(dataset_id) and not a.overwrite and a.quality == "all":
                         print(f"{dataset_id}: exists, kept")
                         continue
-                    print(f"{generate(robot, quality, a.size, a.overwrite, seed=a.seed)}: written")
+                    print(f"{generate(robot, quality, a.size, a.overwrite, seed=a.seed, workers=a.workers)}: written")
         elif a.command == "info":
             from wsrl.datasets.info import info
 
@@ -60,8 +72,12 @@ def main(argv: list[str] | None = None) -> None:
 
             env = resolve_env(EnvConfig(name="", robot=a.robot, quality=a.quality, source="minari"))
             print(f"{download_minari(a.robot, a.quality, env.dataset_id)}: written")
-    except (DatasetError, KeyboardInterrupt) as err:
-        sys.exit(f"error: {err or 'interrupted; nothing was written'}")
+    except DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written for the dataset in progress", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

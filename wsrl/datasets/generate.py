@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Iterator
-from multiprocessing.pool import Pool
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import gymnasium as gym
@@ -83,6 +83,7 @@ def rollout_shard(env_id: str, actors: list[SquashedGaussianActor | None], steps
     actions. Per step: one vector-env call and one batched actor call; the
     arrays are cut into episodes afterwards. ``desc`` draws a progress bar (scaled to ``SHARDS`` shards).
     """
+    threads = torch.get_num_threads()  # restored on the way out: the caller may be a training process
     torch.set_num_threads(1)  # a 256-wide MLP on 16 rows: threads cost more than they give
     n_envs = max(1, min(n_envs, steps))
     horizon = -(-steps // n_envs)
@@ -114,6 +115,7 @@ def rollout_shard(env_id: str, actors: list[SquashedGaussianActor | None], steps
                 final_obs[t, i] = info["final_obs"][i]
     finally:
         envs.close()
+        torch.set_num_threads(threads)
     episodes: Episodes = {k: [] for k in KEYS}
     for i in range(n_envs):
         n = length[i]
@@ -135,7 +137,7 @@ def _shard(args: tuple) -> Episodes:
 
 
 def rollout(env_id: str, actors: list[SquashedGaussianActor | None], steps: int, seed: int,
-            n_envs: int = ENVS_PER_SHARD, desc: str = "", pool: Pool | None = None) -> Episodes:
+            n_envs: int = ENVS_PER_SHARD, desc: str = "", pool: ProcessPoolExecutor | None = None) -> Episodes:
     """Exactly ``steps`` transitions in ``SHARDS`` shards of ``n_envs`` environments (see ``rollout_shard``).
 
     Shard ``k`` is seeded ``derive_seed(seed, k)``; with a ``pool`` the shards run in its processes, otherwise
@@ -144,7 +146,7 @@ def rollout(env_id: str, actors: list[SquashedGaussianActor | None], steps: int,
     jobs = [(env_id, actors, steps // SHARDS + (k < steps % SHARDS), derive_seed(seed, k), n_envs,
              (desc or env_id) if k == 0 else None) for k in range(SHARDS)]
     jobs = [job for job in jobs if job[2] > 0]
-    return _concat(pool.map(_shard, jobs, chunksize=1) if pool is not None else [_shard(job) for job in jobs])
+    return _concat(list(pool.map(_shard, jobs)) if pool is not None else [_shard(job) for job in jobs])
 
 
 def _concat(parts: list[Episodes]) -> Episodes:
@@ -170,17 +172,29 @@ def _snapshot(robot: str, manifest: dict, step: int, assets: Path) -> SquashedGa
 
 
 def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates the pool
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
 
 
 @contextlib.contextmanager
-def worker_pool(workers: int) -> Iterator[Pool | None]:
-    """``workers`` fresh processes (spawned: safe whatever the parent has started), or None for one."""
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """``workers`` forked processes (as torch's DataLoader uses: nothing is re-imported), or None for one.
+
+    A worker that dies raises BrokenProcessPool rather than hanging; on an error or interrupt the workers are
+    stopped at once instead of finishing their shards.
+    """
     if workers <= 1:
         yield None
         return
-    with multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
-        yield pool  # leaving the block terminates the workers, also on an error or interrupt
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint)
+    try:
+        yield pool
+    except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # no public terminate before 3.14
+        for process in processes:
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def generate(robot: str, quality: str, size: str = "full", overwrite: bool = False, assets: Path | None = None,
@@ -209,7 +223,7 @@ def generate(robot: str, quality: str, size: str = "full", overwrite: bool = Fal
 
 
 def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict, seed: int, n: int,
-              steps_per_policy: int | None, pool: Pool | None, overwrite: bool) -> str:
+              steps_per_policy: int | None, pool: ProcessPoolExecutor | None, overwrite: bool) -> str:
     r = ROBOT[robot]
     chosen = manifest["chosen"]
     label = f"{robot} {quality}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsrl.datasets.store import DatasetError, exists_locally
+from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
 
 
 def info(dataset_id: str, png: Path | None = None) -> dict:
@@ -18,7 +18,8 @@ def info(dataset_id: str, png: Path | None = None) -> dict:
     import minari
 
     if not exists_locally(dataset_id):
-        raise DatasetError(f"{dataset_id} is not a local dataset; see `python -m wsrl.datasets generate --help`")
+        raise DatasetError(f"{dataset_id} is not in {datasets_root()}; make it with `python -m wsrl.datasets "
+                           "generate|import-d4rl|download ...` (see --help)")
     ds = minari.load_dataset(dataset_id)
     returns = np.array([ep.rewards.sum() for ep in ds.iterate_episodes()])
     lo, hi = ds.storage.metadata.get("ref_min_score"), ds.storage.metadata.get("ref_max_score")
@@ -35,8 +36,8 @@ def info(dataset_id: str, png: Path | None = None) -> dict:
     png = Path(png or f"{dataset_id.replace('/', '_')}_returns.png")
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(scores, bins=50, color="tab:blue")
-    ax.set(title=f"{dataset_id}: {len(returns)} episodes",
-           xlabel="D4RL normalized return" if scores is not returns else "episode return", ylabel="episodes")
+    ax.set(title=dataset_id, xlabel="D4RL normalized return" if scores is not returns else "episode return",
+           ylabel="episodes")
     fig.tight_layout()
     tmp = png.with_name(png.name + ".tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -2,38 +2,42 @@
 
 from __future__ import annotations
 
-from wsrl.datasets.store import DatasetError, exists_locally
+from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
 
-__all__ = ["DatasetError", "ensure_dataset"]
+__all__ = ["DatasetError", "ensure_dataset"]  # DatasetError lives in store.py, below every writer
 
 
 def ensure_dataset(dataset_id: str, source: str, robot: str, quality: str, size: str, d4rl_file: str | None) -> None:
-    """Return if ``dataset_id`` is local; otherwise generate, convert or download it, saying so."""
+    """Return if ``dataset_id`` is local (checked on disk, no network); otherwise make it from ``source``.
+
+    generated: from the shipped behaviour policies (medium_expert also makes medium and expert if missing);
+    d4rl: converted from ``d4rl_file``; minari: downloaded. Says so in one line before the long work; what
+    cannot be done raises DatasetError naming the dataset and the command that makes it.
+    """
     if exists_locally(dataset_id):
         return
+    where = f"{dataset_id} is not in {datasets_root()}"
     if source == "generated":
         from wsrl.datasets.generate import generate, generated_id
 
         if dataset_id != generated_id(robot, quality, size):
-            raise DatasetError(f"{dataset_id} is not in {_root()} and is not a generated id; make it or set "
-                               "env.dataset_id=null")
-        print(f"{dataset_id} is not in {_root()}: generating it from the shipped behaviour policies", flush=True)
+            raise DatasetError(f"{where} and is not a generated id ({generated_id(robot, quality, size)}); make it "
+                               "yourself or set env.dataset_id=null")
+        print(f"{where}: generating it from the shipped behaviour policies "
+              f"(python -m wsrl.datasets generate {robot} {quality} --size {size})", flush=True)
         generate(robot, quality, size)
     elif source == "d4rl":
         if not d4rl_file:
-            raise DatasetError(f"{dataset_id} is not in {_root()}; pass env.d4rl_file=<D4RL .hdf5 file> to convert it")
+            raise DatasetError(f"{where}; convert a D4RL file with `python -m wsrl.datasets import-d4rl <file.hdf5> "
+                               f"--robot {robot} --quality {quality}` or pass env.d4rl_file=<file.hdf5>")
         from wsrl.datasets.importers import import_d4rl_hdf5
 
-        print(f"converting {d4rl_file} into {dataset_id}", flush=True)
+        print(f"{where}: converting {d4rl_file} into it", flush=True)
         import_d4rl_hdf5(d4rl_file, dataset_id, robot)
-    else:
+    elif source == "minari":
         from wsrl.datasets.importers import download_minari
 
-        print(f"{dataset_id} is not in {_root()}: downloading Minari's mujoco/{robot} datasets", flush=True)
+        print(f"{where}: downloading Minari's mujoco/{robot} datasets for it", flush=True)
         download_minari(robot, quality, dataset_id)
-
-
-def _root() -> str:
-    from wsrl.datasets.store import datasets_root
-
-    return str(datasets_root())
+    else:
+        raise DatasetError(f"{where} and source {source!r} is unknown: use generated, d4rl or minari")
