@@ -18,7 +18,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -253,5 +252,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()
