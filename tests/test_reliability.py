@@ -19,7 +19,8 @@ from wsrl.data import DataError
 from wsrl.module import NonFiniteLossError
 from wsrl.train import train
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+ROOT = Path(__file__).resolve().parents[1]
+CONF = str(ROOT / "conf")
 SMALL = ["policy.hidden_dims=[32,32]", "trainer.batch_size=32", "eval.episodes=2", "wandb.mode=disabled",
          "generate_if_missing=false", "trainer.log_every_n_steps=10", "trainer.progress_bar=false"]
 
@@ -78,6 +79,22 @@ def test_finished_run_is_not_overwritten_and_other_config_is_refused(tiny_datase
     assert (tmp_path / "results.json").stat().st_mtime_ns == mtime
     with pytest.raises(ConfigError, match="different trainer config"):
         train(config("trainer.max_steps=10", "trainer.lr=0.1"), tmp_path)
+
+
+def test_cli_refusal_leaves_the_earlier_run_untouched(tiny_dataset, minari_root, tmp_path):
+    def cli(*overrides: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "PYTHONPATH": str(ROOT)}
+        return subprocess.run([sys.executable, "-m", "wsrl.train", *SMALL, "trainer.max_steps=3", "eval.episodes=1",
+                               *overrides], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    assert cli().returncode == 0
+    files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert {"config.yaml", "run_config.json", "results.json", "last.ckpt"} <= {p.name for p in files}
+    refused = cli("trainer.lr=0.1")
+    assert refused.returncode != 0
+    last_line = refused.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and "different trainer config" in last_line
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == files
 
 
 def test_dataset_that_does_not_fit_the_eval_env_is_refused(tiny_dataset, tmp_path):

@@ -197,6 +197,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     if identity is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "run_config.json", identity)
+        OmegaConf.save(OmegaConf.create(plain), run_dir / "config.yaml")
     last = ckpt_dir / "last.ckpt"
     resume = cfg.resume and last.exists()
     if resume:
@@ -246,9 +247,21 @@ def main(cfg: DictConfig) -> float:
             write_json_atomic(run_dir / "failed.json", {"error": str(err), "type": type(err).__name__,
                                                         "overrides": list(hydra_cfg.overrides.task)})
             return float("nan")
+        discard_if_empty(run_dir)
         if isinstance(err, ConfigError | DataError | DatasetError | NonFiniteLossError):
             sys.exit(f"error: {err}")
         raise
+
+
+def discard_if_empty(run_dir: Path) -> None:
+    """Remove the directories Hydra made for a run that was refused before writing anything (empty ones only,
+    up to the working directory), so a refusal leaves no trace."""
+    run_dir, cwd = run_dir.resolve(), Path.cwd().resolve()
+    for path in [run_dir, *(parent for parent in run_dir.parents if cwd in parent.parents)]:
+        try:
+            path.rmdir()
+        except OSError:  # not empty: someone else's
+            break
 
 
 if __name__ == "__main__":
