@@ -293,7 +293,7 @@ def wsrl_rate(b: Bench, cfg, data, warmup: int, steps: int) -> float:
     module = new_module(cfg, data)
     env = resolve_env(cfg.env)
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
-    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir, env),
+    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
                            [evaluator] if cfg.eval.every_steps else [])  # as train() does
     stream = data.stream
     data.stream = timer = TimedStream(stream, warmup + 1, warmup + steps + 1, b.now, device.type == "cuda")
@@ -409,7 +409,7 @@ def usual_rate(b: Bench, cfg, data, warmup: int, steps: int) -> float:
     loader = DataLoader(TensorDataset(data.inputs.cpu(), data.actions.cpu(), weights.cpu()), batch_size=tc.batch_size,
                         shuffle=True, drop_last=True)
     timer = StepTimer(warmup, warmup + steps, b.now, device.type == "cuda")
-    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir, None), [timer])
+    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir), [timer])
     with quiet():
         trainer.fit(UsualBC(), train_dataloaders=loader)
     return timer.rate()

@@ -74,13 +74,13 @@ def test_defaults_are_the_papers(hydra_conf):
     ("sampler.ks=0", "sampler.ks=0 must be an odd integer"),
     ("policy.dropout=1.0", r"policy.dropout=1.0 must be in \[0, 1\)"),
     ("policy.dropout=-0.1", r"policy.dropout=-0.1 must be in \[0, 1\)"),
-    ("sampler.kernel=box", "sampler.kernel='box' is not one of gaussian, triang, laplace"),
+    ("sampler.kernel=box", "sampler.kernel='box' is not one of gaussian, triangular, laplace"),
     ("sampler.reweight=log", "sampler.reweight='log' is not one of"),
     ("method.gamma=0", r"method.gamma=0.0 must be in \(0, 1\]"),
     ("policy.hidden_dims=[]", "policy.hidden_dims"),
     ("policy.log_std_bounds=[2,-5]", "must be increasing"),
     ("sampler.clip_max=0.5", "sampler.clip_max=0.5 must be > 1"),
-    ("env.source=d4rl", "env.source=d4rl needs env.d4rl_file"),
+    ("device=gpu", "device=gpu must be auto, cpu, cuda or cuda:N"),
     ("env.robot=ant", "env.robot='ant' is not one of"),
 ])
 def test_out_of_range_values_fail_validation(hydra_conf, override, message):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import gymnasium as gym
 import h5py
@@ -14,12 +16,15 @@ import pytest
 import torch
 
 import wsrl.datasets.generate as gen
+from tests.conftest import make_tiny_dataset
+from wsrl.datasets import behavior
 from wsrl.datasets.behavior import SquashedGaussianActor
 from wsrl.datasets.importers import import_d4rl_hdf5
 from wsrl.datasets.info import info
 from wsrl.datasets.sources import ensure_dataset
 from wsrl.datasets.store import DatasetError, exists_locally
 from wsrl.datasets.suite import ROBOT
+from wsrl.train import train
 
 STEPS = 300  # per policy: tiny
 
@@ -40,7 +45,7 @@ def assets(tmp_path):
     return root
 
 
-def test_generated_datasets_load_with_scores_and_metadata(minari_root, assets):
+def test_generated_datasets_load_with_scores_metadata_and_train(minari_root, assets, tmp_path):
     gen.generate("hopper", "medium_expert", "small", assets=assets, steps_per_policy=STEPS)
     gen.generate("hopper", "medium_replay", "small", assets=assets, steps_per_policy=50_000, workers=1)
     me = minari.load_dataset("wsrl/hopper/medium-expert-small-v0")
@@ -60,6 +65,17 @@ def test_generated_datasets_load_with_scores_and_metadata(minari_root, assets):
     # random actions, then the one snapshot before medium: snapshot_every * STEPS / 1M steps each (at least 1)
     assert replay.total_steps == 2 * (1000 * 50_000 // gen.FULL_STEPS)
     assert replay.storage.metadata["ref_min_score"] == ROBOT["hopper"].ref_min_score
+    # and it trains: a few steps of the main job on the generated medium-expert data
+    from tests.test_reliability import config
+
+    results = train(config("env.size=small", "trainer.max_steps=5", "eval.episodes=1"), tmp_path / "run")
+    assert results["dataset_id"] == "wsrl/hopper/medium-expert-small-v0" and results["steps"] == 5
+
+
+def test_behavior_training_refuses_to_mix_two_sac_runs(tmp_path, assets):
+    with pytest.raises(SystemExit, match="records a run whose checkpoints are not in"):
+        behavior.main(["hopper", "--steps", "1000", "--out", str(assets), "--workdir", str(tmp_path / "new")])
+    assert json.loads((assets / "hopper" / "manifest.json").read_text())["chosen"]["expert"] == 3000
 
 
 def test_rollout_exact_budget_same_with_workers_and_replays():
@@ -126,6 +142,34 @@ def test_ensure_dataset_generates_a_missing_generated_dataset(minari_root, asset
     monkeypatch.setattr(gen, "FULL_STEPS", 10 * STEPS)
     ensure_dataset("wsrl/hopper/medium-small-v0", "generated", "hopper", "medium", "small", None)
     assert "generating it" in capsys.readouterr().out
+    assert exists_locally("wsrl/hopper/medium-small-v0")
+
+
+def test_parallel_jobs_make_a_missing_dataset_once(minari_root, monkeypatch, capsys):
+    """Two jobs of a sweep need the same missing dataset: one makes it, the other waits and uses it."""
+    made = []
+
+    def slow_generate(robot, quality, size):
+        made.append(quality)
+        time.sleep(0.5)  # the second job arrives while the first is still making it
+        make_tiny_dataset("wsrl/hopper/medium-small-v0", n_episodes=2, max_steps=10)
+
+    monkeypatch.setattr(gen, "generate", slow_generate)
+    errors = []
+
+    def job():
+        try:
+            ensure_dataset("wsrl/hopper/medium-small-v0", "generated", "hopper", "medium", "small", None)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    jobs = [threading.Thread(target=job) for _ in range(2)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    assert errors == [] and made == ["medium"]
+    assert "waiting for another process" in capsys.readouterr().out
     assert exists_locally("wsrl/hopper/medium-small-v0")
 
 

@@ -97,6 +97,12 @@ def test_cli_refusal_leaves_the_earlier_run_untouched(tiny_dataset, minari_root,
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == files
 
 
+def test_last_checkpoint_holds_the_final_step_off_the_interval(tiny_dataset, tmp_path):
+    train(config("trainer.max_steps=25", "trainer.checkpoint_every_steps=10"), tmp_path)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 25
+
+
 def test_dataset_that_does_not_fit_the_eval_env_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(DataError, match="expects 17 and 6"):
         train(config("trainer.max_steps=5", "env.eval_env_id=HalfCheetah-v5"), tmp_path)
@@ -114,7 +120,7 @@ def test_wandb_online_without_network_falls_back_to_offline(tiny_dataset, tmp_pa
 
     monkeypatch.setattr(wt, "wandb_reachable", lambda timeout=3.0: False)
     cfg = config("wandb.mode=online")
-    loggers = wt.make_loggers(cfg, tmp_path, None)
+    loggers = wt.make_loggers(cfg, tmp_path)
     assert "logging offline instead" in caplog.text
     assert loggers[1].experiment.settings.mode == "offline"
     import wandb

@@ -17,7 +17,7 @@ from torch import nn
 from wsrl.config import register_configs
 from wsrl.evaluation import run_episodes
 from wsrl.module import WeightedBC
-from wsrl.train import eval_seed, train
+from wsrl.train import eval_seed, evaluate, load_checkpoint, train
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 HOPPER_MIN, HOPPER_MAX = -20.272305, 3234.3  # D4RL REF_MIN_SCORE / REF_MAX_SCORE for hopper
@@ -83,11 +83,14 @@ def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_ru
     results, run_dir = finished_run
     shutil.rmtree(minari_root)
     minari_root.mkdir()  # the dataset is gone: acting needs only the checkpoint
-    module = WeightedBC.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    module, env = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert module.target_return == results["target_return"]
     assert module.method.condition_on_return and module.obs_mean.abs().sum() > 0
-    returns, lengths = run_episodes(results["eval_env_id"], module.act, 2, eval_seed(results["seed"], 60))
-    assert returns.tolist() == results["returns"] and lengths.tolist() == results["lengths"]
+    assert env.eval_env_id == results["eval_env_id"] == "Hopper-v5"
+    assert (env.ref_min_score, env.ref_max_score) == (results["ref_min_score"], results["ref_max_score"])
+    again = evaluate(module, env, 2, eval_seed(results["seed"], 60))
+    assert again["returns"] == results["returns"] and again["lengths"] == results["lengths"]
+    assert again["normalized_score"] == results["normalized_score"]
     # acting is deterministic in eval mode
     obs = np.random.default_rng(0).normal(size=(5, 11))
     np.testing.assert_array_equal(module.act(obs, np.zeros(5), np.zeros(5)), module.act(obs, np.zeros(5), np.zeros(5)))

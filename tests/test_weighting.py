@@ -23,7 +23,7 @@ def reference_window(kernel: str, ks: int, sigma: float) -> np.ndarray:
         base = [0.0] * half + [1.0] + [0.0] * half
         smooth = gaussian_filter1d(base, sigma=sigma)
         return smooth / max(smooth)
-    if kernel == "triang":
+    if kernel == "triangular":
         return triang(ks)
     def laplace(x):
         return np.exp(-abs(x) / sigma) / (2.0 * sigma)
@@ -56,8 +56,8 @@ def skewed_labels() -> np.ndarray:
 
 
 @pytest.mark.parametrize("reweight", ["sqrt_inv", "inverse"])
-@pytest.mark.parametrize("kernel,ks,sigma", [("gaussian", 5, 2.0), ("gaussian", 9, 1.0), ("triang", 5, 2.0),
-                                             ("triang", 7, 2.0), ("laplace", 5, 2.0), ("laplace", 3, 0.5)])
+@pytest.mark.parametrize("kernel,ks,sigma", [("gaussian", 5, 2.0), ("gaussian", 9, 1.0), ("triangular", 5, 2.0),
+                                             ("triangular", 7, 2.0), ("laplace", 5, 2.0), ("laplace", 3, 0.5)])
 def test_lds_weights_match_reference(skewed_labels, kernel, ks, sigma, reweight):
     got = lds_weights(skewed_labels, bins=50, kernel=kernel, ks=ks, sigma=sigma, reweight=reweight)
     want = reference_weights(skewed_labels, 50, kernel, ks, sigma, reweight)
@@ -96,8 +96,8 @@ def test_clip_max_bounds_the_weights_then_renormalizes(skewed_labels):
 def test_two_dimensional_labels_average_the_per_dimension_weights():
     rng = np.random.default_rng(2)
     labels = np.stack([rng.normal(0, 1, 500), rng.exponential(1.0, 500), rng.uniform(-1, 1, 500)], axis=1)
-    got = lds_weights(labels, bins=20, kernel="triang", ks=5, reweight="inverse")
-    per_dim = [reference_weights(labels[:, d], 20, "triang", 5, 2.0, "inverse") for d in range(3)]
+    got = lds_weights(labels, bins=20, kernel="triangular", ks=5, reweight="inverse")
+    per_dim = [reference_weights(labels[:, d], 20, "triangular", 5, 2.0, "inverse") for d in range(3)]
     want = np.mean(per_dim, axis=0)
     np.testing.assert_allclose(got, want / want.mean(), rtol=1e-10)
     assert got.mean() == pytest.approx(1.0)

@@ -6,6 +6,7 @@ before any work starts. ``validate`` adds the range checks that types cannot exp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -56,7 +57,7 @@ class SamplerConfig:
     weighting: str = "none"  # none | loss (weights multiply the log-likelihood) | sampling (draw by weight)
     target: str = "trajectory_return"  # label to balance: trajectory_return | return_to_go | action
     bins: int = 100  # equal-width bins over the label's range
-    kernel: str = "gaussian"  # LDS kernel: gaussian | triang | laplace
+    kernel: str = "gaussian"  # LDS kernel: gaussian | triangular | laplace
     ks: int = 5  # kernel size (odd)
     sigma: float = 2.0  # kernel width, in bins
     reweight: str = "sqrt_inv"  # sqrt_inv (square root of counts) | inverse (counts clipped to [5, 1000])
@@ -85,7 +86,7 @@ class TrainerConfig:
     weight_decay: float = 1e-4  # Adam L2 weight decay (the paper: 1e-4)
     log_every_n_steps: int = 100  # metrics (and the one host sync they need) every N steps
     checkpoint_every_steps: int = 10_000  # resumable checkpoint interval (0: only at the end)
-    progress_bar: bool = True
+    progress_bar: bool = True  # tqdm bar while training (refreshed every log_every_n_steps)
 
 
 @dataclass
@@ -101,8 +102,8 @@ class WandbConfig:
     """Weights & Biases logging through Lightning's WandbLogger."""
 
     mode: str = "offline"  # offline (sync later with `wandb sync`) | online | disabled
-    project: str = "wsrl"
-    entity: str | None = None
+    project: str = "wsrl"  # W&B project the runs go to
+    entity: str | None = None  # W&B team or user; null = your default entity
     group: str | None = None  # null = <env>/<method>/<sampler>/<policy>; sweeps set one per sweep
 
 
@@ -133,7 +134,7 @@ CHOICES = {
     "method.return_input": ("to_go", "average"),
     "sampler.weighting": ("none", "loss", "sampling"),
     "sampler.target": ("trajectory_return", "return_to_go", "action"),
-    "sampler.kernel": ("gaussian", "triang", "laplace"),
+    "sampler.kernel": ("gaussian", "triangular", "laplace"),
     "sampler.reweight": ("sqrt_inv", "inverse"),
     "policy.name": ("unconditional", "diag_gaussian"),
     "wandb.mode": ("offline", "online", "disabled"),
@@ -187,8 +188,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"policy.log_std_bounds={[lo, hi]} must be increasing")
     if cfg.sampler.clip_max is not None and cfg.sampler.clip_max <= 1.0:
         raise ConfigError(f"sampler.clip_max={cfg.sampler.clip_max} must be > 1 (weights have mean 1) or null")
-    if cfg.env.source == "d4rl" and cfg.env.dataset_id is None and not cfg.env.d4rl_file:
-        raise ConfigError("env.source=d4rl needs env.d4rl_file=<path to the D4RL .hdf5 file> or env.dataset_id")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"device={cfg.device} must be auto, cpu, cuda or cuda:N")
 
 
 @dataclass(frozen=True)

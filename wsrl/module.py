@@ -30,9 +30,12 @@ class WeightedBC(L.LightningModule):
     """Gaussian behaviour cloning with per-sample weights, optionally conditioned on the return-to-go."""
 
     def __init__(self, input_dim: int, action_dim: int, policy: dict, method: dict, trainer: dict,
-                 target_return: float, obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None) -> None:
+                 target_return: float, obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
+                 config: dict | None = None) -> None:
         """Configs come as plain dicts (checkpoints then load with ``weights_only=True``); ``obs_mean`` and
-        ``obs_std`` come from the dataset, or from the checkpoint's buffers when reloading."""
+        ``obs_std`` come from the dataset, or from the checkpoint's buffers when reloading. ``config`` is the run's
+        whole resolved config, kept in the checkpoint (``hparams.config``) so that the policy can be evaluated in
+        its environment with nothing else (``wsrl.train.load_checkpoint``)."""
         super().__init__()
         self.save_hyperparameters(ignore=["obs_mean", "obs_std"])
         self.method, self.train_cfg = MethodConfig(**method), TrainerConfig(**trainer)
@@ -80,8 +83,9 @@ class WeightedBC(L.LightningModule):
         value = loss.item()  # the one host sync per logging interval
         if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"loss became {value} at step {self.global_step}; lower trainer.lr, check the dataset for extreme "
-                "values, or set sampler.clip_max to bound the LDS weights")
+                f"loss became {value} at step {self.global_step}; lower trainer.lr (with a new name=: this run "
+                "directory keeps the failed run), check the dataset for extreme values, or set sampler.clip_max to "
+                "bound the LDS weights")
         metrics = {"train/loss": value, "train/mean_log_std": self.policy.mean_log_std().item(),
                    "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if weights is not None:

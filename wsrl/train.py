@@ -22,7 +22,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from wsrl.config import ConfigError, ResolvedEnv, TrainConfig, register_configs, resolve_env, validate
+from wsrl.config import ConfigError, EnvConfig, ResolvedEnv, TrainConfig, register_configs, resolve_env, validate
 from wsrl.data import DataError, OfflineDataModule
 from wsrl.evaluation import run_episodes
 from wsrl.module import NonFiniteLossError, WeightedBC
@@ -49,6 +49,13 @@ def evaluate(module: WeightedBC, env: ResolvedEnv, episodes: int, seed: int) -> 
     norm = env.normalize(returns)
     return {"normalized_score": {"mean": float(norm.mean()), "std": float(norm.std())},
             "returns": returns.tolist(), "lengths": lengths.tolist()}
+
+
+def load_checkpoint(path: str | Path) -> tuple[WeightedBC, ResolvedEnv]:
+    """A trained policy (in eval mode, on the CPU) and the environment it is scored in, from its checkpoint alone:
+    ``evaluate(*load_checkpoint(path), episodes, seed)`` needs no dataset and no results file."""
+    module = WeightedBC.load_from_checkpoint(path, map_location="cpu").eval()
+    return module, resolve_env(EnvConfig(**module.hparams.config["env"]))
 
 
 class PeriodicEval(L.Callback):
@@ -90,7 +97,7 @@ def wandb_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def make_loggers(cfg: TrainConfig, run_dir: Path, env: ResolvedEnv) -> list:
+def make_loggers(cfg: TrainConfig, run_dir: Path) -> list:
     loggers: list = [L.pytorch.loggers.CSVLogger(run_dir, name="csv", version="")]
     mode = cfg.wandb.mode
     if mode == "online" and not wandb_reachable():
@@ -116,7 +123,7 @@ def check_same_run(cfg: TrainConfig, run_dir: Path) -> dict | None:
     """Refuse to resume or extend a run directory that holds a run with another configuration; return the
     identity to record when the directory holds no run yet."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
-    keep = {k: v for k, v in plain.items() if k not in ("trainer", "eval", "wandb", "resume")}
+    keep = {k: v for k, v in plain.items() if k not in ("trainer", "wandb", "resume")}
     keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")}
     path = run_dir / "run_config.json"
     if path.exists():
@@ -188,11 +195,11 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
-                        target, data.obs_mean, data.obs_std)
+                        target, data.obs_mean, data.obs_std, config=plain)
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
     ckpt_dir = run_dir / "checkpoints"
     # without periodic evaluation the callback would only cost its hook calls on every step
-    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir, env),
+    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
                            [evaluator] if cfg.eval.every_steps else [])
     if identity is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -203,11 +210,15 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     if resume:
         log.info("resuming from %s", last)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    if trainer.global_step % (cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps):
+        # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
+        trainer.save_checkpoint(last)
     final = evaluate(module, env, cfg.eval.episodes, eval_seed(cfg.seed, cfg.trainer.max_steps))
     results = {
         "env": cfg.env.name, "method": cfg.method.name, "sampler": cfg.sampler.name, "policy": cfg.policy.name,
         "seed": cfg.seed, "steps": trainer.global_step, "dataset_id": env.dataset_id,
-        "eval_env_id": env.eval_env_id, "target_return": target, **final,
+        "eval_env_id": env.eval_env_id, "ref_min_score": env.ref_min_score, "ref_max_score": env.ref_max_score,
+        "target_return": target, **final,
         "eval_history": evaluator.history + [{"step": trainer.global_step, **final["normalized_score"]}],
         "wall_seconds": time.time() - start, "device": str(device),
         "config": plain,
@@ -236,12 +247,17 @@ def main(cfg: DictConfig) -> float:
     from wsrl.datasets.sources import DatasetError
     from wsrl.launch import pin_worker_gpu
 
-    pin_worker_gpu()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        pin_worker_gpu()  # a local sweep's worker takes its own GPU; a single run sees them all (device=cuda:N)
+        if cfg.wandb.group is None:
+            cfg.wandb.group = cfg.name  # one W&B group per sweep
     try:
         return train(cfg, run_dir)["normalized_score"]["mean"]
     except Exception as err:
+        if (wandb := sys.modules.get("wandb")) is not None and wandb.run is not None:
+            wandb.finish(exit_code=1)  # or the next job in this worker would log into the failed run
         if hydra_cfg.mode == RunMode.MULTIRUN:
             log.error("job failed: %s: %s", type(err).__name__, err)
             write_json_atomic(run_dir / "failed.json", {"error": str(err), "type": type(err).__name__,

@@ -24,12 +24,12 @@ def lds_kernel(kernel: str, ks: int, sigma: float) -> np.ndarray:
         impulse = np.zeros(ks)
         impulse[half] = 1.0
         window = gaussian_filter1d(impulse, sigma=sigma)
-    elif kernel == "triang":
+    elif kernel == "triangular":  # scipy's triang, as the reference code
         window = triang(ks)
     elif kernel == "laplace":
         window = np.exp(-np.abs(np.arange(-half, half + 1)) / sigma) / (2.0 * sigma)
     else:
-        raise ValueError(f"unknown LDS kernel {kernel!r}: use gaussian, triang or laplace")
+        raise ValueError(f"unknown LDS kernel {kernel!r}: use gaussian, triangular or laplace")
     return window / window.max()
 
 

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -110,8 +111,12 @@ def train(robot_name: str, steps: int, seed: int, snapshot_every: int, eval_epis
                      "torch": torch.__version__, "python": platform.python_version()},
         "curve": [], "wall_seconds": 0.0,
     }
-    manifest["budget_steps"] = steps
     ckpt, buffer = workdir / "sac.zip", workdir / "replay.pkl"
+    if manifest["curve"] and not (ckpt.exists() and buffer.exists()):
+        # a new SAC run would skip the steps already in the curve and append to another run's record
+        sys.exit(f"error: {manifest_path} records a run whose checkpoints are not in {workdir}: pass that run's "
+                 "--workdir to resume it, or --out <new folder> to train a new one beside it")
+    manifest["budget_steps"] = steps
     env = gym.make(robot.env_id)
     if ckpt.exists() and buffer.exists():
         model = SAC.load(ckpt, env=env, device="cpu")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
 
 __all__ = ["DatasetError", "ensure_dataset"]  # DatasetError lives in store.py, below every writer
@@ -16,6 +20,27 @@ def ensure_dataset(dataset_id: str, source: str, robot: str, quality: str, size:
     """
     if exists_locally(dataset_id):
         return
+    with making_lock():
+        if not exists_locally(dataset_id):  # another job may have made it while this one waited
+            _make(dataset_id, source, robot, quality, size, d4rl_file)
+
+
+@contextmanager
+def making_lock() -> Iterator[None]:
+    """One process at a time makes datasets in this Minari root: the jobs of a parallel sweep that need the same
+    missing dataset wait for the first one's (an exclusive ``flock`` on a hidden file, which Minari ignores)."""
+    root = datasets_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".wsrl-make.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that is making a dataset in {root}", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # released when the file closes
+
+
+def _make(dataset_id: str, source: str, robot: str, quality: str, size: str, d4rl_file: str | None) -> None:
     where = f"{dataset_id} is not in {datasets_root()}"
     if source == "generated":
         from wsrl.datasets.generate import generate, generated_id

@@ -30,7 +30,3 @@ ROBOT = {
     "walker2d": Robot("walker2d", "Walker2d-v5", "Walker2d-v4", 1.629008, 4592.3, 70.0),
 }
 
-
-def dataset_id(robot: str, quality: str, namespace: str = "wsrl") -> str:
-    """Minari id of a generated dataset, e.g. ``wsrl/hopper/medium-expert-v0``."""
-    return f"{namespace}/{robot}/{quality.replace('_', '-')}-v0"
