@@ -119,3 +119,18 @@ def test_cli_refuses_a_bad_value_with_one_error_line(tmp_path, minari_root):
     assert errors == [lines[-1]] == ["error: trainer.batch_size=-1 must be > 0"], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "outputs").exists()  # not even an empty run directory
+
+
+@pytest.mark.parametrize("args,message", [
+    (["trainer.max_stepz=1"], "error: Could not override 'trainer.max_stepz': Key 'max_stepz' not in 'TrainerConfig'"),
+    (["trainer.batch_size=abc"], "error: Error merging override trainer.batch_size=abc: Value 'abc' of type 'str'"),
+    (["env=hopper_mediun"], "error: Could not find 'env/hopper_mediun'; options: halfcheetah_medium, "),
+    (["-m", "env=hopper_medium,nope", "seed=0,1"], "error: Could not find 'env/nope'; options: "),
+])
+def test_cli_refuses_bad_overrides_in_one_line_before_any_output(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "wsrl.train", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(message) and [line for line in lines if "error" in line.lower()] == [lines[-1]], lines
+    assert not list(tmp_path.iterdir())  # no outputs/ or multirun/

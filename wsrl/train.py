@@ -7,6 +7,7 @@ last checkpoint), evaluate, and write ``results.json`` in the run directory.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -280,5 +281,43 @@ def discard_if_empty(run_dir: Path) -> None:
             break
 
 
+def check_command_line(args: list[str]) -> None:
+    """Compose the configs of a command line as Hydra will (each value of a sweep once) and refuse a bad
+    override in one line, before any output directory exists: Hydra's own messages span several lines and
+    suggest `+key=` for a mistyped key, which ``validate`` then refuses. Other Hydra flags than ``-m`` are
+    left to Hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    except OverrideParseException as err:
+        sys.exit(f"error: cannot parse the overrides: {str(err).splitlines()[0]}")
+    values = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+              else [o.input_line] for o in parsed]
+    base = [choices[0] for choices in values]
+    runs = [base] + [base[:i] + [v] + base[i + 1:] for i, choices in enumerate(values) for v in choices[1:]]
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        for overrides in runs:
+            try:
+                compose("train", overrides=overrides)
+            except MissingConfigException as err:  # an unknown group option: name the valid ones
+                lines = str(err).splitlines()
+                listed = next((i for i, line in enumerate(lines) if line.startswith("Available options")), len(lines))
+                options = [line.strip() for line in itertools.takewhile(lambda x: x.startswith("\t"),
+                                                                        lines[listed + 1:])]
+                what = lines[0].removeprefix("In 'train': ")
+                sys.exit(f"error: {what}; options: {', '.join(options)}")
+            except (HydraException, OmegaConfBaseException) as err:
+                cause = str(err.__cause__).splitlines()[0] if err.__cause__ else ""
+                what = str(err).splitlines()[0].rstrip(".")
+                sys.exit(f"error: {what}{': ' + cause if cause else ''} (see `python -m wsrl.train --cfg job`)")
+
+
 if __name__ == "__main__":
+    check_command_line(sys.argv[1:])
     main()
