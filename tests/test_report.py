@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import make_tiny_dataset
 from wsrl.launch import pin_worker_gpu
-from wsrl.report import ReportError, collect, report, table
+from wsrl.report import ReportError, collect, report, swept_seeds, table
 
 
 def write_run(root, env, method, sampler, seed, score, ep_std=1.0, steps=100, policy="unconditional"):
@@ -40,6 +40,13 @@ def test_table2_rows_averages_and_flags(tmp_path):
     assert by["medium average"]["Own Return"] is None  # only one dataset has it: not averaged
     assert any("unequal steps" in n for n in notes)
     assert any("Own Return" in n and "not averaged" in n for n in notes)
+    assert "hopper_medium / IR: no runs" in notes and "walker2d_medium / Own Return: no runs" in notes
+    # a seed the sweep was launched with but that no job finished is flagged everywhere
+    (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    params:\n      seed: 0,1\n"
+                                            "  overrides:\n    task:\n    - seed=range(0,3)\n")
+    assert swept_seeds(tmp_path) == [0, 1, 2]
+    rows, notes = table(collect(tmp_path)[0], 2, swept_seeds(tmp_path))
+    assert "hopper_medium / BC: seeds [0, 1] of [0, 1, 2]" in notes
     assert [r["dataset"] for r in rows][:4] == ["halfcheetah_medium_replay", "hopper_medium_replay",
                                                 "walker2d_medium_replay", "medium_replay average"]
 
@@ -77,6 +84,8 @@ def test_multirun_with_a_failing_job_reports_the_others(minari_root, tmp_path):
         ("hopper_medium_expert", 0), ("hopper_medium_expert", 1), ("walker2d_medium_expert", 0),
         ("walker2d_medium_expert", 1)]
     assert len(failed) == 2 and all(f["type"] == "DataError" for f in failed)
+    assert {r["config"]["wandb"]["group"] for r in runs} == {"default"}  # one W&B group per sweep: its name
+    assert swept_seeds(sweep) == [0, 1]
     rows, _ = table(runs, 3)
     assert {r["dataset"] for r in rows if r.get("BC") is not None} == {"hopper_medium_expert",
                                                                         "walker2d_medium_expert"}

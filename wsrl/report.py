@@ -75,14 +75,34 @@ def collect(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
     return runs, failed
 
 
-def table(runs: list[dict], number: int) -> tuple[list[dict], list[str]]:
-    """Rows in the paper's layout (datasets then group averages) and the notes on what is incomplete."""
+def swept_seeds(sweep_dir: Path) -> list[int]:
+    """The seeds the sweep was launched with, from Hydra's ``multirun.yaml`` (sweeper params or command line);
+    [] when there is no such file or no seed sweep."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.exists():
+        return []
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    hydra_cfg = OmegaConf.load(path).hydra
+    specs = [f"seed={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items() if k == "seed"]
+    specs += [o for o in hydra_cfg.overrides.task if o.startswith("seed=")]  # the command line wins
+    if not specs:
+        return []
+    override = OverridesParser.create().parse_override(specs[-1])
+    values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+    return sorted(int(v) for v in values)
+
+
+def table(runs: list[dict], number: int, expected_seeds: list[int] = ()) -> tuple[list[dict], list[str]]:
+    """Rows in the paper's layout (datasets then group averages) and the notes on what is incomplete: missing
+    seeds (of ``expected_seeds`` and of the seeds found in other cells), unequal steps, empty cells."""
     by_cell: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in runs:
         for col, key in COLUMNS[number].items():
             if (r["method"], r["sampler"], r["policy"]) == key:
                 by_cell[(r["env"], col)].append(r)
-    seeds = sorted({r["seed"] for r in runs})
+    seeds = sorted({r["seed"] for r in runs} | set(expected_seeds))
     notes: list[str] = []
     rows = []
     for group, members in GROUPS.items():
@@ -94,8 +114,8 @@ def table(runs: list[dict], number: int) -> tuple[list[dict], list[str]]:
             for col in COLUMNS[number]:
                 cell = by_cell.get((env, col), [])
                 got = sorted(r["seed"] for r in cell)
-                if cell and got != seeds:
-                    notes.append(f"{env} / {col}: seeds {got} of {seeds}")
+                if got != seeds:
+                    notes.append(f"{env} / {col}: seeds {got} of {seeds}" if cell else f"{env} / {col}: no runs")
                 if len({r["steps"] for r in cell}) > 1:
                     notes.append(f"{env} / {col}: unequal steps {sorted({r['steps'] for r in cell})}")
                 scores = np.array([r["normalized_score"]["mean"] for r in cell])
@@ -185,7 +205,7 @@ def plot(rows: list[dict], number: int, png: Path) -> None:
 def report(sweep_dir: Path, number: int, out: Path | None = None, wandb_log: bool = False) -> Path:
     """Write ``table<N>.md``, ``table<N>.csv`` and ``table<N>.png`` into ``out`` (default: the sweep dir)."""
     runs, failed = collect(sweep_dir)
-    rows, notes = table(runs, number)
+    rows, notes = table(runs, number, swept_seeds(sweep_dir))
     out = out or sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(rows, number, notes, failed)
