@@ -127,6 +127,14 @@ def test_non_finite_values_are_refused_naming_the_field(minari_root, field):
         load_transitions("wsrl/hopper/nan-v0")
 
 
+def test_damaged_dataset_file_is_refused_with_the_fix(minari_root):
+    make_tiny_dataset("wsrl/hopper/damaged-v0", n_episodes=2, max_steps=10)
+    path = minari_root / "wsrl" / "hopper" / "damaged-v0" / "data" / "main_data.hdf5"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(DataError, match="damaged-v0 in .* cannot be read .*--overwrite"):
+        load_transitions("wsrl/hopper/damaged-v0")
+
+
 def chi_square(counts: np.ndarray, probs: np.ndarray) -> float:
     expected = counts.sum() * probs
     keep = expected > 0

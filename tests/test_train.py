@@ -14,7 +14,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from wsrl.config import register_configs
+from wsrl.config import MethodConfig, SamplerConfig, register_configs
+from wsrl.data import OfflineDataModule
 from wsrl.evaluation import run_episodes
 from wsrl.module import WeightedBC
 from wsrl.train import eval_seed, evaluate, load_checkpoint, train
@@ -50,12 +51,20 @@ def finished_run(tiny_dataset, tmp_path, one_thread):
 def test_short_run_lowers_the_loss_and_writes_results(finished_run):
     results, run_dir = finished_run
     with open(run_dir / "csv" / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+        logged = list(csv.DictReader(f))
+    rows = [r for r in logged if r.get("train/loss")]
     losses = [float(r["train/loss"]) for r in rows]
     assert len(losses) >= 10 and all(np.isfinite(losses))
     assert losses[-1] < losses[0], losses
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.2, losses
     assert all(float(r["train/weight_mean"]) > 0 for r in rows)  # sampler=lds logs its loss weights
+    weights = OfflineDataModule("wsrl/hopper/medium-expert-v0", MethodConfig(), SamplerConfig(weighting="loss"), 8,
+                                0, torch.device("cpu"))
+    weights.setup()
+    w = weights.weights
+    assert results["weights"] == pytest.approx({"min": w.min(), "max": w.max(),
+                                                "effective_fraction": w.sum() ** 2 / (len(w) * (w ** 2).sum())})
+    assert float(next(r for r in logged if r.get("data/weight_max"))["data/weight_max"]) == pytest.approx(w.max())
 
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))

@@ -74,9 +74,15 @@ def load_transitions(dataset_id: str) -> Transitions:
     if not exists_locally(dataset_id):
         raise DataError(f"{dataset_id} is not in {datasets_root()}: make it with `python -m wsrl.datasets "
                         "generate ...` (or run with generate_if_missing=true), or set MINARI_DATASETS_PATH")
-    dataset = minari.load_dataset(dataset_id)
+    try:
+        dataset = minari.load_dataset(dataset_id)
+        episodes = list(dataset.iterate_episodes())
+    except (OSError, KeyError, ValueError) as err:  # h5py's damaged or truncated file, missing fields
+        raise DataError(f"{dataset_id} in {datasets_root()} cannot be read ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else 'damaged'}); delete it and make it again "
+                        "(generated ones: `python -m wsrl.datasets generate <robot> <quality> --overwrite`)") from err
     obs, act, rew, term, trunc = [], [], [], [], []
-    for ep in dataset.iterate_episodes():
+    for ep in episodes:
         if not isinstance(ep.observations, np.ndarray) or len(ep.observations) != len(ep.actions) + 1:
             raise DataError(f"{dataset_id}: episode {ep.id} must have one more observation than actions "
                             "(flat Box observations are required)")
@@ -178,6 +184,10 @@ class OfflineDataModule(L.LightningDataModule):
             inputs = np.concatenate([inputs, return_input(data, self.method)[:, None]], axis=1)
         weights = sample_weights(data, self.sampler_cfg, self.method.gamma)
         self.weights = weights
+        self.weight_stats = None if weights is None else {
+            "min": float(weights.min()), "max": float(weights.max()),
+            # Kish's effective sample size as a fraction of N: 1 for uniform weights, small when a few dominate
+            "effective_fraction": float(weights.sum() ** 2 / (len(weights) * np.square(weights).sum()))}
         self.max_episode_return = float(data.episode_returns().max())
         dev = self.device
         self.inputs = torch.as_tensor(inputs, dtype=torch.float32, device=dev)

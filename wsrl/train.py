@@ -202,6 +202,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     # without periodic evaluation the callback would only cost its hook calls on every step
     trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
                            [evaluator] if cfg.eval.every_steps else [])
+    if data.weight_stats is not None:  # LDS weights, in the loss or in the sampling: how uneven they are
+        for lg in trainer.loggers:
+            lg.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items()}, step=0)
     if identity is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "run_config.json", identity)
@@ -219,7 +222,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
         "env": cfg.env.name, "method": cfg.method.name, "sampler": cfg.sampler.name, "policy": cfg.policy.name,
         "seed": cfg.seed, "steps": trainer.global_step, "dataset_id": env.dataset_id,
         "eval_env_id": env.eval_env_id, "ref_min_score": env.ref_min_score, "ref_max_score": env.ref_max_score,
-        "target_return": target, **final,
+        "target_return": target, "weights": data.weight_stats, **final,
         "eval_history": evaluator.history + [{"step": trainer.global_step, **final["normalized_score"]}],
         "wall_seconds": time.time() - start, "device": str(device),
         "config": plain,
