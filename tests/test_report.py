@@ -86,6 +86,15 @@ def test_multirun_with_a_failing_job_reports_the_others(minari_root, tmp_path):
     assert len(failed) == 2 and all(f["type"] == "DataError" for f in failed)
     assert {r["config"]["wandb"]["group"] for r in runs} == {"default"}  # one W&B group per sweep: its name
     assert swept_seeds(sweep) == [0, 1]
+    # the same sweep directory again, with another seed: extended, nothing replaced
+    before = {p: p.stat().st_mtime_ns for p in sweep.rglob("results.json")}
+    extend = [c for c in cmd if not c.startswith(("env=", "seed="))] + ["env=hopper_medium_expert", "seed=2"]
+    proc = subprocess.run(extend, capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = {p: p.stat().st_mtime_ns for p in sweep.rglob("results.json")}
+    assert len(after) == 5 and all(after[p] == t for p, t in before.items())
+    runs = collect(sweep)[0]
     rows, _ = table(runs, 3)
     assert {r["dataset"] for r in rows if r.get("BC") is not None} == {"hopper_medium_expert",
                                                                         "walker2d_medium_expert"}
