@@ -534,6 +534,24 @@ def bench_eval(b: Bench) -> None:
     b.add(sec, f"run_episodes ({steps['vectorized']} env steps); ratio = speed-up", steps["vectorized"] / vec,
           "env steps/s", seq / vec, bar, check(seq / vec, bar), f"{vec:.2f} s against {seq:.2f} s")
 
+    # What bounds the speed-up: one step costs an env step plus the policy's share of a forward pass. Batching
+    # divides the forward pass among the episodes only as far as the CPU's matmul scales; the physics stays.
+    with quiet():
+        env = gym.make(ENV_ID)
+    env.reset(seed=0)
+    zero = np.zeros(ACT_DIM)
+    env_step = best_time(b, lambda: env.step(zero), 3, 2000)
+    env.close()
+    one = np.zeros((1, OBS_DIM))
+    batch = np.zeros((episodes, OBS_DIM))
+    act_one = best_time(b, lambda: module.act(one, np.zeros(1), np.zeros(1)), 3, 300)
+    act_batch = best_time(b, lambda: module.act(batch, np.zeros(episodes), np.zeros(episodes)), 3, 300)
+    bound = (env_step + act_one) / (env_step + act_batch / episodes)
+    b.raw["eval"] |= {"env_step_s": env_step, "act_1_s": act_one, f"act_{episodes}_s": act_batch}
+    b.add(sec, "bound with no overhead: (env + act(1)) / (env + act(N) / N)", None, "", bound, "", None,
+          f"env step {env_step * 1e6:.0f} us, act at batch 1 {act_one * 1e6:.0f} us, at batch {episodes} "
+          f"{act_batch * 1e6:.0f} us ({act_batch / act_one:.1f}x)")
+
 
 # ------------------------------------------------------------------------------------------ 4 LDS, sampling
 
