@@ -313,7 +313,9 @@ def check_command_line(args: list[str]) -> None:
                 listed = next((i for i, line in enumerate(lines) if line.startswith("Available options")), len(lines))
                 options = [line.strip() for line in itertools.takewhile(lambda x: x.startswith("\t"),
                                                                         lines[listed + 1:])]
-                what = lines[0].removeprefix("In 'train': ")
+                what = lines[0].removeprefix("In 'train': ").rstrip(".")
+                if not options and "hydra/launcher" in what:  # the SLURM preset needs its Hydra plugin
+                    sys.exit(f"error: {what}: install the launcher plugins with `pip install -e '.[cluster]'`")
                 sys.exit(f"error: {what}; options: {', '.join(options)}")
             except (HydraException, OmegaConfBaseException) as err:
                 cause = str(err.__cause__).splitlines()[0] if err.__cause__ else ""
