@@ -110,9 +110,17 @@ def test_dataset_that_does_not_fit_the_eval_env_is_refused(tiny_dataset, tmp_pat
 
 
 def test_nan_loss_stops_with_step_and_hint(tiny_dataset, tmp_path):
-    with pytest.raises(NonFiniteLossError, match="at step .*lower trainer.lr"):
+    with pytest.raises(NonFiniteLossError, match="by step .*lower trainer.lr"):
         train(config("trainer.max_steps=200", "trainer.lr=1e30", "trainer.log_every_n_steps=1"), tmp_path)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_non_finite_weights_are_never_checkpointed(tiny_dataset, tmp_path):
+    """Between two loss checks, a checkpoint of broken weights is refused rather than written."""
+    with pytest.raises(NonFiniteLossError, match="were not checkpointed"):
+        train(config("trainer.max_steps=200", "trainer.lr=1e30", "trainer.log_every_n_steps=1000",
+                     "trainer.checkpoint_every_steps=20"), tmp_path)
+    assert not list((tmp_path / "checkpoints").glob("*.ckpt"))
 
 
 def test_wandb_online_without_network_falls_back_to_offline(tiny_dataset, tmp_path, monkeypatch, caplog):

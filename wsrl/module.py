@@ -83,9 +83,9 @@ class WeightedBC(L.LightningModule):
         value = loss.item()  # the one host sync per logging interval
         if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"loss became {value} at step {self.global_step}; lower trainer.lr (with a new name=: this run "
-                "directory keeps the failed run), check the dataset for extreme values, or set sampler.clip_max to "
-                "bound the LDS weights")
+                f"loss became {value} by step {self.global_step} (checked every trainer.log_every_n_steps); lower "
+                "trainer.lr (with a new name=: this run directory keeps the failed run), check the dataset for "
+                "extreme values, or set sampler.clip_max to bound the LDS weights")
         metrics = {"train/loss": value, "train/mean_log_std": self.policy.mean_log_std().item(),
                    "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if weights is not None:
@@ -94,7 +94,12 @@ class WeightedBC(L.LightningModule):
         self.log("loss", value, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the global RNG (dropout masks) so a resumed run continues exactly as an uninterrupted one."""
+        """Keep the global RNG (dropout masks) so a resumed run continues exactly as an uninterrupted one; refuse
+        to checkpoint non-finite weights, which a resumed run could never recover from."""
+        if not torch.stack([p.isfinite().all() for p in self.policy.parameters()]).all():
+            raise NonFiniteLossError(
+                f"the weights became non-finite by step {self.global_step} and were not checkpointed; lower "
+                "trainer.lr (with a new name=), or set sampler.clip_max to bound the LDS weights")
         checkpoint["torch_rng"] = torch.get_rng_state()
         if torch.cuda.is_available():
             checkpoint["cuda_rng"] = torch.cuda.get_rng_state_all()
