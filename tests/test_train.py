@@ -16,9 +16,10 @@ from torch import nn
 
 from wsrl.config import MethodConfig, SamplerConfig, register_configs
 from wsrl.data import OfflineDataModule
-from wsrl.evaluation import run_episodes
+from wsrl.evaluation import eval_seed, evaluate, load_checkpoint, run_episodes
+from wsrl.evaluation import main as evaluate_cli
 from wsrl.module import WeightedBC
-from wsrl.train import eval_seed, evaluate, load_checkpoint, train
+from wsrl.train import train
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 HOPPER_MIN, HOPPER_MAX = -20.272305, 3234.3  # D4RL REF_MIN_SCORE / REF_MAX_SCORE for hopper
@@ -88,7 +89,7 @@ def test_short_run_lowers_the_loss_and_writes_results(finished_run):
     assert saved["target_return"] == pytest.approx(best)
 
 
-def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_run, minari_root):
+def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_run, minari_root, capsys):
     results, run_dir = finished_run
     shutil.rmtree(minari_root)
     minari_root.mkdir()  # the dataset is gone: acting needs only the checkpoint
@@ -100,6 +101,13 @@ def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_ru
     again = evaluate(module, env, 2, eval_seed(results["seed"], 60))
     assert again["returns"] == results["returns"] and again["lengths"] == results["lengths"]
     assert again["normalized_score"] == results["normalized_score"]
+    # the same from the command line, which prints the score
+    cli = evaluate_cli([str(run_dir / "checkpoints" / "last.ckpt"), "--episodes", "2", "--seed",
+                        str(eval_seed(results["seed"], 60))])
+    assert cli["returns"] == results["returns"]
+    assert f"Hopper-v5: normalized score {results['normalized_score']['mean']:.1f}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="is not a file"):
+        evaluate_cli([str(run_dir / "nothing.ckpt")])
     # acting is deterministic in eval mode
     obs = np.random.default_rng(0).normal(size=(5, 11))
     np.testing.assert_array_equal(module.act(obs, np.zeros(5), np.zeros(5)), module.act(obs, np.zeros(5), np.zeros(5)))

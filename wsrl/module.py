@@ -35,7 +35,7 @@ class WeightedBC(L.LightningModule):
         """Configs come as plain dicts (checkpoints then load with ``weights_only=True``); ``obs_mean`` and
         ``obs_std`` come from the dataset, or from the checkpoint's buffers when reloading. ``config`` is the run's
         whole resolved config, kept in the checkpoint (``hparams.config``) so that the policy can be evaluated in
-        its environment with nothing else (``wsrl.train.load_checkpoint``)."""
+        its environment with nothing else (``wsrl.evaluation.load_checkpoint``)."""
         super().__init__()
         self.save_hyperparameters(ignore=["obs_mean", "obs_std"])
         self.method, self.train_cfg = MethodConfig(**method), TrainerConfig(**trainer)

@@ -23,9 +23,9 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from wsrl.config import ConfigError, EnvConfig, ResolvedEnv, TrainConfig, register_configs, resolve_env, validate
+from wsrl.config import ConfigError, ResolvedEnv, TrainConfig, register_configs, resolve_env, validate
 from wsrl.data import DataError, OfflineDataModule
-from wsrl.evaluation import run_episodes
+from wsrl.evaluation import eval_seed, evaluate
 from wsrl.module import NonFiniteLossError, WeightedBC
 
 log = logging.getLogger("wsrl")
@@ -39,24 +39,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
     return device
-
-
-def evaluate(module: WeightedBC, env: ResolvedEnv, episodes: int, seed: int) -> dict:
-    """Run ``episodes`` episodes with the mean action and return raw and normalized scores."""
-    was_training = module.training
-    module.eval()
-    returns, lengths = run_episodes(env.eval_env_id, module.act, episodes, seed)
-    module.train(was_training)
-    norm = env.normalize(returns)
-    return {"normalized_score": {"mean": float(norm.mean()), "std": float(norm.std())},
-            "returns": returns.tolist(), "lengths": lengths.tolist()}
-
-
-def load_checkpoint(path: str | Path) -> tuple[WeightedBC, ResolvedEnv]:
-    """A trained policy (in eval mode, on the CPU) and the environment it is scored in, from its checkpoint alone:
-    ``evaluate(*load_checkpoint(path), episodes, seed)`` needs no dataset and no results file."""
-    module = WeightedBC.load_from_checkpoint(path, map_location="cpu").eval()
-    return module, resolve_env(EnvConfig(**module.hparams.config["env"]))
 
 
 class PeriodicEval(L.Callback):
@@ -79,11 +61,6 @@ class PeriodicEval(L.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.history = state["history"]
-
-
-def eval_seed(run_seed: int, step: int) -> int:
-    """Evaluation episodes get seeds derived from the run seed and the step, distinct from training's."""
-    return 1_000_003 * (run_seed + 1) + step
 
 
 def wandb_reachable(timeout: float = 3.0) -> bool:
