@@ -127,11 +127,16 @@ def check_shapes(eval_env_id: str, dataset_id: str, obs_dim: int, act_dim: int) 
                         "the data came from")
 
 
+def checkpoint_interval(cfg: TrainConfig) -> int:
+    """Steps between checkpoints (``checkpoint_every_steps``; 0 means only the end)."""
+    return cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
+
+
 def make_trainer(cfg: TrainConfig, run_dir: Path, device: torch.device, loggers: list,
                  callbacks: list[L.Callback]) -> L.Trainer:
     """The run's Trainer: ``callbacks``, then checkpoints every ``checkpoint_every_steps`` in ``run_dir/checkpoints``
     and the progress bar. ``train`` and the benchmark (experiments/bench.py) both build it here."""
-    every = cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
+    every = checkpoint_interval(cfg)
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}",
                                                       save_last=True, every_n_train_steps=every, save_top_k=1,
                                                       monitor=None)
@@ -191,7 +196,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     if resume:
         log.info("resuming from %s", last)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    if trainer.global_step % (cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps):
+    if trainer.global_step % checkpoint_interval(cfg):
         # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
         trainer.save_checkpoint(last)
     final = evaluate(module, env, cfg.eval.episodes, eval_seed(cfg.seed, cfg.trainer.max_steps))

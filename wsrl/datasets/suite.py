@@ -29,4 +29,3 @@ ROBOT = {
     "hopper": Robot("hopper", "Hopper-v5", "Hopper-v4", -20.272305, 3234.3, 50.0),
     "walker2d": Robot("walker2d", "Walker2d-v5", "Walker2d-v4", 1.629008, 4592.3, 70.0),
 }
-
