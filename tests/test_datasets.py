@@ -18,7 +18,7 @@ import torch
 import wsrl.datasets.generate as gen
 from tests.conftest import make_tiny_dataset
 from wsrl.datasets import behavior
-from wsrl.datasets.behavior import SquashedGaussianActor
+from wsrl.datasets.behavior import SquashedGaussianActor, save_snapshot
 from wsrl.datasets.importers import import_d4rl_hdf5
 from wsrl.datasets.info import info
 from wsrl.datasets.sources import ensure_dataset
@@ -38,9 +38,10 @@ def assets(tmp_path):
     curve = []
     for i, step in enumerate((1000, 2000, 3000)):
         torch.manual_seed(i)
-        torch.save(SquashedGaussianActor(11, 3, hidden=16).state_dict(), snaps / f"step_{step:07d}.pt")
+        save_snapshot(SquashedGaussianActor(11, 3, hidden=16).state_dict(), "sac", snaps / f"step_{step:07d}.pt")
         curve.append({"step": step, "snapshot": f"step_{step:07d}.pt", "normalized_mean": float(i)})
-    manifest = {"robot": "hopper", "snapshot_every": 1000, "curve": curve, "chosen": {"medium": 2000, "expert": 3000}}
+    manifest = {"robot": "hopper", "learner": "sac", "algorithm": "test actors", "snapshot_every": 1000,
+                "curve": curve, "chosen": {"medium": 2000, "expert": 3000}}
     (root / "hopper" / "manifest.json").write_text(json.dumps(manifest))
     return root
 
@@ -51,19 +52,20 @@ def test_generated_datasets_load_with_scores_metadata_and_train(minari_root, ass
     me = minari.load_dataset("wsrl/hopper/medium-expert-small-v0")
     medium = minari.load_dataset("wsrl/hopper/medium-small-v0")
     expert = minari.load_dataset("wsrl/hopper/expert-small-v0")
-    assert me.total_steps == medium.total_steps + expert.total_steps == 2 * STEPS
+    assert me.total_steps == medium.total_steps + expert.total_steps
+    assert STEPS <= medium.total_steps < STEPS + 2 * gen.ENVS_PER_SHARD * 1000  # whole episodes: a little more
     assert me.total_episodes == medium.total_episodes + expert.total_episodes
     assert me.storage.metadata["ref_min_score"] == ROBOT["hopper"].ref_min_score
     assert me.storage.metadata["ref_max_score"] == ROBOT["hopper"].ref_max_score
     assert me.spec.env_spec.id == "Hopper-v5"
     for ep in me.iterate_episodes():
         assert len(ep.observations) == len(ep.actions) + 1
-        assert ep.terminations[-1] or ep.truncations[-1]
+        assert ep.terminations[-1] or (ep.truncations[-1] and len(ep.actions) == 1000)  # whole episodes only
         assert not (ep.terminations[:-1] | ep.truncations[:-1]).any()
         assert len(ep.actions) <= 1000
     replay = minari.load_dataset("wsrl/hopper/medium-replay-small-v0")
     # random actions, then the one snapshot before medium: snapshot_every * STEPS / 1M steps each (at least 1)
-    assert replay.total_steps == 2 * (1000 * 50_000 // gen.FULL_STEPS)
+    assert replay.total_steps >= 2 * (1000 * 50_000 // gen.FULL_STEPS)
     assert replay.storage.metadata["ref_min_score"] == ROBOT["hopper"].ref_min_score
     # and it trains: a few steps of the main job on the generated medium-expert data
     from tests.test_reliability import config
@@ -72,16 +74,68 @@ def test_generated_datasets_load_with_scores_metadata_and_train(minari_root, ass
     assert results["dataset_id"] == "wsrl/hopper/medium-expert-small-v0" and results["steps"] == 5
 
 
-def test_behavior_training_refuses_to_mix_two_sac_runs(tmp_path, assets):
-    with pytest.raises(SystemExit, match="records a run whose checkpoints are not in"):
-        behavior.main(["hopper", "--steps", "1000", "--out", str(assets), "--workdir", str(tmp_path / "new")])
-    assert json.loads((assets / "hopper" / "manifest.json").read_text())["chosen"]["expert"] == 3000
+def test_behavior_training_refuses_a_record_without_its_agent(tmp_path):
+    run = behavior.run_dir("hopper", "sac", 0, tmp_path / "runs")
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"curve": [{"step": 1000}], "restarts": []}))
+    with pytest.raises(SystemExit, match="holds no model.zip"):
+        behavior.main(["train", "hopper", "--steps", "1000", "--runs", str(tmp_path / "runs"),
+                       "--cache", str(tmp_path / "cache")])
 
 
-def test_rollout_exact_budget_same_with_workers_and_replays():
-    """Exactly the budget; the same data with worker processes; a stored episode replays step for step."""
+@pytest.mark.slow
+def test_behavior_training_resumes_and_restarts_warm_without_its_cache(tmp_path):
+    args = ["train", "hopper", "--snapshot-every", "500", "--eval-episodes", "1", "--checkpoint-minutes", "0",
+            "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
+    behavior.main([*args, "--steps", "1000"])
+    behavior.main([*args, "--steps", "1500"])  # exact resume: no restart recorded
+    record = json.loads((behavior.run_dir("hopper", "sac", 0, tmp_path / "runs") / "run.json").read_text())
+    assert record["restarts"] == [] and [e["step"] for e in record["curve"]] == [500, 1000, 1500]
+    for f in (tmp_path / "cache").rglob("*.pkl"):
+        f.unlink()
+    behavior.main([*args, "--steps", "2000"])
+    record = json.loads((behavior.run_dir("hopper", "sac", 0, tmp_path / "runs") / "run.json").read_text())
+    assert [r["step"] for r in record["restarts"]] == [1500] and record["curve"][-1]["step"] == 2000
+
+
+def test_choose_picks_expert_and_medium_on_many_episodes_and_ships_what_generation_needs(tmp_path, monkeypatch):
+    """Training scores (10 episodes) rank the candidates; the 50-episode scores decide."""
+    run = tmp_path / "hopper-sac-seed0"
+    (run / "snapshots").mkdir(parents=True)
+    quick = {1: 5.0, 2: 30.0, 3: 42.0, 4: 50.0, 5: 99.0, 6: 97.0, 7: 60.0}  # by snapshot, 10 episodes
+    many = {1: 5.0, 2: 38.0, 3: 45.0, 4: 52.0, 5: 90.0, 6: 94.0, 7: 60.0}  # the same snapshots on 50 episodes
+    curve = []
+    for k, score in quick.items():
+        (run / "snapshots" / f"step_{k:07d}.pt").write_bytes(b"actor")
+        curve.append({"step": k, "snapshot": f"step_{k:07d}.pt", "normalized_mean": score})
+    (run / "run.json").write_text(json.dumps({"robot": "hopper", "learner": "sac", "seed": 0, "curve": curve,
+                                              "wall_seconds": 1.0, "eval_episodes": 10, "env_id": "Hopper-v5"}))
+    seen = []
+
+    def score(path, robot, episodes, seed):
+        seen.append(episodes)
+        return {"normalized_mean": many[int(path.stem[5:])], "normalized_std": 1.0, "episodes": episodes}
+
+    monkeypatch.setattr(behavior, "_score", score)
+    manifest = behavior.choose("hopper", run, episodes=50, assets=tmp_path / "assets")
+    assert manifest["chosen"] == {"expert": 6, "medium": 3}  # 0.45 x 94 = 42.3: snapshot 3 (45) beats 2 (38)
+    assert set(seen) == {50} and manifest["chosen_scores"]["expert"]["normalized_mean"] == 94.0
+    shipped = sorted(p.name for p in (tmp_path / "assets" / "hopper" / "snapshots").iterdir())
+    assert shipped == [f"step_{k:07d}.pt" for k in (1, 2, 3, 6)]
+    assert [r["kept"] for r in manifest["runs"]] == [True]
+
+
+def test_rollout_whole_episodes_past_the_budget():
+    """HalfCheetah never terminates: every environment runs its one episode to the 1000-step limit."""
+    ep = gen.rollout("HalfCheetah-v5", [None], 1500, seed=0, n_envs=2)
+    assert [len(a) for a in ep["actions"]] == [1000] * 4  # 2 shards x 2 envs, each past its share of 375
+    assert all(t[-1] and not t[:-1].any() for t in ep["truncations"])
+
+
+def test_rollout_budget_same_with_workers_and_replays():
+    """At least the budget; the same data with worker processes; a stored episode replays step for step."""
     ep = gen.rollout("Hopper-v5", [None, None], 403, seed=1, n_envs=4)
-    assert sum(len(a) for a in ep["actions"]) == 403
+    assert 403 <= sum(len(a) for a in ep["actions"]) < 403 + 8 * 1000  # 2 shards x 4 envs finish their episode
     for obs, act in zip(ep["observations"], ep["actions"], strict=True):
         assert len(obs) == len(act) + 1 and np.isfinite(obs).all()
     with gen.worker_pool(2) as pool:
@@ -126,7 +180,7 @@ def test_interrupted_generation_leaves_nothing_and_retry_works(minari_root, asse
     monkeypatch.undo()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
     gen.generate("hopper", "medium", "small", assets=assets, steps_per_policy=STEPS)
-    assert minari.load_dataset("wsrl/hopper/medium-small-v0").total_steps == STEPS
+    assert minari.load_dataset("wsrl/hopper/medium-small-v0").total_steps >= STEPS
 
 
 def test_existing_dataset_is_kept_unless_overwrite(minari_root, assets):

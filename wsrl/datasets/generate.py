@@ -1,24 +1,26 @@
 """Generate the suite from the shipped behaviour policies, following D4RL's protocol on Gymnasium v5.
 
 - medium: 1M steps of the medium snapshot; expert: 1M steps of the expert snapshot (both chosen in the
-  manifest, see ``behavior.py``); actions sampled from the stochastic policy, as D4RL did. Expert is not one
-  of the nine but is kept as its own dataset, ``wsrl/<robot>/expert-v0``, to build medium_expert from.
-- medium_replay: SAC's replay buffer at the moment the medium snapshot was taken, regenerated in one rollout
-  whose policy changes every ``snapshot_every`` steps. SAC saved a snapshot every ``snapshot_every`` steps; the
-  data of steps ``s .. s + snapshot_every`` was collected by the policies in between, here by the snapshot at
-  step ``s``. The first share has no snapshot before it and takes uniform random actions in [-1, 1], like
-  SAC's warm-up and its untrained policy. Episodes run on across a change of policy, as in the buffer. So
-  the dataset has as many steps as SAC had taken when medium was saved, collected
-  by a piecewise-constant policy instead of one that changed at every step (the shipped artifacts would
+  manifest, see ``behavior.py``); actions drawn as the learner explored: sampled from SAC's stochastic policy
+  (as D4RL did), or TD3's action plus the Gaussian noise it explored with. Expert is not one of the nine but is
+  kept as its own dataset, ``wsrl/<robot>/expert-v0``, to build medium_expert from.
+- medium_replay: the learner's replay buffer at the moment the medium snapshot was taken, regenerated in one
+  rollout whose policy changes every ``snapshot_every`` steps. The learner saved a snapshot every
+  ``snapshot_every`` steps; the data of steps ``s .. s + snapshot_every`` was collected by the policies in
+  between, here by the snapshot at step ``s``. The first share has no snapshot before it and takes uniform random
+  actions in [-1, 1], like the learner's warm-up and its untrained policy. Episodes run on across a change of
+  policy, as in the buffer. So the dataset has as many steps as the learner had taken when medium was saved,
+  collected by a piecewise-constant policy instead of one that changed at every step (the shipped artifacts would
   otherwise have to include the buffer itself).
 - medium_expert: the medium and expert datasets concatenated (2M steps), with the reference scores (Minari's
   ``combine_datasets`` would drop them). Missing parts are generated first; existing ones are reused.
 
-Rollouts step a vector of environments with one batched actor call per step; episodes end at termination or
-at the 1000-step limit of the v5 environments, and episodes still running when the budget is spent are cut
-(truncated), so each policy contributes exactly its budget. The vector is split into ``SHARDS`` independently
-seeded shards, run in parallel processes when there are cores for them; the data does not depend on how many
-run at once. ``size='small'`` makes the same datasets at a tenth of the size, for quick runs and CPU sweeps.
+Rollouts step a vector of environments with one batched actor call per step; episodes end at termination or at
+the 1000-step limit of the v5 environments. Episodes still running when the budget is spent are run to their end,
+so every episode is whole and each policy contributes its budget plus less than one episode per environment. The
+vector is split into ``SHARDS`` independently seeded shards, run in parallel processes when there are cores for
+them; the data does not depend on how many run at once. ``size='small'`` makes the same datasets at a tenth of
+the size, for quick runs and CPU sweeps.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wsrl.datasets.behavior import ASSETS, SquashedGaussianActor
+from wsrl.datasets.behavior import ASSETS, Actor, load_actor
 from wsrl.datasets.store import DatasetError, episode_buffers, exists_locally, write_dataset
 from wsrl.datasets.suite import ROBOT
 
@@ -46,6 +48,7 @@ SMALL_FRACTION = 10
 QUALITIES = ("medium", "expert", "medium_replay", "medium_expert")
 SHARDS = 2  # independent vector envs per rollout, each in its own process when cores allow
 ENVS_PER_SHARD = 16  # 8 to 64 run at the same speed per core here; fewer pay more per-step overhead
+EPISODE_LIMIT = 1000  # the v5 environments' time limit, when the spec does not say
 PARALLEL_MIN_STEPS = 20_000  # below this budget per policy, starting worker processes costs more than it saves
 KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 
@@ -66,45 +69,52 @@ def load_manifest(robot: str, assets: Path) -> dict:
     path = assets / robot / "manifest.json"
     if not path.exists():
         raise DatasetError(f"no behaviour policies for {robot} in {assets}: train them with "
-                           f"`python -m wsrl.datasets.behavior {robot}`")
+                           f"`python -m wsrl.datasets.behavior train {robot}`, then `choose`")
     manifest = json.loads(path.read_text())
     if not manifest.get("chosen"):
         raise DatasetError(f"{path} has chosen no medium and expert policies yet: let "
-                           f"`python -m wsrl.datasets.behavior {robot}` evaluate a snapshot")
+                           f"`python -m wsrl.datasets.behavior choose {robot} <run>` pick them")
     return manifest
 
 
-def rollout_shard(env_id: str, actors: list[SquashedGaussianActor | None], steps: int, seed: int, n_envs: int,
+def rollout_shard(env_id: str, actors: list[Actor | None], steps: int, seed: int, n_envs: int,
                   desc: str | None = None) -> Episodes:
-    """Exactly ``steps`` transitions from ``n_envs`` environments side by side, cut into episodes.
+    """At least ``steps`` transitions from ``n_envs`` environments side by side, in whole episodes.
 
-    The actors take turns in equal shares of the steps, episodes running on across a change of actor (as in
-    SAC's replay buffer, where the policy changes under a running episode); ``None`` takes uniform random
-    actions. Per step: one vector-env call and one batched actor call; the
-    arrays are cut into episodes afterwards. ``desc`` draws a progress bar (scaled to ``SHARDS`` shards).
+    Each environment has an equal share of ``steps``; once its share is spent it runs its current episode to the
+    end (termination or the time limit), as Minari's own generation scripts do, so the total exceeds ``steps`` by
+    less than one episode per environment and no episode is cut short. The actors take turns in equal shares of
+    the steps, episodes running on across a change of actor (as in an off-policy learner's replay buffer, where
+    the policy changes under a running episode); ``None`` takes uniform random actions. Per step: one vector-env
+    call and one batched actor call; the arrays are cut into episodes afterwards. ``desc`` draws a progress bar
+    (scaled to ``SHARDS`` shards).
     """
     threads = torch.get_num_threads()  # restored on the way out: the caller may be a training process
     torch.set_num_threads(1)  # a 256-wide MLP on 16 rows: threads cost more than they give
     n_envs = max(1, min(n_envs, steps))
     horizon = -(-steps // n_envs)
-    length = np.full(n_envs, horizon)  # the last step row is shared out so that the total is exactly ``steps``
-    length[steps - (horizon - 1) * n_envs:] -= 1
+    share = np.full(n_envs, horizon)  # the last step row is shared out so that the shares sum to ``steps``
+    share[steps - (horizon - 1) * n_envs:] -= 1
     envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     try:
+        rows = horizon + (envs.spec.max_episode_steps or EPISODE_LIMIT)  # room to finish the last episodes
         envs.action_space.seed(seed)
         gen = torch.Generator().manual_seed(seed)
         obs, _ = envs.reset(seed=seed)
-        obs_buf = np.empty((horizon + 1, n_envs, obs.shape[1]), dtype=obs.dtype)
-        act_buf = np.empty((horizon, n_envs, envs.single_action_space.shape[0]), dtype=np.float32)
-        rew_buf = np.empty((horizon, n_envs))
-        term_buf = np.empty((horizon, n_envs), dtype=bool)
-        trunc_buf = np.empty((horizon, n_envs), dtype=bool)
+        obs_buf = np.empty((rows + 1, n_envs, obs.shape[1]), dtype=obs.dtype)
+        act_buf = np.empty((rows, n_envs, envs.single_action_space.shape[0]), dtype=np.float32)
+        rew_buf = np.empty((rows, n_envs))
+        term_buf = np.empty((rows, n_envs), dtype=bool)
+        trunc_buf = np.empty((rows, n_envs), dtype=bool)
         final_obs: dict[tuple[int, int], np.ndarray] = {}  # (step, env) of each ended episode -> its last obs
+        length = np.zeros(n_envs, dtype=np.int64)  # 0 while an environment still collects
         obs_buf[0] = obs
-        for t in tqdm(range(horizon), desc=desc, unit="step", unit_scale=n_envs * SHARDS, disable=desc is None,
-                      mininterval=1.0, leave=False):
-            actor = actors[t * len(actors) // horizon]
+        bar = tqdm(total=horizon, desc=desc, unit="step", unit_scale=n_envs * SHARDS, disable=desc is None,
+                   mininterval=1.0, leave=False)
+        t = 0
+        while not length.all():
+            actor = actors[min(t * len(actors) // horizon, len(actors) - 1)]
             if actor is None:
                 action = envs.action_space.sample()
             else:
@@ -113,18 +123,21 @@ def rollout_shard(env_id: str, actors: list[SquashedGaussianActor | None], steps
             act_buf[t], rew_buf[t], term_buf[t], trunc_buf[t], obs_buf[t + 1] = action, rew, term, trunc, obs
             for i in np.flatnonzero(term | trunc):  # once per episode, not per step
                 final_obs[t, i] = info["final_obs"][i]
+            t += 1
+            finished = (length == 0) & (term | trunc) & (t >= share)
+            length[finished] = t
+            bar.update(int(t <= horizon))
+        bar.close()
     finally:
         envs.close()
         torch.set_num_threads(threads)
     episodes: Episodes = {k: [] for k in KEYS}
     for i in range(n_envs):
         n = length[i]
-        term, trunc = term_buf[:n, i], trunc_buf[:n, i].copy()
-        trunc[-1] |= ~term[-1]  # the budget cuts whatever is still running
+        term, trunc = term_buf[:n, i], trunc_buf[:n, i]
         ends = np.flatnonzero(term | trunc)
         for start, end in zip(np.r_[0, ends[:-1] + 1], ends, strict=True):
-            last = final_obs.get((end, i), obs_buf[end + 1, i])  # not in final_obs: cut by the budget
-            episodes["observations"].append(np.concatenate([obs_buf[start:end + 1, i], last[None]]))
+            episodes["observations"].append(np.concatenate([obs_buf[start:end + 1, i], final_obs[end, i][None]]))
             episodes["actions"].append(act_buf[start:end + 1, i])
             episodes["rewards"].append(rew_buf[start:end + 1, i])
             episodes["terminations"].append(term[start:end + 1])
@@ -136,7 +149,7 @@ def _shard(args: tuple) -> Episodes:
     return rollout_shard(*args)
 
 
-def rollout(env_id: str, actors: list[SquashedGaussianActor | None], steps: int, seed: int,
+def rollout(env_id: str, actors: list[Actor | None], steps: int, seed: int,
             n_envs: int = ENVS_PER_SHARD, desc: str = "", pool: ProcessPoolExecutor | None = None) -> Episodes:
     """Exactly ``steps`` transitions in ``SHARDS`` shards of ``n_envs`` environments (see ``rollout_shard``).
 
@@ -163,12 +176,12 @@ def _episodes_of(dataset_id: str) -> Episodes:
     return out
 
 
-def _snapshot(robot: str, manifest: dict, step: int, assets: Path) -> SquashedGaussianActor:
+def _snapshot(robot: str, manifest: dict, step: int, assets: Path) -> Actor:
     entry = next((e for e in manifest["curve"] if e["step"] == step), None)
     path = assets / robot / "snapshots" / (entry["snapshot"] if entry else f"step_{step:07d}.pt")
     if entry is None or not path.exists():
         raise DatasetError(f"behaviour snapshot {path} is missing; restore {assets / robot} or retrain it")
-    return SquashedGaussianActor.from_snapshot(path)
+    return load_actor(path)
 
 
 def _ignore_sigint() -> None:
@@ -226,12 +239,13 @@ def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict,
               steps_per_policy: int | None, pool: ProcessPoolExecutor | None, overwrite: bool) -> str:
     r = ROBOT[robot]
     chosen = manifest["chosen"]
+    learner = manifest["learner"].upper()
     label = f"{robot} {quality}"
     quality_seed = derive_seed(seed, QUALITIES.index(quality))
     if quality in ("medium", "expert"):
         actor = _snapshot(robot, manifest, chosen[quality], assets)
         episodes = rollout(r.env_id, [actor], n, quality_seed, desc=label, pool=pool)
-        policy = f"SAC snapshot at step {chosen[quality]}"
+        policy = f"{learner} snapshot at step {chosen[quality]}"
     elif quality == "medium_replay":
         every = manifest["snapshot_every"]
         chunk = max(1, every * n // FULL_STEPS)
@@ -241,8 +255,8 @@ def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict,
         n_envs = max(1, min(ENVS_PER_SHARD, chunk // (1000 * SHARDS)))
         episodes = rollout(r.env_id, actors, chunk * len(actors), quality_seed, n_envs, desc=label, pool=pool)
         policy = f"uniform random actions for {chunk} steps" + (
-            f", then the SAC snapshots of steps {steps[0]} to {steps[-1]} (one every {every}) for {chunk} steps "
-            "each" if steps else "") + f": the replay buffer up to the medium snapshot (step {chosen['medium']})"
+            f", then the {learner} snapshots of steps {steps[0]} to {steps[-1]} (one every {every}) for {chunk} "
+            "steps each" if steps else "") + f": the replay buffer up to the medium snapshot (step {chosen['medium']})"
     else:
         parts = []
         for q in ("medium", "expert"):
@@ -257,7 +271,7 @@ def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict,
           "writing", flush=True)
     return write_dataset(
         generated_id(robot, quality, size), episode_buffers(**episodes), overwrite=overwrite, env=r.env_id,
-        eval_env=r.env_id, algorithm_name="stable-baselines3 SAC (D4RL protocol)", ref_min_score=r.ref_min_score,
+        eval_env=r.env_id, algorithm_name=manifest["algorithm"], ref_min_score=r.ref_min_score,
         ref_max_score=r.ref_max_score,
         description=f"wsrl {label} ({size}): {steps_made} steps, {len(episodes['actions'])} episodes; {policy}; "
-                    f"actions sampled from the stochastic policy; seed {seed}; D4RL reference scores.")
+                    f"actions drawn as the learner explored; seed {seed}; D4RL reference scores.")
