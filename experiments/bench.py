@@ -13,6 +13,9 @@
 5. Dataset generation: env steps/s of ``wsrl.datasets.generate.rollout`` against bare env stepping.
 6. On a GPU (skipped on CPU): the paper's size with the data on the GPU, against a bare loop, torch.compile
    and a CUDA graph of the whole step.
+7. Steady state: ``make run``'s configuration trained for 10k steps in a fresh process, its speed early against
+   late (bar: late / early >= 0.9), and bare, wsrl and usual timed again from its trained weights; with
+   ``--steady-keep`` also without the subnormal flush, to show what it saves.
 Plus the peak memory of loading a 2M-transition dataset (in a fresh process).
 
 The data is a synthetic Minari dataset (HalfCheetah shapes, 1000-step episodes of random numbers with
@@ -51,7 +54,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_ID = "bench/halfcheetah/synthetic-v0"
 ENV_ID = "HalfCheetah-v5"  # episodes always last 1000 steps: every policy does the same amount of work
 OBS_DIM, ACT_DIM, EPISODE = 17, 6, 1000
-SECTIONS = ("train", "usual", "eval", "lds", "generate", "gpu", "memory")
+SECTIONS = ("train", "usual", "eval", "lds", "generate", "gpu", "memory", "steady")
 
 
 
@@ -81,6 +84,8 @@ class Bench:
     threads: int
     transitions: int
     only: set[str]
+    steady_steps: int = 10_000  # steps of the steady-state run (section 7)
+    steady_keep: bool = False  # also run section 7 without the subnormal flush (minutes longer)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wsrl-bench-")))
     rows: list[Row] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
@@ -192,11 +197,11 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
     return cfg
 
 
-def data_module(cfg):
+def data_module(cfg, dataset_id: str = DATASET_ID):
     from wsrl.data import OfflineDataModule
     from wsrl.train import resolve_device
 
-    data = OfflineDataModule(DATASET_ID, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed,
+    data = OfflineDataModule(dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed,
                              resolve_device(cfg.device))
     data.setup()
     return data
@@ -220,13 +225,13 @@ def with_batch(data, batch: int):
 
 
 class TimedStream:
-    """Wraps the data module's BatchStream and notes the clock when draws ``start`` and ``stop`` are fetched:
+    """Wraps the data module's BatchStream and notes the clock when the draws numbered in ``marks`` are fetched:
     times the training loop without adding a hook to it. Lightning fetches one batch ahead, so the time between
-    the two fetches is ``stop - start`` whole steps."""
+    two fetches ``a < b`` is ``b - a`` whole steps."""
 
-    def __init__(self, stream, start: int, stop: int, now, cuda: bool) -> None:
-        self.stream, self.start, self.stop, self.now, self.cuda = stream, start, stop, now, cuda
-        self.t0 = self.t1 = None
+    def __init__(self, stream, marks: list[int], now, cuda: bool) -> None:
+        self.stream, self.marks, self.now, self.cuda = stream, set(marks), now, cuda
+        self.times: dict[int, float] = {}
 
     def __getattr__(self, name: str):
         if name == "stream":  # not set yet (copying)
@@ -235,17 +240,14 @@ class TimedStream:
 
     def __iter__(self):
         for i, batch in enumerate(self.stream):
-            if i == self.start or i == self.stop:
+            if i in self.marks:
                 if self.cuda:
                     torch.cuda.synchronize()
-                if i == self.start:
-                    self.t0 = self.now()
-                else:
-                    self.t1 = self.now()
+                self.times[i] = self.now()
             yield batch
 
-    def rate(self) -> float:
-        return (self.stop - self.start) / (self.t1 - self.t0)
+    def rate(self, start: int, stop: int) -> float:
+        return (stop - start) / (self.times[stop] - self.times[start])
 
 
 class StepTimer(L.Callback):
@@ -269,53 +271,80 @@ class StepTimer(L.Callback):
         return (self.stop - self.start) / (self.t1 - self.t0)
 
 
-def new_module(cfg, data):
+def new_module(cfg, data, state: dict | None = None):
+    """WeightedBC as ``train()`` builds it; ``state`` (from ``trained_state``) gives it a trained run's weights."""
     from omegaconf import OmegaConf
 
     from wsrl.module import WeightedBC
 
     plain = OmegaConf.to_container(cfg, resolve=True)
-    return WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
-                      data.max_episode_return, data.obs_mean, data.obs_std)
+    module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
+                        data.max_episode_return, data.obs_mean, data.obs_std)
+    if state is not None:
+        module.load_state_dict(state["module"])
+    return module
 
 
-def wsrl_rate(b: Bench, cfg, data, warmup: int, steps: int) -> float:
+def trained_state(module, optimizer) -> dict:
+    return {"module": {k: v.clone() for k, v in module.state_dict().items()},
+            "optimizer": optimizer.state_dict()}
+
+
+class LoadOptimizerState(L.Callback):
+    """Gives the optimizer Lightning builds a trained run's moments (Adam's state holds subnormals too)."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        trainer.optimizers[0].load_state_dict(self.state["optimizer"])
+
+
+def wsrl_rate(b: Bench, cfg, data, warmup: int, steps: int, state: dict | None = None) -> float:
     """Steps/s of the real training path, built as ``wsrl.train.train`` builds it: make_trainer (checkpoints,
     CSV logger, progress bar) fitting WeightedBC on the OfflineDataModule, timed between two draws after
-    ``warmup`` (see TimedStream)."""
+    ``warmup`` (see TimedStream); ``state``: start from a trained run's weights and optimizer moments."""
+    return wsrl_run(b, cfg, data, [warmup + 1, warmup + steps + 1], warmup + steps + 2, state)[0][0]
+
+
+def wsrl_run(b: Bench, cfg, data, marks: list[int], max_steps: int, state: dict | None = None):
+    """Fit the real training path for ``max_steps``; returns (rates between consecutive marks, trained state)."""
     from wsrl.config import resolve_env
     from wsrl.train import PeriodicEval, make_loggers, make_trainer, resolve_device
 
-    cfg.trainer.max_steps = warmup + steps + 2
+    cfg.trainer.max_steps = max_steps
     device = resolve_device(cfg.device)
     run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="run-"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = new_module(cfg, data)
+    module = new_module(cfg, data, state)
     env = resolve_env(cfg.env)
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
     trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
-                           [evaluator] if cfg.eval.every_steps else [])  # as train() does
+                           ([evaluator] if cfg.eval.every_steps else []) +  # as train() does
+                           ([LoadOptimizerState(state)] if state else []))
     stream = data.stream
-    data.stream = timer = TimedStream(stream, warmup + 1, warmup + steps + 1, b.now, device.type == "cuda")
+    data.stream = timer = TimedStream(stream, marks, b.now, device.type == "cuda")
     try:
         with quiet():
             trainer.fit(module, datamodule=data)
     finally:
         data.stream = stream
-    return timer.rate()
+    rates = [timer.rate(x, y) for x, y in zip(marks[:-1], marks[1:], strict=True)]
+    return rates, trained_state(module, trainer.optimizers[0])
 
 
-def bare_rate(b: Bench, cfg, data, warmup: int, steps: int, optimizer: str = "module", compiled: str = "") -> float:
+def bare_rate(b: Bench, cfg, data, warmup: int, steps: int, optimizer: str = "module", compiled: str = "",
+              state: dict | None = None) -> float:
     """Steps/s of a plain loop: draw indices, gather, weighted NLL, zero_grad, backward, optimizer step.
 
     ``optimizer='module'`` builds the optimizer exactly as WeightedBC.configure_optimizers does (the fair
     comparison); 'default' uses torch.optim.Adam's defaults. ``compiled``: '' | 'compile' (torch.compile of the
-    loss) | 'graph' (CUDA graph of the whole step).
+    loss) | 'graph' (CUDA graph of the whole step). ``state``: a trained run's weights and optimizer moments.
     """
     from wsrl.module import weighted_nll
 
     torch.manual_seed(cfg.seed)
-    module = new_module(cfg, data).to(data.device)
+    module = new_module(cfg, data, state).to(data.device)
     policy = module.policy
     tc = cfg.trainer
     if optimizer == "module":
@@ -323,6 +352,8 @@ def bare_rate(b: Bench, cfg, data, warmup: int, steps: int, optimizer: str = "mo
     else:
         opt = torch.optim.Adam(policy.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                **({"capturable": True} if compiled == "graph" else {}))
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
     x_all, a_all, w_all = data.inputs, data.actions, data.stream.loss_weights
     n, batch, device = len(a_all), tc.batch_size, data.device
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -371,10 +402,11 @@ def bare_rate(b: Bench, cfg, data, warmup: int, steps: int, optimizer: str = "mo
     return steps / (b.now() - t0)
 
 
-def usual_rate(b: Bench, cfg, data, warmup: int, steps: int) -> float:
+def usual_rate(b: Bench, cfg, data, warmup: int, steps: int, state: dict | None = None) -> float:
     """Steps/s of the usual way: automatic optimization, loss logged every step, default Adam, fed by
     DataLoader(TensorDataset, shuffle=True); same Trainer settings, model, batch size and weighted loss.
-    Timed by a callback (its few microseconds per step are well under 1% of this path's step)."""
+    Timed by a callback (its few microseconds per step are well under 1% of this path's step). ``state``: a
+    trained run's policy weights and optimizer moments."""
     from omegaconf import OmegaConf
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -390,6 +422,9 @@ def usual_rate(b: Bench, cfg, data, warmup: int, steps: int) -> float:
             super().__init__()
             self.policy = make_policy(PolicyConfig(**OmegaConf.to_container(cfg.policy)), data.input_dim,
                                       data.action_dim)
+            if state is not None:
+                self.policy.load_state_dict({k.removeprefix("policy."): v for k, v in state["module"].items()
+                                             if k.startswith("policy.")})
 
         def training_step(self, batch, batch_idx):
             inputs, actions, weights = batch
@@ -409,7 +444,8 @@ def usual_rate(b: Bench, cfg, data, warmup: int, steps: int) -> float:
     loader = DataLoader(TensorDataset(data.inputs.cpu(), data.actions.cpu(), weights.cpu()), batch_size=tc.batch_size,
                         shuffle=True, drop_last=True)
     timer = StepTimer(warmup, warmup + steps, b.now, device.type == "cuda")
-    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir), [timer])
+    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
+                           [timer] + ([LoadOptimizerState(state)] if state else []))
     with quiet():
         trainer.fit(UsualBC(), train_dataloaders=loader)
     return timer.rate()
@@ -736,6 +772,74 @@ def bench_memory(b: Bench) -> None:
             b.add(sec, "torch.cuda.max_memory_allocated", m["cuda_peak_mb"], "MiB")
 
 
+# ------------------------------------------------------------------------------------------ steady state
+
+
+def steady_child(mode: str, steps: int, synthetic: bool) -> None:
+    """In a fresh process: ``make run``'s configuration (the quick profile on the small hopper medium-expert set,
+    made if missing; ``synthetic``: on the bench's synthetic data instead, for --quick) trained for ``steps`` steps
+    through the real path and timed early (steps 5-20 %) and late (the last 20 %); then bare, wsrl and usual timed
+    from its trained weights and optimizer moments. ``mode='keep'`` turns the subnormal flush off first, before
+    torch starts its threads: a process without wsrl's fix."""
+    if mode == "keep":
+        torch.set_flush_denormal(False)
+    from hydra import compose, initialize_config_dir
+
+    from wsrl.config import register_configs, resolve_env, validate
+    from wsrl.datasets.sources import ensure_dataset
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        data_env = ["env=halfcheetah_medium_expert", f"env.dataset_id={DATASET_ID}"] if synthetic else [
+            "env=hopper_medium_expert"]
+        cfg = compose("train", overrides=["experiment=quick", *data_env, "method=rvs_r", "wandb.mode=disabled",
+                                          f"trainer.max_steps={steps}", "generate_if_missing=false"])
+    validate(cfg)
+    env = resolve_env(cfg.env)
+    if not synthetic:
+        ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size, None)
+    data = data_module(cfg, env.dataset_id)
+    b = Bench(quick=synthetic, steps=0, rounds=1, warmup=0, clock="wall", threads=torch.get_num_threads(),
+              transitions=len(data.actions), only=set())
+    early, late = (steps // 20, steps // 5), (steps - steps // 5, steps)  # 500-2,000 and 8,000-10,000 of 10k
+    rates, state = wsrl_run(b, cfg, data, [early[0], early[1], late[0], late[1]], steps + 1)
+    timed = max(3, steps // 50)
+    args = (b, cfg, data, 2, timed)
+    after = {name: fn(*args, state=state) for name, fn in
+             (("bare", bare_rate), ("wsrl", wsrl_rate), ("usual", usual_rate))}
+    subnormal = sum(int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
+                    for t in state["module"].values() if t.is_floating_point())
+    print(json.dumps({"early": rates[0], "late": rates[2], "after": after, "subnormal_weights": subnormal,
+                      "transitions": len(data.actions)}))
+
+
+def bench_steady(b: Bench) -> None:
+    steps = 100 if b.quick else b.steady_steps
+    for mode, label in (("flush", "subnormals flushed (wsrl)"), ("keep", "subnormals kept (without the fix)")):
+        if mode == "keep" and not b.steady_keep:
+            continue
+        sec = f"7. steady state, make run's profile ({steps:,} steps of 2 x 1024 at batch 512), {label}"
+        command = [sys.executable, __file__, "--steady-child", mode, "--steady-steps", str(steps)]
+        env = {**os.environ, "MINARI_DATASETS_PATH": str(b.root)} if b.quick else None  # quick: synthetic data
+        proc = subprocess.run(command + (["--quick"] if b.quick else []), capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            b.add(sec, "failed", None, "", note=proc.stderr.strip().splitlines()[-1] if proc.stderr else "")
+            continue
+        m = json.loads(proc.stdout.strip().splitlines()[-1])
+        b.raw[f"steady/{mode}"] = m
+        bar = ">= 0.9" if mode == "flush" else ""
+        ratio = m["late"] / m["early"]
+        b.add(sec, "wsrl.train path, early (steps 5-20 %)", m["early"], "steps/s")
+        b.add(sec, "wsrl.train path, late (last 20 %); ratio = late / early", m["late"], "steps/s", ratio, bar,
+              check(ratio, bar) if bar else None, f"{m['subnormal_weights']:,} subnormal numbers in the weights")
+        after = m["after"]
+        b.add(sec, "from the trained state: bare loop", after["bare"], "steps/s")
+        b.add(sec, "from the trained state: wsrl; ratio = wsrl / bare", after["wsrl"], "steps/s",
+              after["wsrl"] / after["bare"])
+        b.add(sec, "from the trained state: usual way; ratio = wsrl / usual", after["usual"], "steps/s",
+              after["wsrl"] / after["usual"])
+
+
 # ------------------------------------------------------------------------------------------ output
 
 
@@ -768,7 +872,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--json", type=Path, default=None, help="also write every figure and raw timing here")
+    p.add_argument("--steady-steps", type=int, default=10_000, help="steps of the steady-state run (section 7)")
+    p.add_argument("--steady-keep", action="store_true",
+                   help="section 7 also without the subnormal flush, to show what it saves (about 10 min more)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--steady-child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -782,20 +890,23 @@ def main(argv: list[str] | None = None) -> Bench:
     if args.memory_child:
         memory_child(args.memory_child)
         return None
+    if args.steady_child:
+        steady_child(args.steady_child, args.steady_steps, args.quick)
+        return None
     only = set(args.only.split(","))
     if unknown := only - set(SECTIONS):
         raise SystemExit(f"unknown sections {sorted(unknown)}: choose from {','.join(SECTIONS)}")
     b = Bench(quick=args.quick, steps=args.steps or (3 if args.quick else 600),
               rounds=args.rounds or (1 if args.quick else 3), warmup=2 if args.quick else 10, clock=args.clock,
               threads=torch.get_num_threads(), transitions=args.transitions or (5_000 if args.quick else 2_000_000),
-              only=only)
+              only=only, steady_steps=args.steady_steps, steady_keep=args.steady_keep)
     print(f"wsrl bench: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}, clock={b.clock}, rounds={b.rounds}, steps={b.steps}"
           f"{', QUICK (figures meaningless)' if b.quick else ''}", flush=True)
     start = time.perf_counter()
     minari_path = os.environ.get("MINARI_DATASETS_PATH")
     try:
-        if only & {"train", "usual", "memory", "gpu"}:
+        if only & {"train", "usual", "memory", "gpu"} or (b.quick and "steady" in only):
             make_dataset(b.root, b.transitions)
         if "memory" in only:
             bench_memory(b)
@@ -814,6 +925,8 @@ def main(argv: list[str] | None = None) -> Bench:
             bench_generate(b)
         if "gpu" in only:
             bench_gpu(b)
+        if "steady" in only:
+            bench_steady(b)
     finally:
         import shutil
 
