@@ -16,6 +16,8 @@
 7. Steady state: ``make run``'s configuration trained for 10k steps in a fresh process, its speed early against
    late (bar: late / early >= 0.9), and bare, wsrl and usual timed again from its trained weights; with
    ``--steady-keep`` also without the subnormal flush, to show what it saves.
+8. Behaviour training (only with ``--only behavior``, ~10 min): SAC's speed in process-CPU time with and without
+   the subnormal flush, continued from the committed walker2d agent.
 Plus the peak memory of loading a 2M-transition dataset (in a fresh process).
 
 The data is a synthetic Minari dataset (HalfCheetah shapes, 1000-step episodes of random numbers with
@@ -54,7 +56,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_ID = "bench/halfcheetah/synthetic-v0"
 ENV_ID = "HalfCheetah-v5"  # episodes always last 1000 steps: every policy does the same amount of work
 OBS_DIM, ACT_DIM, EPISODE = 17, 6, 1000
-SECTIONS = ("train", "usual", "eval", "lds", "generate", "gpu", "memory", "steady")
+SECTIONS = ("train", "usual", "eval", "lds", "generate", "gpu", "memory", "steady", "behavior")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # section 8 (behaviour training, ~10 min) runs when asked: --only behavior
 
 
 
@@ -86,6 +89,7 @@ class Bench:
     only: set[str]
     steady_steps: int = 10_000  # steps of the steady-state run (section 7)
     steady_keep: bool = False  # also run section 7 without the subnormal flush (minutes longer)
+    behavior_steps: int = 40_000  # transitions per run of section 8
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wsrl-bench-")))
     rows: list[Row] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
@@ -840,6 +844,58 @@ def bench_steady(b: Bench) -> None:
               after["wsrl"] / after["usual"])
 
 
+# ------------------------------------------------------------------------------------------ behaviour training
+
+
+def behavior_child(mode: str, steps: int) -> None:
+    """In a fresh process, one thread: SAC with 4 environments (the walker2d behaviour learner) continued from the
+    committed walker2d agent (trained weights and Adam moments; a new agent if there is none) for ``steps``
+    transitions; prints its process-CPU speed and the subnormal numbers in its networks and optimizer states.
+    ``mode='keep'`` turns the subnormal flush off first."""
+    if mode == "keep":
+        torch.set_flush_denormal(False)
+    torch.set_num_threads(1)
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from wsrl.datasets.behavior import RUNS
+
+    env = make_vec_env("Walker2d-v5", n_envs=4, seed=0)
+    agent = RUNS / "walker2d-sac-seed0" / "model.zip"
+    model = SAC.load(agent, env=env, device="cpu") if agent.exists() else SAC("MlpPolicy", env, device="cpu")
+    model.learning_starts = model.num_timesteps + min(2_000, steps // 4)  # refill a buffer before updating
+    t0 = time.process_time()
+    with quiet():
+        model.learn(steps, reset_num_timesteps=False)
+    cpu = time.process_time() - t0
+    tensors = [*model.policy.state_dict().values()] + [
+        v for opt in (model.actor.optimizer, model.critic.optimizer)
+        for state in opt.state.values() for v in state.values() if torch.is_tensor(v)]
+    subnormal = sum(int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum()) for t in tensors
+                    if t.is_floating_point())
+    print(json.dumps({"transitions_per_cpu_s": steps / cpu, "trained_from": str(agent) if agent.exists() else None,
+                      "subnormal": subnormal}))
+
+
+def bench_behavior(b: Bench) -> None:
+    steps = 400 if b.quick else b.behavior_steps
+    rates = {}
+    for mode in ("flush", "keep"):
+        proc = subprocess.run([sys.executable, __file__, "--behavior-child", mode, "--behavior-steps", str(steps)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"behaviour child failed: {proc.stderr.strip().splitlines()[-1]}")
+        rates[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    b.raw["behavior"] = rates
+    sec = f"8. behaviour training, SAC 4 envs on Walker2d-v5, {steps:,} transitions from the committed agent, 1 thread"
+    flush, keep = rates["flush"], rates["keep"]
+    b.add(sec, "subnormals kept (without the fix)", keep["transitions_per_cpu_s"], "steps/CPU s",
+          note=f"{keep['subnormal']:,} subnormal numbers in networks and optimizer states at the end")
+    b.add(sec, "subnormals flushed (wsrl); ratio = flushed / kept", flush["transitions_per_cpu_s"], "steps/CPU s",
+          flush["transitions_per_cpu_s"] / keep["transitions_per_cpu_s"],
+          note=f"{flush['subnormal']:,} subnormal numbers at the end")
+
+
 # ------------------------------------------------------------------------------------------ output
 
 
@@ -870,7 +926,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall time, or process CPU time (use with --threads 1 on a busy machine)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but behavior)")
+    p.add_argument("--behavior-steps", type=int, default=40_000, help="transitions per run of section 8")
+    p.add_argument("--behavior-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=None, help="also write every figure and raw timing here")
     p.add_argument("--steady-steps", type=int, default=10_000, help="steps of the steady-state run (section 7)")
     p.add_argument("--steady-keep", action="store_true",
@@ -890,6 +949,9 @@ def main(argv: list[str] | None = None) -> Bench:
     if args.memory_child:
         memory_child(args.memory_child)
         return None
+    if args.behavior_child:
+        behavior_child(args.behavior_child, args.behavior_steps)
+        return None
     if args.steady_child:
         steady_child(args.steady_child, args.steady_steps, args.quick)
         return None
@@ -899,7 +961,8 @@ def main(argv: list[str] | None = None) -> Bench:
     b = Bench(quick=args.quick, steps=args.steps or (3 if args.quick else 600),
               rounds=args.rounds or (1 if args.quick else 3), warmup=2 if args.quick else 10, clock=args.clock,
               threads=torch.get_num_threads(), transitions=args.transitions or (5_000 if args.quick else 2_000_000),
-              only=only, steady_steps=args.steady_steps, steady_keep=args.steady_keep)
+              only=only, steady_steps=args.steady_steps, steady_keep=args.steady_keep,
+              behavior_steps=args.behavior_steps)
     print(f"wsrl bench: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}, clock={b.clock}, rounds={b.rounds}, steps={b.steps}"
           f"{', QUICK (figures meaningless)' if b.quick else ''}", flush=True)
@@ -927,6 +990,8 @@ def main(argv: list[str] | None = None) -> Bench:
             bench_gpu(b)
         if "steady" in only:
             bench_steady(b)
+        if "behavior" in only:
+            bench_behavior(b)
     finally:
         import shutil
 

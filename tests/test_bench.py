@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "experiments" / "bench.py"
@@ -41,7 +42,8 @@ def test_quick_bench_reports_every_section(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     sections = {r.section.split(",")[0].split(" (")[0] for r in b.rows}
     for prefix in ("1. training", "2. vs the usual way", "2. gap vs batch size", "3. evaluation",
-                   "4. LDS weights and weighted sampling", "5. dataset generation", "6. GPU", "7. steady state", "memory"):
+                   "4. LDS weights and weighted sampling", "5. dataset generation", "6. GPU", "7. steady state",
+                   "memory"):
         assert prefix in sections, (prefix, sections)
     measured = [r for r in b.rows if r.value is not None]
     assert all(math.isfinite(r.value) and r.value > 0 for r in measured)
@@ -54,3 +56,11 @@ def test_quick_bench_reports_every_section(tmp_path, monkeypatch, capsys):
     saved = json.loads(out.read_text())
     assert len(saved["rows"]) == len(b.rows) and saved["raw"]
     assert not b.root.exists()  # the temporary dataset is removed
+
+
+@pytest.mark.slow
+def test_behavior_section_reports_both_modes(capsys):
+    b = load_bench().main(["--quick", "--only", "behavior"])
+    rows = [r for r in b.rows if r.section.startswith("8. behaviour training")]
+    assert [r.name.split(" (")[0].split(";")[0] for r in rows] == ["subnormals kept", "subnormals flushed"]
+    assert all(r.value > 0 for r in rows) and rows[1].ratio > 0

@@ -321,34 +321,38 @@ def choose(robot_name: str, run: Path, episodes: int = 50, note: str = "", asset
     return manifest
 
 
-def plot_curves(png: Path, assets: Path = ASSETS) -> None:
-    """One panel per robot: normalized score of each snapshot, with the chosen medium and expert marked."""
+def plot_curves(png: Path, assets: Path = ASSETS, runs: Path | None = None) -> None:
+    """One panel per robot: the normalized score of each snapshot of the shipped run, with the chosen medium and
+    expert marked; with ``runs``, every run recorded there instead (runs in progress included)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    paths = sorted(runs.glob("*/run.json")) if runs else [assets / r / "manifest.json" for r in ROBOTS]
+    records = [json.loads(path.read_text()) for path in paths if path.exists()]
     fig, axes = plt.subplots(1, len(ROBOTS), figsize=(4 * len(ROBOTS), 3.2), sharey=True)
     for ax, robot in zip(axes, ROBOTS, strict=True):
-        path = assets / robot / "manifest.json"
-        if not path.exists():
-            continue
-        m = json.loads(path.read_text())
-        steps = np.array([e["step"] for e in m["curve"]]) / 1000
-        mean = np.array([e["normalized_mean"] for e in m["curve"]])
-        std = np.array([e["normalized_std"] for e in m["curve"]])
-        ax.plot(steps, mean, color="tab:blue", label=f"{m['eval_episodes']} episodes")
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.3, color="tab:blue")
-        for name, color in (("medium", "tab:orange"), ("expert", "tab:green")):
-            step = m["chosen"][name]
-            s = m["chosen_scores"][name]
-            ax.errorbar(step / 1000, s["normalized_mean"], s["normalized_std"], fmt="o", color=color,
-                        label=f"{name} ({s['episodes']} episodes)")
-        ax.set(title=f"{robot} ({m['env_id']}, {m['learner'].upper()})", xlabel="transitions (k)")
-        ax.legend(loc="upper left", fontsize=8)
+        for m in (m for m in records if m["robot"] == robot):
+            steps = np.array([e["step"] for e in m["curve"]]) / 1000
+            mean = np.array([e["normalized_mean"] for e in m["curve"]])
+            std = np.array([e["normalized_std"] for e in m["curve"]])
+            line, = ax.plot(steps, mean, label=f"{m['learner'].upper()} seed {m['seed']} ({m['eval_episodes']} ep.)")
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.25, color=line.get_color())
+            for name, color in (("medium", "tab:orange"), ("expert", "tab:green")) if "chosen" in m else ():
+                step = m["chosen"][name]
+                s = m.get("chosen_scores", {}).get(name) or {**next(e for e in m["curve"] if e["step"] == step),
+                                                              "episodes": m["eval_episodes"]}  # chosen before 50
+                ax.errorbar(step / 1000, s["normalized_mean"], s["normalized_std"], fmt="o", color=color,
+                            label=f"{name} ({s['episodes']} episodes)")
+        ax.set(title=f"{robot} ({ROBOT[robot].env_id})", xlabel="transitions (k)")
+        if ax.lines:
+            ax.legend(loc="upper left", fontsize=8)
     axes[0].set_ylabel("D4RL normalized score")
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
+    tmp = png.with_name(png.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, png)
     plt.close(fig)
 
 
@@ -374,10 +378,11 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--out", type=Path, default=ASSETS, help="the shipped snapshots and manifests")
     g = sub.add_parser("plot", help="draw the behaviour curves")
     g.add_argument("--png", type=Path, default=Path("behavior_curves.png"))
-    g.add_argument("--out", type=Path, default=ASSETS)
+    g.add_argument("--out", type=Path, default=ASSETS, help="the shipped manifests to draw")
+    g.add_argument("--runs", type=Path, help="draw every run recorded here instead, e.g. experiments/behavior")
     a = p.parse_args(argv)
     if a.command == "plot":
-        plot_curves(a.png, a.out)
+        plot_curves(a.png, a.out, a.runs)
     elif a.command == "choose":
         if not (a.run / "run.json").is_file():
             sys.exit(f"error: {a.run} holds no run.json: pass a directory made by `train`")
