@@ -53,7 +53,7 @@ CANDIDATES = 5  # snapshots re-scored on many episodes for each of expert and me
 class Learner:
     """An online RL algorithm of stable-baselines3 with the settings a behaviour run uses."""
 
-    algorithm: str  # "SAC" or "TD3"
+    algorithm: str  # "SAC", "TD3" (stable-baselines3) or "TQC" (sb3-contrib)
     n_envs: int  # environments stepped side by side; one gradient update per vector step
     kwargs: dict = field(default_factory=dict)  # constructor arguments beyond SB3's defaults
     noise: float = 0.0  # TD3: std of the Gaussian action noise it explores with (and the data is collected with)
@@ -61,12 +61,15 @@ class Learner:
 
 
 LEARNERS = {
+    "sac1": Learner("SAC", 1, {}, 0.0, "stable-baselines3 SAC, default hyperparameters, one update per transition"),
     "sac": Learner("SAC", 4, {}, 0.0, "stable-baselines3 SAC, default hyperparameters, 4 environments side by side "
                    "(one update per 4 transitions, as Minari's own mujoco datasets); actions sampled from the policy"),
     "td3": Learner("TD3", 1, {"learning_rate": 1e-3, "batch_size": 256, "learning_starts": 10_000,
                               "policy_kwargs": {"net_arch": [400, 300]}}, 0.1,
                    "stable-baselines3 TD3 with RL Zoo's MuJoCo settings (net [400, 300], lr 1e-3, batch 256, "
                    "Gaussian action noise 0.1, 10k random steps first); data collected with that same noise"),
+    "tqc": Learner("TQC", 4, {}, 0.0, "sb3-contrib TQC, default hyperparameters, 4 environments side by side "
+                   "(as Minari's halfcheetah); actions sampled from the policy"),
 }
 DEFAULT_LEARNER = {"halfcheetah": "td3", "hopper": "sac", "walker2d": "sac"}  # chosen by pilot runs (README)
 
@@ -126,7 +129,7 @@ def load_actor(path: Path) -> Actor:
     """The data-collection policy stored in a snapshot (``act`` samples actions as the datasets are made)."""
     snap = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v.float() for k, v in snap["state"].items()}
-    if LEARNERS[snap["learner"]].algorithm == "SAC":
+    if LEARNERS[snap["learner"]].algorithm in ("SAC", "TQC"):  # the same squashed Gaussian actor
         hidden, obs_dim = state["latent_pi.0.weight"].shape
         actor: Actor = SquashedGaussianActor(obs_dim, state["mu.weight"].shape[0], hidden)
     else:
@@ -155,6 +158,47 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def algorithm_class(learner: Learner):
+    """The stable-baselines3 (or sb3-contrib) class of a learner."""
+    if learner.algorithm == "TQC":
+        try:
+            import sb3_contrib
+        except ImportError:
+            sys.exit("error: the TQC learner needs sb3-contrib: pip install sb3-contrib")
+        return sb3_contrib.TQC
+    import stable_baselines3
+
+    return getattr(stable_baselines3, learner.algorithm)
+
+
+def make_agent(robot: Robot, learner: Learner, seed: int, buffer_size: int):
+    """A new agent for ``learner`` on ``robot``'s environment (``n_envs`` side by side)."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    env = make_vec_env(robot.env_id, n_envs=learner.n_envs, seed=seed)
+    act_dim = env.action_space.shape[0]
+    noise = NormalActionNoise(np.zeros(act_dim), learner.noise * np.ones(act_dim)) if learner.noise else None
+    return algorithm_class(learner)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, action_noise=noise,
+                                    buffer_size=buffer_size, **learner.kwargs)
+
+
+def pilot(robot_name: str, learners: list[str], transitions: int) -> dict[str, float]:
+    """CPU seconds per 1000 transitions of each learner, in this process (one thread), after ``transitions // 10``
+    of warm-up with updates on from the start. Process time, so that other jobs on the machine do not count."""
+    torch.set_num_threads(1)
+    costs = {}
+    for name in learners:
+        agent = make_agent(ROBOT[robot_name], LEARNERS[name], 0, 100_000)
+        agent.learning_starts = 0
+        agent.learn(transitions // 10)
+        start = time.process_time()
+        agent.learn(transitions, reset_num_timesteps=False)
+        costs[name] = 1000 * (time.process_time() - start) / transitions
+        print(f"{robot_name} {name}: {costs[name]:.2f} CPU s per 1000 transitions", flush=True)
+    return costs
+
+
 def run_dir(robot: str, learner: str, seed: int, runs: Path = RUNS) -> Path:
     return runs / f"{robot}-{learner}-seed{seed}"
 
@@ -176,12 +220,10 @@ def train_behavior(robot_name: str, learner_name: str, steps: int, seed: int, st
     import gymnasium as gym
     import stable_baselines3
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.noise import NormalActionNoise
 
     torch.set_num_threads(1)  # one process per core
     robot, learner = ROBOT[robot_name], LEARNERS[learner_name]
-    algo = getattr(stable_baselines3, learner.algorithm)
+    algo = algorithm_class(learner)
     out = run_dir(robot_name, learner_name, seed, runs)
     scratch = cache / out.name
     snaps = out / "snapshots"
@@ -197,13 +239,9 @@ def train_behavior(robot_name: str, learner_name: str, steps: int, seed: int, st
         "curve": [], "wall_seconds": 0.0, "restarts": [],
     }
     record.update(budget_steps=steps, stop_at=stop_at)
-    env = make_vec_env(robot.env_id, n_envs=learner.n_envs, seed=seed)
-    noise = None
-    if learner.noise:
-        act_dim = env.action_space.shape[0]
-        noise = NormalActionNoise(np.zeros(act_dim), learner.noise * np.ones(act_dim))
+    model = make_agent(robot, learner, seed, min(steps, 1_000_000))  # the checkpoint, if any, replaces its state
     if ckpt.exists():
-        model = algo.load(ckpt, env=env, device="cpu", action_noise=noise)
+        model = algo.load(ckpt, env=model.env, device="cpu", action_noise=model.action_noise)
         states = pickle.loads(rng.read_bytes()) if rng.exists() else {}
         if buffer.exists() and states.get("step") == model.num_timesteps:
             model.load_replay_buffer(buffer)
@@ -221,9 +259,6 @@ def train_behavior(robot_name: str, learner_name: str, steps: int, seed: int, st
         record["curve"] = [e for e in record["curve"] if e["step"] <= model.num_timesteps]  # redo what was lost
     elif record["curve"]:
         sys.exit(f"error: {out} records a run but holds no model.zip to continue it: delete {out} to start over")
-    else:
-        model = algo("MlpPolicy", env, seed=seed, device="cpu", verbose=0, action_noise=noise,
-                     buffer_size=min(steps, 1_000_000), **learner.kwargs)
     start, wall0, last_save = time.time(), record["wall_seconds"], time.time()
 
     def save_checkpoint() -> None:
@@ -376,12 +411,18 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--episodes", type=int, default=50, help="episodes per candidate")
     c.add_argument("--note", default="", help="why this run is kept, for the manifest")
     c.add_argument("--out", type=Path, default=ASSETS, help="the shipped snapshots and manifests")
+    q = sub.add_parser("pilot", help="CPU cost per 1000 transitions of candidate learners, to choose one")
+    q.add_argument("robot", choices=ROBOTS)
+    q.add_argument("--learners", default="sac,tqc,td3,sac1", help="comma-separated names from LEARNERS")
+    q.add_argument("--transitions", type=int, default=2000, help="timed transitions per learner")
     g = sub.add_parser("plot", help="draw the behaviour curves")
     g.add_argument("--png", type=Path, default=Path("behavior_curves.png"))
     g.add_argument("--out", type=Path, default=ASSETS, help="the shipped manifests to draw")
     g.add_argument("--runs", type=Path, help="draw every run recorded here instead, e.g. experiments/behavior")
     a = p.parse_args(argv)
-    if a.command == "plot":
+    if a.command == "pilot":
+        pilot(a.robot, a.learners.split(","), a.transitions)
+    elif a.command == "plot":
         plot_curves(a.png, a.out, a.runs)
     elif a.command == "choose":
         if not (a.run / "run.json").is_file():
