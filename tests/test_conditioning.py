@@ -8,6 +8,7 @@ import minari
 import numpy as np
 import pytest
 import torch
+import wandb
 
 from tests.conftest import make_tiny_dataset
 from tests.test_train import config
@@ -130,6 +131,7 @@ def test_one_wandb_run_shows_every_panel(tiny_dataset, tmp_path, monkeypatch):
                            "eval.conditioning_points=3", *video), run_dir)
     assert len(results["conditioning"]["targets"]) == 3
     assert (run_dir / "returns.png").exists() and (run_dir / "conditioning.png").exists()
+    wandb.teardown()  # the W&B service may still be writing the run's last records: wait for it
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     (records,) = offline.glob("run-*.wandb")
     logged = records.read_bytes()

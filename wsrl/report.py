@@ -255,7 +255,7 @@ def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 
         raise ReportError(f"no RvS-R run on a medium-expert dataset with a checkpoint below {sweep_dir}")
     envs = [e for e in GROUPS["medium_expert"] if any(k[0] == e for k in cells)]
     columns = sorted({k[1:] for k in cells})
-    fig = plt.figure(figsize=(5 * len(columns), 5 * len(envs)))
+    fig = plt.figure(figsize=(5.5 * len(columns), 5.5 * len(envs)), layout="constrained")
     panels = np.atleast_2d(fig.subfigures(len(envs), len(columns), squeeze=False))
     summary = []
     for (env_name, sampler, policy), ckpts in sorted(cells.items()):
@@ -272,7 +272,7 @@ def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 
         summary.append({"env": env_name, "sampler": sampler, "policy": policy, **merged})
         panel = panels[envs.index(env_name), columns.index((sampler, policy))]
         ax, ax_hist = panel.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-        draw(ax, ax_hist, merged, histogram, env, label=f"mean of {len(ckpts)} seeds (± std over seeds)")
+        draw(ax, ax_hist, merged, histogram, env, label=f"mean of {len(ckpts)} seed(s) (± std over seeds)")
         ax.set_title(f"{env_name}: rvs_r/{sampler}/{policy}", fontsize=10)
     out = out or sweep_dir
     save_figure(fig, out / "conditioning.png")
@@ -298,6 +298,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     try:
         if a.conditioning:
+            if a.points < 2 or a.episodes < 1:
+                raise ReportError(f"--points {a.points} must be >= 2 and --episodes {a.episodes} >= 1")
             conditioning_report(a.sweep_dir, a.out, a.points, a.episodes)
         else:
             report(a.sweep_dir, a.table, a.out, a.wandb)
