@@ -13,6 +13,7 @@ import wandb
 from tests.conftest import make_tiny_dataset
 from tests.test_train import config
 from wsrl.conditioning import conditioning_curve
+from wsrl.config import ConfigError
 from wsrl.dashboard import return_distribution
 from wsrl.evaluation import evaluate, load_checkpoint
 from wsrl.evaluation import main as evaluate_cli
@@ -145,3 +146,14 @@ def test_one_wandb_run_shows_every_panel(tiny_dataset, tmp_path, monkeypatch):
     files = [str(p.relative_to(offline / "files" / "media")) for p in (offline / "files" / "media").rglob("*.*")]
     assert {m for m in media if any(f.startswith(m) for f in files)} == media, files
     assert len([f for f in files if f.startswith("videos/")]) == (2 if video else 0)  # step 30 and the final one
+
+
+def test_looking_at_a_policy_does_not_change_which_run_it_is(tiny_dataset, tmp_path):
+    """A finished run asked again with a curve (or a video) is the same run, as one made before these settings
+    existed; another number of evaluation episodes is another run."""
+    first = train(config("trainer.max_steps=10"), tmp_path)
+    identity = json.loads((tmp_path / "run_config.json").read_text())
+    assert identity["eval"] == {"episodes": 2, "every_steps": 0}
+    assert train(config("trainer.max_steps=10", "eval.conditioning_points=4"), tmp_path) == first
+    with pytest.raises(ConfigError, match="different eval config"):
+        train(config("trainer.max_steps=10", "eval.episodes=3"), tmp_path)

@@ -112,6 +112,8 @@ def check_same_run(cfg: TrainConfig, run_dir: Path) -> dict | None:
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
     keep = {k: v for k, v in plain.items() if k not in ("trainer", "wandb", "resume")}
     keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")}
+    # videos and the conditioning curve only look at the policy: runs made before they existed stay the same run
+    keep["eval"] = {k: v for k, v in plain["eval"].items() if k in ("episodes", "every_steps")}
     path = run_dir / "run_config.json"
     if path.exists():
         before = json.loads(path.read_text())
