@@ -120,11 +120,11 @@ def test_weighted_return_distribution_is_what_the_weights_make_it():
 
 def test_one_wandb_run_shows_every_panel(tiny_dataset, tmp_path, monkeypatch):
     """An offline W&B run: the metric curves, the weight statistics, the dataset's returns with the weights' effect,
-    the conditioning curve and, where this machine renders, the final and periodic videos."""
+    the conditioning curve and, where this machine renders, the final video."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
     try:
         check_video("Hopper-v5")
-        video = ["eval.video=true", "eval.video_periodic=true", "eval.video_frames=3", "eval.video_size=[32,32]"]
+        video = ["eval.video=true", "eval.video_frames=3", "eval.video_size=[32,32]"]
     except VideoUnavailable:
         video = []
     run_dir = tmp_path / "run"
@@ -145,7 +145,6 @@ def test_one_wandb_run_shows_every_panel(tiny_dataset, tmp_path, monkeypatch):
     assert [k for k in keys if k.encode() not in logged] == []
     files = [str(p.relative_to(offline / "files" / "media")) for p in (offline / "files" / "media").rglob("*.*")]
     assert {m for m in media if any(f.startswith(m) for f in files)} == media, files
-    assert len([f for f in files if f.startswith("videos/")]) == (2 if video else 0)  # step 30 and the final one
 
 
 def test_looking_at_a_policy_does_not_change_which_run_it_is(tiny_dataset, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import make_tiny_dataset
 from tests.test_train import config
 from wsrl.evaluation import main as evaluate_cli
 from wsrl.train import train
@@ -39,9 +40,21 @@ def read_mp4(path: Path) -> tuple[dict, np.ndarray]:
     return meta, np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader])
 
 
-def test_final_and_periodic_videos_show_the_evaluated_episode(renderer, tiny_dataset, tmp_path):
-    run_dir = tmp_path / "run"
-    results = train(config("method=rvs_r", *TINY_VIDEO, "eval.video_periodic=true", "eval.every_steps=30"), run_dir)
+@pytest.fixture(scope="module")
+def video_run(renderer, tmp_path_factory):
+    """An RvS-R run on a tiny dataset with a video at its periodic (step 30) and final (step 60) evaluations."""
+    root = tmp_path_factory.mktemp("video")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
+        make_tiny_dataset("wsrl/hopper/medium-expert-v0")
+        run_dir = root / "run"
+        results = train(config("method=rvs_r", *TINY_VIDEO, "eval.video_periodic=true", "eval.every_steps=30"),
+                        run_dir)
+    return results, run_dir
+
+
+def test_final_and_periodic_videos_show_the_evaluated_episode(video_run):
+    results, run_dir = video_run
     assert sorted(p.name for p in (run_dir / "videos").iterdir()) == ["step30.mp4", "step60.mp4"]  # no temp files
     meta, frames = read_mp4(run_dir / "videos" / "step60.mp4")
     assert frames.shape == (5, 48, 64, 3) and meta["fps"] == pytest.approx(125 / 4, rel=0.01)
@@ -65,6 +78,7 @@ def test_missing_library_or_encoder_is_named_with_the_fix(monkeypatch):
 
 def test_video_is_refused_before_training_where_rendering_fails(tiny_dataset, minari_root, tmp_path):
     """With a backend that cannot work here (GLFW needs a display), the run stops in one line, before any output."""
+    pytest.importorskip("imageio_ffmpeg", reason="the MP4 encoder is checked first: install the video extra")
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYOPENGL_PLATFORM")}
     env |= {"MUJOCO_GL": "glfw", "MINARI_DATASETS_PATH": str(minari_root)}
@@ -78,9 +92,8 @@ def test_video_is_refused_before_training_where_rendering_fails(tiny_dataset, mi
     assert not run_dir.exists()
 
 
-def test_video_from_a_checkpoint_and_a_clean_exit(renderer, tiny_dataset, tmp_path):
-    run_dir = tmp_path / "run"
-    train(config(), run_dir)
+def test_video_from_a_checkpoint_and_a_clean_exit(video_run, tmp_path):
+    _, run_dir = video_run
     cmd = [sys.executable, "-m", "wsrl.evaluation", str(run_dir / "checkpoints" / "last.ckpt"), "--episodes", "1"]
     out = tmp_path / "clip" / "out.mp4"
     proc = subprocess.run([*cmd, "--video", str(out), "--frames", "4"], capture_output=True, text=True, timeout=300)
