@@ -45,8 +45,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 class PeriodicEval(L.Callback):
-    """Evaluates every ``every_steps`` steps, and records a video then if ``video`` (eval.video_periodic) names
-    the run directory; the history is saved in checkpoints."""
+    """Evaluates every ``every_steps`` steps; with ``video`` (the eval config, when eval.video_periodic) it also
+    records the first episode into ``run_dir/videos``. The history is saved in checkpoints."""
 
     def __init__(self, env: ResolvedEnv, episodes: int, every_steps: int, seed: int, video: EvalConfig | None = None,
                  run_dir: Path | None = None) -> None:

@@ -79,7 +79,7 @@ def check_video(env_id: str) -> None:
                                                                                         "error" in line)]
         reason = errors[-1] if errors else f"exit status {probe.returncode}"
         raise VideoUnavailable(f"cannot render {env_id} headless with MUJOCO_GL={backend} ({reason}); "
-                               f"{INSTALL_HINT} and leave MUJOCO_GL unset")
+                               f"{INSTALL_HINT} and use MUJOCO_GL=osmesa (the default without a GPU)")
 
 
 def record_episode(env_id: str, act: ActFn, seed: int, path: Path, frames: int = 250, fps: int = 30,
