@@ -82,6 +82,12 @@ def test_defaults_are_the_papers(hydra_conf):
     ("sampler.clip_max=0.5", "sampler.clip_max=0.5 must be > 1"),
     ("device=gpu", "device=gpu must be auto, cpu, cuda or cuda:N"),
     ("env.robot=ant", "env.robot='ant' is not one of"),
+    ("eval.video_frames=0", "eval.video_frames=0 must be > 0"),
+    ("eval.video_fps=-5", "eval.video_fps=-5 must be > 0"),
+    ("eval.video_size=[321,240]", r"eval.video_size=\[321, 240\] must be \[width, height\], both even"),
+    ("eval.video_size=[320]", r"eval.video_size=\[320\] must be \[width, height\]"),
+    ("eval.video_periodic=true", "eval.video_periodic=true needs eval.video=true"),
+    ("eval.conditioning_points=1", "eval.conditioning_points=1 must be 0 \\(off\\) or >= 2"),
 ])
 def test_out_of_range_values_fail_validation(hydra_conf, override, message):
     cfg = config(override)

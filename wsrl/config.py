@@ -95,6 +95,12 @@ class EvalConfig:
 
     episodes: int = 10  # episodes per evaluation, run side by side in a vector env
     every_steps: int = 0  # periodic evaluation interval (0: only the final one)
+    video: bool = False  # record the final policy's first evaluation episode as an MP4 (run dir, W&B); needs libosmesa6
+    video_periodic: bool = False  # also record one at each periodic evaluation (needs video=true)
+    video_frames: int = 250  # frames per video at most (~18 s of rendering at 14 frames/s; the episode runs on)
+    video_fps: int = 30  # a frame every round(env fps / video_fps) steps, so the MP4 plays in real time
+    video_size: list[int] = field(default_factory=lambda: [320, 240])  # width, height in pixels (even, for H.264)
+    conditioning_points: int = 0  # RvS-R: after training, score this many target returns (0: off; BC ignores it)
 
 
 @dataclass
@@ -168,7 +174,8 @@ def validate(cfg: TrainConfig) -> None:
         if _get(cfg, key) not in allowed:
             raise ConfigError(f"{key}={_get(cfg, key)!r} is not one of {', '.join(allowed)}")
     positive = ["trainer.max_steps", "trainer.batch_size", "trainer.lr", "trainer.log_every_n_steps",
-                "eval.episodes", "sampler.bins", "sampler.sigma", "method.return_scale", "method.horizon"]
+                "eval.episodes", "sampler.bins", "sampler.sigma", "method.return_scale", "method.horizon",
+                "eval.video_frames", "eval.video_fps"]
     for key in positive:
         if not _get(cfg, key) > 0:
             raise ConfigError(f"{key}={_get(cfg, key)} must be > 0")
@@ -188,6 +195,13 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"policy.log_std_bounds={[lo, hi]} must be increasing")
     if cfg.sampler.clip_max is not None and cfg.sampler.clip_max <= 1.0:
         raise ConfigError(f"sampler.clip_max={cfg.sampler.clip_max} must be > 1 (weights have mean 1) or null")
+    size = list(cfg.eval.video_size)
+    if len(size) != 2 or min(size) < 2 or any(n % 2 for n in size):
+        raise ConfigError(f"eval.video_size={size} must be [width, height], both even and >= 2 (e.g. [320, 240])")
+    if cfg.eval.video_periodic and not cfg.eval.video:
+        raise ConfigError("eval.video_periodic=true needs eval.video=true")
+    if cfg.eval.conditioning_points < 0 or cfg.eval.conditioning_points == 1:
+        raise ConfigError(f"eval.conditioning_points={cfg.eval.conditioning_points} must be 0 (off) or >= 2")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise ConfigError(f"device={cfg.device} must be auto, cpu, cuda or cuda:N")
 

@@ -31,11 +31,13 @@ class WeightedBC(L.LightningModule):
 
     def __init__(self, input_dim: int, action_dim: int, policy: dict, method: dict, trainer: dict,
                  target_return: float, obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
-                 config: dict | None = None) -> None:
+                 config: dict | None = None, dataset_returns: dict | None = None) -> None:
         """Configs come as plain dicts (checkpoints then load with ``weights_only=True``); ``obs_mean`` and
         ``obs_std`` come from the dataset, or from the checkpoint's buffers when reloading. ``config`` is the run's
         whole resolved config, kept in the checkpoint (``hparams.config``) so that the policy can be evaluated in
-        its environment with nothing else (``wsrl.evaluation.load_checkpoint``)."""
+        its environment with nothing else (``wsrl.evaluation.load_checkpoint``); ``dataset_returns``, a histogram of
+        the dataset's episode returns (``wsrl.conditioning.return_histogram``), likewise for the conditioning
+        curve's default targets."""
         super().__init__()
         self.save_hyperparameters(ignore=["obs_mean", "obs_std"])
         self.method, self.train_cfg = MethodConfig(**method), TrainerConfig(**trainer)

@@ -5,6 +5,8 @@ Markdown and CSV, with, per method: the mean over seeds of the normalized score,
 per-episode std (what the paper reports as "Std"), the paper's number and the difference. Group averages
 follow each dataset group, as in the paper. Missing seeds, unequal step counts and failed jobs are listed
 in the notes, never averaged silently. A PNG shows grouped bars with the paper's values as markers.
+``--conditioning`` draws, for each medium-expert cell with RvS-R runs, the return-conditioning curve
+(``wsrl.conditioning``) of its seeds' final checkpoints.
 """
 
 from __future__ import annotations
@@ -230,15 +232,77 @@ def report(sweep_dir: Path, number: int, out: Path | None = None, wandb_log: boo
     return out / f"table{number}.md"
 
 
+def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 8, episodes: int = 5,
+                        seed: int = 0) -> Path:
+    """``conditioning.png`` and ``conditioning.json``: per medium-expert cell (env, sampler, policy) with RvS-R runs,
+    the conditioning curve of each seed's ``checkpoints/last.ckpt`` at the same targets (the dataset's lowest
+    episode return to 1.2x its highest), averaged over seeds, one panel per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wsrl.conditioning import conditioning_curve, dataset_histogram, default_targets, draw, save_figure
+    from wsrl.evaluation import load_checkpoint
+
+    cells: dict[tuple[str, str, str], list[Path]] = defaultdict(list)
+    for path in sorted(sweep_dir.rglob("results.json")):
+        r = json.loads(path.read_text())
+        ckpt = path.parent / "checkpoints" / "last.ckpt"
+        if r["method"] == "rvs_r" and r["env"] in GROUPS["medium_expert"] and ckpt.exists():
+            cells[(r["env"], r["sampler"], r["policy"])].append(ckpt)
+    if not cells:
+        raise ReportError(f"no RvS-R run on a medium-expert dataset with a checkpoint below {sweep_dir}")
+    envs = [e for e in GROUPS["medium_expert"] if any(k[0] == e for k in cells)]
+    columns = sorted({k[1:] for k in cells})
+    fig = plt.figure(figsize=(5.5 * len(columns), 5.5 * len(envs)), layout="constrained")
+    panels = np.atleast_2d(fig.subfigures(len(envs), len(columns), squeeze=False))
+    summary = []
+    for (env_name, sampler, policy), ckpts in sorted(cells.items()):
+        loaded = [load_checkpoint(c) for c in ckpts]
+        env, histogram = loaded[0][1], dataset_histogram(*loaded[0])
+        if histogram is None:
+            raise ReportError(f"{ckpts[0]} stores no dataset returns and {env.dataset_id} is not on this machine: "
+                              "no default targets for the conditioning curve")
+        targets = default_targets(histogram, points)
+        curves = [conditioning_curve(module, env, targets, episodes, seed) for module, _ in loaded]
+        by_seed = np.array([c["achieved_mean"] for c in curves])
+        merged = {**curves[0], "achieved_mean": by_seed.mean(0).tolist(), "achieved_std": by_seed.std(0).tolist(),
+                  "seeds": [str(c.parent.parent.relative_to(sweep_dir)) for c in ckpts]}
+        summary.append({"env": env_name, "sampler": sampler, "policy": policy, **merged})
+        panel = panels[envs.index(env_name), columns.index((sampler, policy))]
+        ax, ax_hist = panel.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        draw(ax, ax_hist, merged, histogram, env, label=f"mean of {len(ckpts)} seed(s) (± std over seeds)")
+        ax.set_title(f"{env_name}: rvs_r/{sampler}/{policy}", fontsize=10)
+    out = out or sweep_dir
+    save_figure(fig, out / "conditioning.png")
+    numbers = out / "conditioning.json"
+    tmp = numbers.with_name(".conditioning.json.tmp")
+    tmp.write_text(json.dumps({"episodes": episodes, "seed": seed, "cells": summary}, indent=1))
+    tmp.replace(numbers)
+    print(f"conditioning curves of {len(cells)} cells ({points} targets x {episodes} episodes per seed) -> "
+          f"{out / 'conditioning.png'}, {numbers}")
+    return out / "conditioning.png"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m wsrl.report", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir", type=Path)
     p.add_argument("--table", type=int, choices=(1, 2, 3), default=2)
     p.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
     p.add_argument("--wandb", action="store_true", help="also log the table and figure to W&B")
+    p.add_argument("--conditioning", action="store_true", help="instead: the RvS-R conditioning curve of each "
+                   "medium-expert cell (scores every seed's checkpoint at --points targets, --episodes each)")
+    p.add_argument("--points", type=int, default=8, help="--conditioning: targets per curve")
+    p.add_argument("--episodes", type=int, default=5, help="--conditioning: episodes per target and seed")
     a = p.parse_args(argv)
     try:
-        report(a.sweep_dir, a.table, a.out, a.wandb)
+        if a.conditioning:
+            if a.points < 2 or a.episodes < 1:
+                raise ReportError(f"--points {a.points} must be >= 2 and --episodes {a.episodes} >= 1")
+            conditioning_report(a.sweep_dir, a.out, a.points, a.episodes)
+        else:
+            report(a.sweep_dir, a.table, a.out, a.wandb)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

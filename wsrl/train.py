@@ -23,10 +23,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from wsrl.config import ConfigError, ResolvedEnv, TrainConfig, register_configs, resolve_env, validate
+from wsrl import dashboard
+from wsrl.conditioning import return_histogram
+from wsrl.config import ConfigError, EvalConfig, ResolvedEnv, TrainConfig, register_configs, resolve_env, validate
 from wsrl.data import DataError, OfflineDataModule
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.module import NonFiniteLossError, WeightedBC
+from wsrl.video import VideoUnavailable, check_video
 
 log = logging.getLogger("wsrl")
 register_configs()
@@ -42,10 +45,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 class PeriodicEval(L.Callback):
-    """Evaluates every ``every_steps`` steps; the history is saved in checkpoints."""
+    """Evaluates every ``every_steps`` steps; with ``video`` (the eval config, when eval.video_periodic) it also
+    records the first episode into ``run_dir/videos``. The history is saved in checkpoints."""
 
-    def __init__(self, env: ResolvedEnv, episodes: int, every_steps: int, seed: int) -> None:
+    def __init__(self, env: ResolvedEnv, episodes: int, every_steps: int, seed: int, video: EvalConfig | None = None,
+                 run_dir: Path | None = None) -> None:
         self.env, self.episodes, self.every_steps, self.seed = env, episodes, every_steps, seed
+        self.video, self.run_dir = video, run_dir
         self.history: list[dict] = []
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
@@ -55,6 +61,9 @@ class PeriodicEval(L.Callback):
             self.history.append({"step": step, **result["normalized_score"]})
             module.log_dict({"eval/normalized_mean": result["normalized_score"]["mean"],
                              "eval/normalized_std": result["normalized_score"]["std"]})
+            if self.video is not None:
+                dashboard.record_and_log(trainer.loggers, module, self.env, self.video, eval_seed(self.seed, step),
+                                         step, self.run_dir)
 
     def state_dict(self) -> dict:
         return {"history": self.history}
@@ -103,6 +112,8 @@ def check_same_run(cfg: TrainConfig, run_dir: Path) -> dict | None:
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
     keep = {k: v for k, v in plain.items() if k not in ("trainer", "wandb", "resume")}
     keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")}
+    # videos and the conditioning curve only look at the policy: runs made before they existed stay the same run
+    keep["eval"] = {k: v for k, v in plain["eval"].items() if k in ("episodes", "every_steps")}
     path = run_dir / "run_config.json"
     if path.exists():
         before = json.loads(path.read_text())
@@ -157,6 +168,11 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     """Train and evaluate one configuration; returns (and writes) the results."""
     validate(cfg)
     env = resolve_env(cfg.env)
+    if cfg.eval.video:  # refused before any data or training when this machine cannot render
+        try:
+            check_video(env.eval_env_id)
+        except VideoUnavailable as err:
+            raise ConfigError(f"eval.video=true: {err}") from err
     if cfg.generate_if_missing:
         from wsrl.datasets.sources import ensure_dataset
 
@@ -178,8 +194,10 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(cfg)
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
-                        target, data.obs_mean, data.obs_std, config=plain)
-    evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
+                        target, data.obs_mean, data.obs_std, config=plain,
+                        dataset_returns=return_histogram(data.data.episode_returns()))
+    evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed,
+                             cfg.eval if cfg.eval.video_periodic else None, run_dir)
     ckpt_dir = run_dir / "checkpoints"
     # without periodic evaluation the callback would only cost its hook calls on every step
     trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
@@ -191,6 +209,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "run_config.json", identity)
         OmegaConf.save(OmegaConf.create(plain), run_dir / "config.yaml")
+    dashboard.log_dataset(trainer.loggers, data.data.trajectory_returns(), data.weights, cfg.sampler, env, run_dir)
     last = ckpt_dir / "last.ckpt"
     resume = cfg.resume and last.exists()
     if resume:
@@ -200,13 +219,16 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
         # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
         trainer.save_checkpoint(last)
     final = evaluate(module, env, cfg.eval.episodes, eval_seed(cfg.seed, cfg.trainer.max_steps))
+    media = dashboard.final_media(trainer.loggers, module, env, cfg.eval, eval_seed(cfg.seed, cfg.trainer.max_steps),
+                                  trainer.global_step, run_dir, f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/"
+                                  f"{cfg.policy.name} seed {cfg.seed}, step {trainer.global_step}")
     results = {
         "env": cfg.env.name, "method": cfg.method.name, "sampler": cfg.sampler.name, "policy": cfg.policy.name,
         "seed": cfg.seed, "steps": trainer.global_step, "dataset_id": env.dataset_id,
         "eval_env_id": env.eval_env_id, "ref_min_score": env.ref_min_score, "ref_max_score": env.ref_max_score,
         "target_return": target, "weights": data.weight_stats, **final,
         "eval_history": evaluator.history + [{"step": trainer.global_step, **final["normalized_score"]}],
-        "wall_seconds": time.time() - start, "device": str(device),
+        "wall_seconds": time.time() - start, "device": str(device), **media,
         "config": plain,
     }
     write_json_atomic(results_path, results)
