@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -70,15 +71,24 @@ def uninterrupted(tmp_path_factory) -> tuple[dict[str, str], Path]:
     return env, clean
 
 
-def interrupt_and_resume(env: dict[str, str], run_dir: Path, signum: int, ready: Path, *overrides: str) -> int:
-    """Start a CLI run, send ``signum`` once ``ready`` exists, check it was stopped mid-run, run the same command
+def training_logged(run_dir: Path) -> bool:
+    """Whether the run's metrics.csv holds a training loss yet (the file itself is written before training)."""
+    try:
+        return "train/loss" in (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return False
+
+
+def interrupt_and_resume(env: dict[str, str], run_dir: Path, signum: int, ready, *overrides: str) -> int:
+    """Start a CLI run, send ``signum`` once ``ready()`` holds, check it was stopped mid-run, run the same command
     again; return the step the stopped run's last checkpoint holds."""
     cmd = resume_cmd(*overrides, f"hydra.run.dir={run_dir}")
     proc = subprocess.Popen(cmd, env=env, cwd=run_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.time() + 120
-    while not ready.exists() and proc.poll() is None and time.time() < deadline:
+    deadline = time.time() + 300
+    while not ready() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None and ready(), "the run ended, or never started training"
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -89,7 +99,7 @@ def interrupt_and_resume(env: dict[str, str], run_dir: Path, signum: int, ready:
         assert proc.returncode == 128 + signum
         name = signal.Signals(signum).name
         assert stderr.strip().splitlines()[-1] == (f"stopped by {name}: saved step {step} to {ckpt}; to resume, run "
-                                                   "python -m wsrl.train " + " ".join(cmd[3:])), stderr
+                                                   "python -m wsrl.train " + shlex.join(cmd[3:])), stderr
     subprocess.run(cmd, env=env, cwd=run_dir.parent, check=True, capture_output=True)
     return step
 
@@ -97,6 +107,7 @@ def interrupt_and_resume(env: dict[str, str], run_dir: Path, signum: int, ready:
 def assert_same_run(resumed: Path, clean: Path, resumed_from: int) -> None:
     """Same weights, returns and evaluation history as the clean run; the second process started at the
     checkpoint's step, so it trained only the remaining steps."""
+    assert not list(resumed.glob("checkpoints/*-v*.ckpt")), "a second last.ckpt beside the one resumes read"
     wr, wc = final_weights(resumed), final_weights(clean)
     assert all(torch.equal(wr[k], wc[k]) for k in wc)
     rr, rc = (json.loads((d / "results.json").read_text()) for d in (resumed, clean))
@@ -111,7 +122,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(uninterrupted, tmp_path):
     """Kill a CLI run after its first checkpoint, start the same command again, compare with a clean run."""
     env, clean = uninterrupted
     killed = tmp_path / "killed"
-    step = interrupt_and_resume(env, killed, signal.SIGKILL, killed / "checkpoints" / "last.ckpt",
+    step = interrupt_and_resume(env, killed, signal.SIGKILL, (killed / "checkpoints" / "last.ckpt").exists,
                                 "trainer.checkpoint_every_steps=25")
     assert_same_run(killed, clean, step)
 
@@ -121,7 +132,7 @@ def test_stop_signal_saves_the_step_and_resume_equals_uninterrupted_run(uninterr
     """No periodic checkpoint before the end: the one the second process resumes from is the signal's."""
     env, clean = uninterrupted
     stopped = tmp_path / "stopped"
-    step = interrupt_and_resume(env, stopped, signum, stopped / "csv" / "metrics.csv",
+    step = interrupt_and_resume(env, stopped, signum, lambda: training_logged(stopped),
                                 "trainer.checkpoint_every_steps=0")
     assert_same_run(stopped, clean, step)
 
@@ -163,8 +174,8 @@ def test_last_checkpoint_holds_the_final_step_off_the_interval(tiny_dataset, tmp
 
 def test_dataset_that_does_not_fit_the_eval_env_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(DataError, match="expects 17 and 6"):
-        train(config("trainer.max_steps=5", "env.eval_env_id=HalfCheetah-v5"), tmp_path)
-    assert list(tmp_path.iterdir()) == []  # refused before writing anything
+        train(config("trainer.max_steps=5", "env.eval_env_id=HalfCheetah-v5"), tmp_path / "run")
+    assert list((tmp_path / "run").iterdir()) == []  # refused before writing anything
 
 
 def test_nan_loss_stops_with_step_and_hint(tiny_dataset, tmp_path):

@@ -146,7 +146,9 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, device: torch.device, loggers:
     every = checkpoint_interval(cfg)
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}",
                                                       save_last=True, every_n_train_steps=every, save_top_k=1,
-                                                      monitor=None)
+                                                      monitor=None, enable_version_counter=False)
+    # One process per run directory (wsrl.runs.run_lock), so an existing last.ckpt is this run's, written by this
+    # callback or by a stop signal: replace it rather than write last-v1.ckpt beside it, which a resume never reads.
     # The module steps its optimizer itself (manual optimization); its checkpoints hold the state after the step,
     # as with automatic optimization, which is what resuming expects.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
