@@ -200,9 +200,10 @@ def test_periodic_evaluation_scores_the_policy_of_its_step(tiny_dataset, tmp_pat
 
 def test_resume_false_starts_over(tiny_dataset, tmp_path, one_thread):
     run = tmp_path / "run"
-    train(config("trainer.max_steps=20", "trainer.checkpoint_every_steps=10"), run)
-    assert train(config("trainer.max_steps=40", "resume=false"), run)["started_at_steps"] == [0]
-    assert train(config("trainer.max_steps=50"), run)["started_at_steps"] == [0, 40]  # the default resumes
+    every = "trainer.checkpoint_every_steps=10"
+    train(config("trainer.max_steps=20", every), run)
+    assert train(config("trainer.max_steps=40", every, "resume=false"), run)["started_at_steps"] == [0]
+    assert train(config("trainer.max_steps=50", every), run)["started_at_steps"] == [0, 40]  # the default resumes
 
 
 def test_explicit_target_return_and_reference_scores_are_used(tiny_dataset, tmp_path, one_thread):
