@@ -47,7 +47,7 @@ def test_same_seed_same_result_and_seeds_differ(tiny_dataset, tmp_path):
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
 
 
-RESUME_STEPS, EVAL_EVERY = 1000, 250
+RESUME_STEPS, EVAL_EVERY = 600, 200
 
 
 def resume_cmd(*overrides: str) -> list[str]:

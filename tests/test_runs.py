@@ -72,14 +72,14 @@ def test_second_process_on_a_run_directory_is_refused_and_writes_nothing(tiny_da
                                 timeout=300)
         assert snapshot(run_dir) == before
     finally:
+        first.send_signal(signal.SIGTERM)  # delivered on SIGCONT: the first run saves its step and stops
         first.send_signal(signal.SIGCONT)
     assert second.returncode != 0
     lines = second.stderr.strip().splitlines()
     assert lines == [f"error: {run_dir} is in use by another run (PID {first.pid}); wait for it to end or stop it, "
                      "or pass name=<new name> to run separately"], second.stderr
-    assert first.wait(timeout=300) == 0
-    assert json.loads((run_dir / "results.json").read_text())["started_at_steps"] == [0]
-    assert not (run_dir / LOCK_NAME).exists()
+    assert first.wait(timeout=300) == 128 + signal.SIGTERM
+    assert not (run_dir / LOCK_NAME).exists()  # the lock went with its holder
 
 
 def test_sweep_job_on_a_held_directory_fails_alone(tiny_dataset, minari_root, tmp_path):
@@ -113,9 +113,12 @@ def test_second_signal_exits_at_once(tmp_path):
         assert stop.signum == signal.SIGINT
 
 
+WRITE = runs._write_fully
+
+
 def failing_writer(when: bytes):
     """A writer that runs out of space halfway through data containing ``when``."""
-    write = runs._write_fully
+    write = WRITE
 
     def writer(fd: int, data: bytes) -> None:
         if when in data:
