@@ -10,11 +10,11 @@ BIN := $(VENV)/bin
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev,video]"
+	$(BIN)/python -m pip install -q -e ".[dev,video,cluster]"
 	touch $@
 
 run: install  ## the main job on the built-in data, CPU budget (~10 min on 2 cores, data generation included)

@@ -66,6 +66,30 @@ def test_defaults_are_the_papers(hydra_conf):
     assert resolve_env(quick.env).dataset_id == "wsrl/hopper/medium-expert-small-v0"
 
 
+@pytest.mark.parametrize("preset", options("experiment"))
+def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_conf, preset):
+    """Each preset, and each job its sweep would launch, composes and validates; the CPU profiles keep the grid
+    of the preset they shrink."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    assert set(options("experiment")) == {"quick", "table1", "table1_cpu", "table2", "table2_cpu"}
+    cfg = compose("train", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    assert cfg.name == preset
+    params = dict(cfg.hydra.sweeper.params or {})
+    assert bool(params) == preset.startswith("table")
+    for sweep in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()]):
+        key = sweep.get_key_element()
+        for value in sweep.sweep_string_iterator():
+            job = compose("train", overrides=[f"experiment={preset}", f"{key}={value}"])
+            validate(job)
+            assert str(OmegaConf.select(job, key if key == "seed" else f"{key}.name")) == value
+    if preset.endswith("_cpu"):
+        full = compose("train", overrides=[f"experiment={preset.removesuffix('_cpu')}"], return_hydra_config=True)
+        assert dict(full.hydra.sweeper.params) == params
+        assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.env.size == "small"
+    validate(compose("train", overrides=[f"experiment={preset}"]))
+
+
 @pytest.mark.parametrize("override,message", [
     ("trainer.batch_size=-1", "trainer.batch_size=-1 must be > 0"),
     ("trainer.batch_size=0", "trainer.batch_size=0 must be > 0"),

@@ -109,6 +109,8 @@ def test_datamodule_normalization_round_trip(dataset, condition_on_return):
     inputs = dm.inputs.numpy().astype(np.float64)
     np.testing.assert_allclose(inputs[:, :obs_dim] * dm.obs_std + dm.obs_mean, data.observations, atol=1e-4)
     np.testing.assert_allclose(inputs[:, :obs_dim].mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(dm.obs_mean, data.observations.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dm.obs_std, data.observations.astype(np.float64).std(0) + 1e-3, rtol=1e-5)
     if condition_on_return:
         np.testing.assert_allclose(inputs[:, -1], data.returns_to_go(1.0) / 10.0, rtol=1e-5)
     np.testing.assert_array_equal(dm.actions.numpy(), data.actions)
@@ -201,3 +203,23 @@ def test_batches_carry_the_weights_of_their_indices(dataset, sampler, weighted_l
             assert weights is None
     assert (dm.stream.sampler.cdf is not None) == weighted_draw
     assert (dm.weights is None) == (sampler.weighting == "none")
+
+
+@pytest.mark.parametrize("target", ["trajectory_return", "return_to_go", "action"])
+def test_lds_balances_the_configured_target(dataset, target):
+    """Each target's weights are LDS over its own labels: per transition for the returns, and the mean of the
+    per-dimension weights for the action."""
+    from wsrl.weighting import lds_weights
+
+    data = load_transitions(dataset)
+    sampler = SamplerConfig(name="lds", weighting="loss", bins=10, target=target)
+    labels = {"trajectory_return": data.trajectory_returns(), "return_to_go": data.returns_to_go(0.9),
+              "action": data.actions}[target]
+    got = sample_weights(data, sampler, 0.9)
+    np.testing.assert_allclose(got, lds_weights(labels, bins=10), rtol=1e-12)
+    if target == "action":
+        per_dim = np.mean([lds_weights(data.actions[:, d], bins=10) for d in range(data.actions.shape[1])], axis=0)
+        np.testing.assert_allclose(got, per_dim / per_dim.mean(), rtol=1e-12)
+    others = [t for t in ("trajectory_return", "return_to_go", "action") if t != target]
+    for other in others:  # the target changes the weights
+        assert not np.allclose(got, sample_weights(data, SamplerConfig(weighting="loss", bins=10, target=other), 0.9))

@@ -183,10 +183,16 @@ def test_interrupted_generation_leaves_nothing_and_retry_works(minari_root, asse
     assert minari.load_dataset("wsrl/hopper/medium-small-v0").total_steps >= STEPS
 
 
+def dataset_files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_existing_dataset_is_kept_unless_overwrite(minari_root, assets):
     gen.generate("hopper", "medium", "small", assets=assets, steps_per_policy=STEPS)
+    before = dataset_files(minari_root)
     with pytest.raises(DatasetError, match="--overwrite"):
-        gen.generate("hopper", "medium", "small", assets=assets, steps_per_policy=STEPS)
+        gen.generate("hopper", "medium", "small", assets=assets, steps_per_policy=2 * STEPS, seed=1)
+    assert dataset_files(minari_root) == before
     gen.generate("hopper", "medium", "small", assets=assets, steps_per_policy=2 * STEPS, overwrite=True)
     assert minari.load_dataset("wsrl/hopper/medium-small-v0").total_steps >= 2 * STEPS
 
@@ -307,15 +313,21 @@ def test_info_prints_summary_and_writes_png(tiny_dataset, tmp_path, capsys):
     assert (tmp_path / "hist.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("argv", [["info", "wsrl/nope/none-v0"], ["generate", "cheetah", "medium"],
-                                  ["import-d4rl", "missing.hdf5", "--robot", "hopper", "--quality", "medium"], []])
-def test_cli_errors_are_one_line_exit_2(minari_root, capsys, argv):
+@pytest.mark.parametrize("argv,token", [
+    (["info", "wsrl/nope/none-v0"], "wsrl/nope/none-v0"),
+    (["generate", "cheetah", "medium"], "'cheetah'"),
+    (["generate", "hopper", "medium", "--size", "huge"], "'huge'"),
+    (["import-d4rl", "missing.hdf5", "--robot", "hopper", "--quality", "medium"], "missing.hdf5"),
+    ([], "command"),
+])
+def test_cli_errors_are_one_line_exit_2(minari_root, capsys, argv, token):
     from wsrl.datasets.__main__ import main
 
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error:") and len(err.splitlines()) == 1
+    assert token in err, err  # the line names what is wrong
 
 
 def test_cli_download_fails_fast_offline(minari_root):
@@ -324,3 +336,40 @@ def test_cli_download_fails_fast_offline(minari_root):
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
     assert "python -m wsrl.datasets generate hopper medium" in proc.stderr
     assert list(minari_root.iterdir()) == []
+
+
+def test_failed_dataset_write_keeps_the_existing_dataset_and_leaves_nothing(minari_root, monkeypatch):
+    """Disk full halfway through the write, then a read-only root: one error naming the dataset, the path and the
+    reason; the dataset there before is byte for byte the same, and no scratch copy is left."""
+    import errno
+
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    from tests.conftest import random_episodes
+    from wsrl.datasets.store import write_dataset
+
+    make_tiny_dataset("wsrl/hopper/medium-v0", n_episodes=2, max_steps=10)
+    before = dataset_files(minari_root)
+    write = HDF5Storage.update_episodes
+
+    def half_then_full(self, episodes):
+        write(self, list(episodes)[:1])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(HDF5Storage, "update_episodes", half_then_full)
+    episodes = random_episodes("Hopper-v5", 3, 10, seed=1)
+    with pytest.raises(DatasetError, match="cannot write wsrl/hopper/medium-v0 .*: No space left on device; nothing"):
+        write_dataset("wsrl/hopper/medium-v0", episodes, overwrite=True, env="Hopper-v5", algorithm_name="x")
+    assert dataset_files(minari_root) == before
+    assert [p.name for p in minari_root.iterdir()] == ["wsrl"]
+    monkeypatch.undo()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
+    from tests.test_runs import make_read_only
+
+    undo = make_read_only(minari_root)
+    try:
+        with pytest.raises(DatasetError, match=f"cannot write wsrl/hopper/expert-v0 \\({minari_root}.*\\): "):
+            write_dataset("wsrl/hopper/expert-v0", episodes, env="Hopper-v5", algorithm_name="x")
+    finally:
+        undo()
+    assert dataset_files(minari_root) == before

@@ -86,14 +86,29 @@ def test_layer_norm_goes_before_each_relu(name):
     assert all(isinstance(layers[i - 1], nn.Linear) and isinstance(layers[i + 1], nn.ReLU) for i in norms)
 
 
-def test_mean_actions_stay_in_the_action_box():
+def test_mean_actions_are_the_clipped_mean_and_the_squashed_mean():
     x = torch.randn(64, IN_DIM) * 100
-    for name in ("unconditional", "diag_gaussian"):
-        policy = make_policy(PolicyConfig(name=name, hidden_dims=[8]), IN_DIM, ACT_DIM).eval()
-        with torch.no_grad():
-            act = policy.mean_action(x)
-        assert act.shape == (64, ACT_DIM) and act.abs().max() <= 1.0
-    assert isinstance(make_policy(PolicyConfig(name="diag_gaussian", hidden_dims=[8]), 2, 1), DiagGaussianActor)
+    plain = make_policy(PolicyConfig(hidden_dims=[8]), IN_DIM, ACT_DIM).eval()
+    squashed = make_policy(PolicyConfig(name="diag_gaussian", hidden_dims=[8]), IN_DIM, ACT_DIM).eval()
+    assert isinstance(squashed, DiagGaussianActor)
+    with torch.no_grad():
+        raw = plain.mean(plain.body(x))
+        assert (raw.abs() > 1).any() and (raw.abs() < 1).any(), "both sides of the clip must be exercised"
+        assert torch.equal(plain.mean_action(x), raw.clamp(-1.0, 1.0))
+        assert torch.equal(squashed.mean_action(x), torch.tanh(squashed.head(squashed.body(x))[:, :ACT_DIM]))
+
+
+def test_log_std_init_and_bounds_take_effect():
+    policy = make_policy(PolicyConfig(hidden_dims=[8], log_std_init=-1.5), IN_DIM, ACT_DIM)
+    assert torch.equal(policy.log_std.detach(), torch.full((ACT_DIM,), -1.5))
+    actor = make_policy(PolicyConfig(name="diag_gaussian", hidden_dims=[8], log_std_bounds=[-3.0, 1.0]), IN_DIM,
+                        ACT_DIM)
+    x = torch.randn(5, IN_DIM)
+    with torch.no_grad():
+        actor.head.weight.zero_()
+        for raw, want in ((50.0, 1.0), (-50.0, -3.0), (0.0, -1.0)):  # saturated high, low, and the midpoint
+            actor.head.bias.fill_(raw)
+            assert torch.equal(actor._mean_log_std(x)[1], torch.full((5, ACT_DIM), want))
 
 
 @pytest.mark.parametrize("name", ["unconditional", "diag_gaussian"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -46,30 +47,94 @@ def test_same_seed_same_result_and_seeds_differ(tiny_dataset, tmp_path):
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
 
 
-def test_resume_after_sigkill_equals_uninterrupted_run(tiny_dataset, minari_root, tmp_path):
-    """Kill a CLI run after its first checkpoint, start the same command again, compare with a clean run."""
-    steps, every = 400, 25
-    cmd = [sys.executable, "-m", "wsrl.train", *SMALL, f"trainer.max_steps={steps}", "sampler=lds",
-           f"trainer.checkpoint_every_steps={every}", "method=rvs_r"]
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}
-    killed = tmp_path / "killed"
-    run = [*cmd, f"hydra.run.dir={killed}"]
-    proc = subprocess.Popen(run, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = killed / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+RESUME_STEPS, EVAL_EVERY = 600, 200
+
+
+def resume_cmd(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "wsrl.train", *SMALL, f"trainer.max_steps={RESUME_STEPS}", "sampler=lds",
+            "method=rvs_r", f"eval.every_steps={EVAL_EVERY}", *overrides]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[dict[str, str], Path]:
+    """The environment of a tiny dataset and a clean CLI run on it, shared by the interruption tests."""
+    from tests.conftest import make_tiny_dataset
+
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        make_tiny_dataset("wsrl/hopper/medium-expert-v0")
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "PYTHONPATH": str(ROOT)}
+    clean = tmp_path_factory.mktemp("clean")
+    subprocess.run(resume_cmd("trainer.checkpoint_every_steps=0", f"hydra.run.dir={clean}"), env=env, cwd=clean,
+                   check=True, capture_output=True)
+    return env, clean
+
+
+def training_logged(run_dir: Path) -> bool:
+    """Whether the run's metrics.csv holds a training loss yet (the file itself is written before training)."""
+    try:
+        return "train/loss" in (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return False
+
+
+def interrupt_and_resume(env: dict[str, str], run_dir: Path, signum: int, ready, *overrides: str) -> int:
+    """Start a CLI run, send ``signum`` once ``ready()`` holds, check it was stopped mid-run, run the same command
+    again; return the step the stopped run's last checkpoint holds."""
+    cmd = resume_cmd(*overrides, f"hydra.run.dir={run_dir}")
+    proc = subprocess.Popen(cmd, env=env, cwd=run_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 300
+    while not ready() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists() and not (killed / "results.json").exists(), "the run was not killed mid-training"
-    subprocess.run(run, env=env, cwd=tmp_path, check=True, capture_output=True)
-    clean = tmp_path / "clean"
-    subprocess.run([*cmd, f"hydra.run.dir={clean}"], env=env, cwd=tmp_path, check=True, capture_output=True)
-    wk, wc = final_weights(killed), final_weights(clean)
-    assert all(torch.equal(wk[k], wc[k]) for k in wc)
-    rk, rc = (json.loads((d / "results.json").read_text()) for d in (killed, clean))
-    assert rk["steps"] == rc["steps"] == steps
-    assert rk["normalized_score"] == rc["normalized_score"]
+    assert proc.poll() is None and ready(), "the run ended, or never started training"
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert ckpt.exists() and not (run_dir / "results.json").exists(), "the run was not stopped mid-training"
+    step = torch.load(ckpt, weights_only=True)["global_step"]
+    assert 0 < step < RESUME_STEPS
+    if signum != signal.SIGKILL:  # a stop signal: this step saved, one line on how to resume, exit 128 + signum
+        assert proc.returncode == 128 + signum
+        name = signal.Signals(signum).name
+        assert stderr.strip().splitlines()[-1] == (f"stopped by {name}: saved step {step} to {ckpt}; to resume, run "
+                                                   "python -m wsrl.train " + shlex.join(cmd[3:])), stderr
+    subprocess.run(cmd, env=env, cwd=run_dir.parent, check=True, capture_output=True)
+    return step
+
+
+def assert_same_run(resumed: Path, clean: Path, resumed_from: int) -> None:
+    """Same weights, returns and evaluation history as the clean run; the second process started at the
+    checkpoint's step, so it trained only the remaining steps."""
+    assert not list(resumed.glob("checkpoints/*-v*.ckpt")), "a second last.ckpt beside the one resumes read"
+    wr, wc = final_weights(resumed), final_weights(clean)
+    assert all(torch.equal(wr[k], wc[k]) for k in wc)
+    rr, rc = (json.loads((d / "results.json").read_text()) for d in (resumed, clean))
+    assert rr["steps"] == rc["steps"] == RESUME_STEPS
+    assert rr["started_at_steps"] == [0, resumed_from] and rc["started_at_steps"] == [0]
+    assert rr["eval_history"] == rc["eval_history"]
+    assert [e["step"] for e in rc["eval_history"]] == list(range(EVAL_EVERY, RESUME_STEPS + 1, EVAL_EVERY))
+    assert rr["returns"] == rc["returns"] and rr["normalized_score"] == rc["normalized_score"]
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(uninterrupted, tmp_path):
+    """Kill a CLI run after its first checkpoint, start the same command again, compare with a clean run."""
+    env, clean = uninterrupted
+    killed = tmp_path / "killed"
+    step = interrupt_and_resume(env, killed, signal.SIGKILL, (killed / "checkpoints" / "last.ckpt").exists,
+                                "trainer.checkpoint_every_steps=25")
+    assert_same_run(killed, clean, step)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+def test_stop_signal_saves_the_step_and_resume_equals_uninterrupted_run(uninterrupted, tmp_path, signum):
+    """No periodic checkpoint before the end: the one the second process resumes from is the signal's."""
+    env, clean = uninterrupted
+    stopped = tmp_path / "stopped"
+    step = interrupt_and_resume(env, stopped, signum, lambda: training_logged(stopped),
+                                "trainer.checkpoint_every_steps=0")
+    assert_same_run(stopped, clean, step)
 
 
 def test_finished_run_is_not_overwritten_and_other_config_is_refused(tiny_dataset, tmp_path):
@@ -95,6 +160,10 @@ def test_cli_refusal_leaves_the_earlier_run_untouched(tiny_dataset, minari_root,
     last_line = refused.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and "different trainer config" in last_line
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == files
+    assert cli("trainer.lr=0.1", "name=other").returncode == 0  # name= keeps both runs
+    other = json.loads(next((tmp_path / "outputs" / "other").rglob("results.json")).read_text())
+    assert other["config"]["trainer"]["lr"] == 0.1
+    assert {p: p.stat().st_mtime_ns for p in files} == files
 
 
 def test_last_checkpoint_holds_the_final_step_off_the_interval(tiny_dataset, tmp_path):
@@ -105,8 +174,8 @@ def test_last_checkpoint_holds_the_final_step_off_the_interval(tiny_dataset, tmp
 
 def test_dataset_that_does_not_fit_the_eval_env_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(DataError, match="expects 17 and 6"):
-        train(config("trainer.max_steps=5", "env.eval_env_id=HalfCheetah-v5"), tmp_path)
-    assert not (tmp_path / "results.json").exists()
+        train(config("trainer.max_steps=5", "env.eval_env_id=HalfCheetah-v5"), tmp_path / "run")
+    assert list((tmp_path / "run").iterdir()) == []  # refused before writing anything
 
 
 def test_nan_loss_stops_with_step_and_hint(tiny_dataset, tmp_path):

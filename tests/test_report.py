@@ -68,6 +68,7 @@ def test_report_files_failed_jobs_and_empty_dir(tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("error: no results.json")
 
 
+@pytest.mark.slow  # six jobs through the joblib launcher: about two minutes on 2 busy cores
 def test_multirun_with_a_failing_job_reports_the_others(minari_root, tmp_path):
     for robot in ("hopper", "walker2d"):
         make_tiny_dataset(f"wsrl/{robot}/medium-expert-v0", robot=robot, n_episodes=3, max_steps=30)

@@ -7,10 +7,12 @@ last checkpoint), evaluate, and write ``results.json`` in the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -29,6 +31,17 @@ from wsrl.config import ConfigError, EvalConfig, ResolvedEnv, TrainConfig, regis
 from wsrl.data import DataError, OfflineDataModule
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.module import NonFiniteLossError, WeightedBC
+from wsrl.runs import (
+    AtomicCheckpointIO,
+    RunInterrupted,
+    RunLockedError,
+    StopAtStep,
+    StopSignals,
+    WriteError,
+    run_lock,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from wsrl.video import VideoUnavailable, check_video
 
 log = logging.getLogger("wsrl")
@@ -100,12 +113,6 @@ def make_loggers(cfg: TrainConfig, run_dir: Path) -> list:
     return loggers
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def check_same_run(cfg: TrainConfig, run_dir: Path) -> dict | None:
     """Refuse to resume or extend a run directory that holds a run with another configuration; return the
     identity to record when the directory holds no run yet."""
@@ -150,7 +157,9 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, device: torch.device, loggers:
     every = checkpoint_interval(cfg)
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}",
                                                       save_last=True, every_n_train_steps=every, save_top_k=1,
-                                                      monitor=None)
+                                                      monitor=None, enable_version_counter=False)
+    # One process per run directory (wsrl.runs.run_lock), so an existing last.ckpt is this run's, written by this
+    # callback or by a stop signal: replace it rather than write last-v1.ckpt beside it, which a resume never reads.
     # The module steps its optimizer itself (manual optimization); its checkpoints hold the state after the step,
     # as with automatic optimization, which is what resuming expects.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
@@ -161,12 +170,20 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, device: torch.device, loggers:
                                                if cfg.trainer.progress_bar else []),
         log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False,
-        default_root_dir=run_dir)
+        default_root_dir=run_dir, plugins=[AtomicCheckpointIO()])
 
 
 def train(cfg: TrainConfig, run_dir: Path) -> dict:
-    """Train and evaluate one configuration; returns (and writes) the results."""
+    """Train and evaluate one configuration; returns (and writes) the results.
+
+    The run holds ``run_dir`` for its whole life (another process on it is refused) and stops cleanly on
+    SIGTERM / SIGINT (``wsrl.runs``)."""
     validate(cfg)
+    with run_lock(run_dir), StopSignals() as signals:
+        return _train(cfg, run_dir, signals)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
     env = resolve_env(cfg.env)
     if cfg.eval.video:  # refused before any data or training when this machine cannot render
         try:
@@ -198,37 +215,43 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
                         dataset_returns=return_histogram(data.data.episode_returns()))
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed,
                              cfg.eval if cfg.eval.video_periodic else None, run_dir)
-    ckpt_dir = run_dir / "checkpoints"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    stopper = StopAtStep(signals, last)
     # without periodic evaluation the callback would only cost its hook calls on every step
     trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
-                           [evaluator] if cfg.eval.every_steps else [])
-    if data.weight_stats is not None:  # LDS weights, in the loss or in the sampling: how uneven they are
-        for lg in trainer.loggers:
-            lg.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items()}, step=0)
-    if identity is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / "run_config.json", identity)
-        OmegaConf.save(OmegaConf.create(plain), run_dir / "config.yaml")
-    dashboard.log_dataset(trainer.loggers, data.data.trajectory_returns(), data.weights, cfg.sampler, env, run_dir)
-    last = ckpt_dir / "last.ckpt"
-    resume = cfg.resume and last.exists()
-    if resume:
-        log.info("resuming from %s", last)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    if trainer.global_step % checkpoint_interval(cfg):
-        # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
-        trainer.save_checkpoint(last)
-    final = evaluate(module, env, cfg.eval.episodes, eval_seed(cfg.seed, cfg.trainer.max_steps))
-    media = dashboard.final_media(trainer.loggers, module, env, cfg.eval, eval_seed(cfg.seed, cfg.trainer.max_steps),
-                                  trainer.global_step, run_dir, f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/"
-                                  f"{cfg.policy.name} seed {cfg.seed}, step {trainer.global_step}")
+                           ([evaluator] if cfg.eval.every_steps else []) + [stopper])
+    try:
+        if data.weight_stats is not None:  # LDS weights, in the loss or in the sampling: how uneven they are
+            for lg in trainer.loggers:
+                lg.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items()}, step=0)
+        if identity is not None:
+            write_json_atomic(run_dir / "run_config.json", identity)
+            write_bytes_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)).encode())
+        dashboard.log_dataset(trainer.loggers, data.data.trajectory_returns(), data.weights, cfg.sampler, env,
+                              run_dir)
+        resume = cfg.resume and last.exists()
+        if resume:
+            log.info("resuming from %s", last)
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+        if trainer.global_step % checkpoint_interval(cfg):
+            # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
+            trainer.save_checkpoint(last)
+        final = evaluate(module, env, cfg.eval.episodes, eval_seed(cfg.seed, cfg.trainer.max_steps))
+        media = dashboard.final_media(trainer.loggers, module, env, cfg.eval,
+                                      eval_seed(cfg.seed, cfg.trainer.max_steps), trainer.global_step, run_dir,
+                                      f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name} "
+                                      f"seed {cfg.seed}, step {trainer.global_step}")
+    except RunInterrupted:
+        for lg in trainer.loggers:  # already done if the signal came while training; harmless twice
+            lg.finalize("failed")
+        raise
     results = {
         "env": cfg.env.name, "method": cfg.method.name, "sampler": cfg.sampler.name, "policy": cfg.policy.name,
         "seed": cfg.seed, "steps": trainer.global_step, "dataset_id": env.dataset_id,
         "eval_env_id": env.eval_env_id, "ref_min_score": env.ref_min_score, "ref_max_score": env.ref_max_score,
         "target_return": target, "weights": data.weight_stats, **final,
         "eval_history": evaluator.history + [{"step": trainer.global_step, **final["normalized_score"]}],
-        "wall_seconds": time.time() - start, "device": str(device), **media,
+        "started_at_steps": stopper.starts, "wall_seconds": time.time() - start, "device": str(device), **media,
         "config": plain,
     }
     write_json_atomic(results_path, results)
@@ -249,7 +272,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Run one job. In a sweep, a failing job records ``failed.json`` and the others go on."""
+    """Run one job. In a sweep, a failing job records ``failed.json`` and the others go on; a job whose directory
+    another process holds is refused without writing there. A stop signal ends the job (and a sweep) with a
+    line on how to resume, after submitit's requeue where submitit sent it."""
     from hydra.types import RunMode
 
     from wsrl.datasets.sources import DatasetError
@@ -257,7 +282,8 @@ def main(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    if sweep:
         pin_worker_gpu()  # a local sweep's worker takes its own GPU; a single run sees them all (device=cuda:N)
         if cfg.wandb.group is None:
             cfg.wandb.group = cfg.name  # one W&B group per sweep
@@ -266,13 +292,25 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:
         if (wandb := sys.modules.get("wandb")) is not None and wandb.run is not None:
             wandb.finish(exit_code=1)  # or the next job in this worker would log into the failed run
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+        if isinstance(err, RunInterrupted):
+            again = "the same sweep" if sweep else "python -m wsrl.train " + " ".join(map(shlex.quote, sys.argv[1:]))
+            print(f"{err}; to resume, run {again}", file=sys.stderr, flush=True)
+            if err.requeue is not None:
+                err.requeue(err.signum, None)  # submitit requeues the job (same command, same directory) and exits
+            sys.exit(err.exit_code)
+        if isinstance(err, RunLockedError):  # the directory is another process's: write nothing there
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            if sweep:
+                return float("nan")
+            sys.exit(1)
+        if sweep:
             log.error("job failed: %s: %s", type(err).__name__, err)
-            write_json_atomic(run_dir / "failed.json", {"error": str(err), "type": type(err).__name__,
-                                                        "overrides": list(hydra_cfg.overrides.task)})
+            with contextlib.suppress(WriteError):  # a full disk: the error line above is the record
+                write_json_atomic(run_dir / "failed.json", {"error": str(err), "type": type(err).__name__,
+                                                            "overrides": list(hydra_cfg.overrides.task)})
             return float("nan")
         discard_if_empty(run_dir)
-        if isinstance(err, ConfigError | DataError | DatasetError | NonFiniteLossError):
+        if isinstance(err, ConfigError | DataError | DatasetError | NonFiniteLossError | WriteError):
             sys.exit(f"error: {err}")
         raise
 

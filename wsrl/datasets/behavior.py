@@ -38,6 +38,7 @@ from torch import nn
 
 from wsrl.datasets.suite import ROBOT, ROBOTS, Robot
 from wsrl.evaluation import run_episodes
+from wsrl.runs import write_json_atomic
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "behavior"
 RUNS = Path(__file__).resolve().parents[2] / "experiments" / "behavior"  # committed: records, snapshots, agents
@@ -150,12 +151,6 @@ def evaluate_snapshot(path: Path, robot: Robot, n_episodes: int, seed: int) -> n
 
     returns, _ = run_episodes(robot.env_id, act, n_episodes, seed)
     return returns
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def algorithm_class(learner: Learner):

@@ -56,24 +56,33 @@ def write_dataset(dataset_id: str, episodes: list, overwrite: bool = False, **me
     target = datasets_root() / dataset_id
     if exists_locally(dataset_id) and not overwrite:
         raise DatasetError(f"{dataset_id} already exists in {datasets_root()}; pass --overwrite to replace it")
-    with _scratch_root() as scratch:
-        minari.create_dataset_from_buffers(dataset_id, buffer=episodes, author="wsrl",
-                                           code_permalink="https://github.com/wsrl/wsrl", **metadata)
-        built = scratch / dataset_id
-        target.parent.mkdir(parents=True, exist_ok=True)
-        for parent in reversed(Path(dataset_id).parents[:-1]):  # Minari expects namespace metadata files
-            meta = datasets_root() / parent / "namespace_metadata.json"
-            if not meta.exists():
-                meta.write_text(json.dumps({}))
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(built, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(built, target)
+    try:
+        with _scratch_root() as scratch:
+            minari.create_dataset_from_buffers(dataset_id, buffer=episodes, author="wsrl",
+                                               code_permalink="https://github.com/wsrl/wsrl", **metadata)
+            _publish(scratch / dataset_id, target, dataset_id)
+    except OSError as err:  # disk full, read-only root: the scratch copy is gone, an existing dataset untouched
+        reason = err.strerror or str(err).splitlines()[0] or type(err).__name__
+        raise DatasetError(f"cannot write {dataset_id} ({err.filename or target}): {reason}; nothing was written and "
+                           "an existing dataset is kept: free some space or fix the permissions, then retry") from err
     return dataset_id
+
+
+def _publish(built: Path, target: Path, dataset_id: str) -> None:
+    """Rename the finished dataset into place, replacing an existing one only once the new one is whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for parent in reversed(Path(dataset_id).parents[:-1]):  # Minari expects namespace metadata files
+        meta = datasets_root() / parent / "namespace_metadata.json"
+        if not meta.exists():
+            meta.write_text(json.dumps({}))
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(built, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(built, target)
 
 
 def episode_buffers(observations: list[np.ndarray], actions: list[np.ndarray], rewards: list[np.ndarray],

@@ -1,0 +1,221 @@
+"""What keeps a run directory sound: one process at a time, a clean stop on a signal, and whole-or-absent writes.
+
+- ``run_lock``: an exclusive ``flock`` on ``<run dir>/.wsrl.lock`` for the run's life. A second process on the
+  same directory is refused (``RunLockedError``, naming the directory and the holder's PID) before it writes
+  anything; the kernel drops the lock when its holder dies, so a killed run leaves no stale lock.
+- ``StopSignals`` and ``StopAtStep``: SIGTERM and SIGINT (and, inside a submitit job, submitit's pre-emption
+  signal) ask the run to stop. While training, the step in progress finishes, ``last.ckpt`` is written for it and
+  ``RunInterrupted`` is raised; outside training it is raised at once. A second signal exits at once.
+- ``write_bytes_atomic``: a temporary file beside the target, synced, then renamed over it; a failed write (disk
+  full, read-only directory) removes the temporary file, keeps the previous file and raises ``WriteError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+import lightning as L
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+LOCK_NAME = ".wsrl.lock"
+
+
+class WriteError(RuntimeError):
+    """A file of the run could not be written; the message names the path and the operating system's reason."""
+
+
+class RunLockedError(RuntimeError):
+    """Another live process holds the run directory."""
+
+
+class RunInterrupted(Exception):
+    """A stop signal ended the run; ``checkpoint`` holds the last step taken (None: nothing new was saved)."""
+
+    def __init__(self, signum: int, step: int | None = None, checkpoint: Path | None = None,
+                 requeue: Callable[[int, FrameType | None], object] | None = None) -> None:
+        self.signum, self.step, self.checkpoint, self.requeue = signum, step, checkpoint, requeue
+        saved = (f"saved step {step} to {checkpoint}" if checkpoint is not None
+                 else "the run directory keeps its last checkpoint")
+        super().__init__(f"stopped by {signal.Signals(signum).name}: {saved}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
+
+
+def _write_fully(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` whole or not at all; WriteError names the path and the reason."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_fully(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError):
+            raise WriteError(f"cannot write {path}: {_reason(err)}; the previous file (if any) is kept") from err
+        raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_bytes_atomic(path, json.dumps(data, indent=1).encode())
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, whole or not at all (``write_bytes_atomic``)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        import io
+
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes_atomic(Path(path), buffer.getvalue())
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` exclusively for the duration; the lock file goes away with the hold."""
+    path = run_dir / LOCK_NAME
+    while True:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise WriteError(f"cannot lock the run directory {run_dir} ({path}: {_reason(err)}); it must be "
+                             "writable: fix its permissions or choose another hydra.run.dir") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLockedError(f"{run_dir} is in use by another run (PID {holder}); wait for it to end or stop it, "
+                                 "or pass name=<new name> to run separately") from None
+        try:  # the holder may have removed the file between our open and our lock: then lock the new one
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as err:
+        os.close(fd)
+        raise WriteError(f"cannot write {path}: {_reason(err)}") from err
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still holding the lock, so no one can take the old file after us
+        os.close(fd)
+
+
+def preemption_signal() -> signal.Signals | None:
+    """The signal submitit sends before a pre-emption or time-out (USR2 by default), inside a submitit job."""
+    if "SUBMITIT_EXECUTOR" not in os.environ:
+        return None
+    from submitit.core.job_environment import JobEnvironment
+
+    return JobEnvironment._usr_sig()
+
+
+class StopSignals:
+    """Turn SIGTERM, SIGINT and submitit's pre-emption signal into ``RunInterrupted``; a second signal exits at once.
+
+    ``deferred`` (set by ``StopAtStep`` while training) postpones the exception to the end of the step in progress.
+    On submitit's signal, submitit's own handler (which requeues the job) is kept in ``requeue`` to call once the
+    run has saved and closed. Outside the main thread (where handlers cannot be set) this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.deferred = False
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT, preemption_signal()):
+            if sig is not None:
+                previous = signal.signal(sig, self._handle)
+                self._previous.setdefault(sig, previous)
+
+    def requeue_handler(self, signum: int) -> Callable | None:
+        previous = self._previous.get(signum)
+        return previous if signum == preemption_signal() and callable(previous) else None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            os._exit(128 + signum)  # the second signal: no more waiting
+        self.signum = signum
+        if not self.deferred:
+            raise RunInterrupted(signum, requeue=self.requeue_handler(signum))
+
+    def __enter__(self) -> StopSignals:
+        self.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+
+
+class StopAtStep(L.Callback):
+    """Acts on a stop signal at the end of the step in progress: writes ``last`` for it and raises
+    ``RunInterrupted``. Also records the step each process started training from (kept in checkpoints), so
+    ``results.json`` shows where a run was resumed."""
+
+    def __init__(self, signals: StopSignals, last: Path) -> None:
+        self.signals, self.last = signals, last
+        self.starts: list[int] = []
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.starts.append(trainer.global_step)
+        self.signals.install()  # over Lightning's own SIGTERM handler, which would exit without saving this step
+        self.signals.deferred = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if self.signals.signum is not None:
+            self.signals.deferred = False
+            trainer.save_checkpoint(self.last)
+            raise RunInterrupted(self.signals.signum, trainer.global_step, self.last,
+                                 self.signals.requeue_handler(self.signals.signum))
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.signals.deferred = False
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        self.signals.deferred = False
+
+    def state_dict(self) -> dict:
+        return {"starts": self.starts}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.starts = list(state["starts"])
