@@ -779,18 +779,26 @@ def bench_memory(b: Bench) -> None:
 # ------------------------------------------------------------------------------------------ steady state
 
 
+def flushes_subnormals() -> bool:
+    """Whether this process turns subnormal results into zeros (checked on a multi-threaded op)."""
+    return bool((torch.full((1 << 22,), 1e-39) * 0.5 == 0).all())
+
+
 def steady_child(mode: str, steps: int, synthetic: bool) -> None:
     """In a fresh process: ``make run``'s configuration (the quick profile on the small hopper medium-expert set,
     made if missing; ``synthetic``: on the bench's synthetic data instead, for --quick) trained for ``steps`` steps
     through the real path and timed early (steps 5-20 %) and late (the last 20 %); then bare, wsrl and usual timed
     from its trained weights and optimizer moments. ``mode='keep'`` turns the subnormal flush off first, before
     torch starts its threads: a process without wsrl's fix."""
-    if mode == "keep":
-        torch.set_flush_denormal(False)
     from hydra import compose, initialize_config_dir
 
     from wsrl.config import register_configs, resolve_env, validate
     from wsrl.datasets.sources import ensure_dataset
+
+    if mode == "keep":  # after importing wsrl (which turns the flush on), before any op starts torch's threads
+        torch.set_flush_denormal(False)
+    if flushes_subnormals() != (mode == "flush"):
+        raise SystemExit(f"the subnormal flush is not as mode {mode!r} needs")
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -852,13 +860,16 @@ def behavior_child(mode: str, steps: int) -> None:
     committed walker2d agent (trained weights and Adam moments; a new agent if there is none) for ``steps``
     transitions; prints its process-CPU speed and the subnormal numbers in its networks and optimizer states.
     ``mode='keep'`` turns the subnormal flush off first."""
-    if mode == "keep":
-        torch.set_flush_denormal(False)
-    torch.set_num_threads(1)
     from stable_baselines3 import SAC
     from stable_baselines3.common.env_util import make_vec_env
 
     from wsrl.datasets.behavior import RUNS
+
+    if mode == "keep":  # after importing wsrl (which turns the flush on), before any op starts torch's threads
+        torch.set_flush_denormal(False)
+    if flushes_subnormals() != (mode == "flush"):
+        raise SystemExit(f"the subnormal flush is not as mode {mode!r} needs")
+    torch.set_num_threads(1)
 
     env = make_vec_env("Walker2d-v5", n_envs=4, seed=0)
     agent = RUNS / "walker2d-sac-seed0" / "model.zip"
