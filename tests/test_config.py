@@ -69,24 +69,35 @@ def test_defaults_are_the_papers(hydra_conf):
 @pytest.mark.parametrize("preset", options("experiment"))
 def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_conf, preset):
     """Each preset, and each job its sweep would launch, composes and validates; the CPU profiles keep the grid
-    of the preset they shrink."""
+    of the preset they shrink (with at least 5 seeds), on the full-size suite with 10 evaluation episodes, and
+    Table 4's is Table 2's."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    assert set(options("experiment")) == {"quick", "table1", "table1_cpu", "table2", "table2_cpu"}
+    assert set(options("experiment")) == {"quick", "table1", "table1_cpu", "table2", "table2_cpu", "table4",
+                                          "table4_cpu"}
     cfg = compose("train", overrides=[f"experiment={preset}"], return_hydra_config=True)
     assert cfg.name == preset
     params = dict(cfg.hydra.sweeper.params or {})
     assert bool(params) == preset.startswith("table")
     for sweep in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()]):
         key = sweep.get_key_element()
-        for value in sweep.sweep_string_iterator():
+        for value in sweep.sweep_string_iterator() if sweep.is_sweep_override() else [sweep.value()]:
             job = compose("train", overrides=[f"experiment={preset}", f"{key}={value}"])
             validate(job)
-            assert str(OmegaConf.select(job, key if key == "seed" else f"{key}.name")) == value
+            assert str(OmegaConf.select(job, key if key == "seed" or "." in key else f"{key}.name")) == value
     if preset.endswith("_cpu"):
         full = compose("train", overrides=[f"experiment={preset.removesuffix('_cpu')}"], return_hydra_config=True)
-        assert dict(full.hydra.sweeper.params) == params
-        assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.env.size == "small"
+        assert {k: v for k, v in full.hydra.sweeper.params.items() if k != "seed"} == \
+            {k: v for k, v in params.items() if k != "seed"}
+        assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.env.size == "full"
+        assert cfg.eval.episodes == 10 and len(params["seed"].split(",")) >= 5
+    if preset.startswith("table4"):
+        profile = compose("train", overrides=[f"experiment={preset.replace('4', '2')}"])
+        assert (cfg.trainer, cfg.policy, cfg.eval) == (profile.trainer, profile.policy, profile.eval)
+        dirs = {(job.hydra.sweep.subdir, job.hydra.run.dir) for job in (compose(
+            "train", overrides=[f"experiment={preset}", f"sampler.target={t}"], return_hydra_config=True)
+            for t in ("trajectory_return", "return_to_go", "action"))}
+        assert len({sweep for sweep, _ in dirs}) == len({run for _, run in dirs}) == 3  # one directory per label
     validate(compose("train", overrides=[f"experiment={preset}"]))
 
 

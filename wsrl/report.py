@@ -1,10 +1,16 @@
-"""Tables 1-3 from a sweep: ``python -m wsrl.report multirun/table2 --table 2``.
+"""Tables 1-4 from a sweep: ``python -m wsrl.report multirun/table2 --table 2``.
 
 Reads every ``results.json`` (and ``failed.json``) below a sweep directory and writes the paper's table as
-Markdown and CSV, with, per method: the mean over seeds of the normalized score, its std over seeds, the mean
-per-episode std (what the paper reports as "Std"), the paper's number and the difference. Group averages
+Markdown and CSV, with, per method: the mean over seeds of the normalized score, its 95 % interval and std over
+seeds, the mean per-episode std (what the paper reports as "Std"), the paper's number and the difference, and
+for each compared pair of columns (``COMPARISONS``) a mark where their intervals do not overlap. Group averages
 follow each dataset group, as in the paper. Missing seeds, unequal step counts and failed jobs are listed
 in the notes, never averaged silently. A PNG shows grouped bars with the paper's values as markers.
+Below the table come rliable's aggregates over all datasets and seeds (``wsrl.statistics``): IQM and mean per
+method, the probability of improvement of each compared pair, all with 95 % stratified-bootstrap intervals
+(``table<N>_aggregates.csv``), and a figure with them and the performance profiles (``table<N>_statistics.png``).
+Table 4 (not in the paper) is the LDS ablation: which label LDS balances, in the loss or in the draw.
+``--curve ENV COLUMN`` draws one cell's learning curve from its runs' periodic evaluations (``eval.every_steps``).
 ``--conditioning`` draws, for each medium-expert cell with RvS-R runs, the return-conditioning curve
 (``wsrl.conditioning``) of its seeds' final checkpoints.
 """
@@ -14,11 +20,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from wsrl import statistics as stats
+from wsrl.statistics import seed_interval, separation
 
 GROUPS = {  # the paper's row order
     "medium_replay": ["halfcheetah_medium_replay", "hopper_medium_replay", "walker2d_medium_replay"],
@@ -26,13 +36,33 @@ GROUPS = {  # the paper's row order
     "medium_expert": ["halfcheetah_medium_expert", "hopper_medium_expert", "walker2d_medium_expert"],
 }
 
-# Column name -> (method, sampler, policy) of the runs behind it.
-COLUMNS = {
-    1: {"Old Return": ("rvs_r", "uniform", "diag_gaussian"), "New Return": ("rvs_r", "uniform", "unconditional")},
-    2: {"BC": ("bc", "uniform", "unconditional"), "Own Return": ("rvs_r", "uniform", "unconditional"),
-        "IR": ("rvs_r", "lds", "unconditional"), "BC + LDS": ("bc", "lds", "unconditional")},
-    3: {"BC": ("bc", "uniform", "unconditional"), "RvS-R": ("rvs_r", "uniform", "unconditional")},
+# Column name -> (method, sampler, policy, LDS label) of the runs behind it; a label of None matches any run.
+_UNCOND = "unconditional"
+COLUMNS: dict[int, dict[str, tuple[str, str, str, str | None]]] = {
+    1: {"Old Return": ("rvs_r", "uniform", "diag_gaussian", None), "New Return": ("rvs_r", "uniform", _UNCOND, None)},
+    2: {"BC": ("bc", "uniform", _UNCOND, None), "Own Return": ("rvs_r", "uniform", _UNCOND, None),
+        "IR": ("rvs_r", "lds", _UNCOND, None), "BC + LDS": ("bc", "lds", _UNCOND, None)},
+    3: {"BC": ("bc", "uniform", _UNCOND, None), "RvS-R": ("rvs_r", "uniform", _UNCOND, None)},
+    # Table 4: RvS-R with LDS on each label, in the loss (sampler=lds) or the draw (lds_sampling); "uniform" is
+    # the reference without weights (Own Return), run into the same sweep (experiments/README.md)
+    4: {"uniform": ("rvs_r", "uniform", _UNCOND, None),
+        **{f"{name} / {where}": ("rvs_r", sampler, _UNCOND, target)
+           for where, sampler in (("loss", "lds"), ("draw", "lds_sampling"))
+           for name, target in (("return", "trajectory_return"), ("return-to-go", "return_to_go"),
+                                ("action", "action"))}},
 }
+
+# The claims each table tests, as column X -> column Y: P(X > Y) over all runs, and a mark on X's cell where the
+# intervals over seeds of X and Y do not overlap. Table 1: the new policy over the old DiagGaussianActor;
+# Table 2: RvS-R over BC, IR against RvS-R, LDS weights without the return input; Table 4: each label and
+# place of the weights against the paper's (trajectory return, in the loss), and that against no weights.
+COMPARISONS: dict[int, dict[str, str]] = {
+    1: {"New Return": "Old Return"},
+    2: {"Own Return": "BC", "IR": "Own Return", "BC + LDS": "BC"},
+    3: {"RvS-R": "BC"},
+    4: {"return / loss": "uniform", **{c: "return / loss" for c in list(COLUMNS[4])[2:]}},
+}
+MARKS = {"higher": "↑", "lower": "↓"}
 
 # The paper's numbers (paper.md): Table 1 (Old/New Return), Table 2 (BC, Own Return, IR with their Std
 # columns), Table 3 (ours and the SOTA RvS paper's BC and RvS-R). Keys: dataset -> column -> (score, std).
@@ -60,6 +90,7 @@ PAPER: dict[int, dict[str, dict[str, tuple[float, float | None]]]] = {
     2: {env: dict(zip(("BC", "Own Return", "IR"), row, strict=True)) for env, row in _T2.items()},
     3: {env: {"BC": (_T2[env][0][0], None), "RvS-R": (_T2[env][1][0], None), "BC (SOTA)": (sota[0], None),
               "RvS-R (SOTA)": (sota[1], None)} for env, sota in _SOTA.items()},
+    4: {},  # not in the paper
 }
 
 
@@ -96,14 +127,25 @@ def swept_seeds(sweep_dir: Path) -> list[int]:
     return sorted(int(v) for v in values)
 
 
+def _label(run: dict) -> str | None:
+    """The label the run's LDS weights balance (its sampler.target), None where results.json does not say."""
+    return run.get("config", {}).get("sampler", {}).get("target")
+
+
+def cells(runs: list[dict], number: int) -> dict[tuple[str, str], list[dict]]:
+    """The runs behind each (dataset, column) of table ``number``."""
+    by_cell: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in runs:
+        for col, (method, sampler, policy, label) in COLUMNS[number].items():
+            if (r["method"], r["sampler"], r["policy"]) == (method, sampler, policy) and label in (None, _label(r)):
+                by_cell[(r["env"], col)].append(r)
+    return by_cell
+
+
 def table(runs: list[dict], number: int, expected_seeds: list[int] = ()) -> tuple[list[dict], list[str]]:
     """Rows in the paper's layout (datasets then group averages) and the notes on what is incomplete: missing
     seeds (of ``expected_seeds`` and of the seeds found in other cells), unequal steps, empty cells."""
-    by_cell: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in runs:
-        for col, key in COLUMNS[number].items():
-            if (r["method"], r["sampler"], r["policy"]) == key:
-                by_cell[(r["env"], col)].append(r)
+    by_cell = cells(runs, number)
     seeds = sorted({r["seed"] for r in runs} | set(expected_seeds))
     notes: list[str] = []
     rows = []
@@ -113,6 +155,7 @@ def table(runs: list[dict], number: int, expected_seeds: list[int] = ()) -> tupl
             if not any((env, col) in by_cell for col in COLUMNS[number]) and env not in PAPER[number]:
                 continue
             row = {"dataset": env}
+            intervals = {}
             for col in COLUMNS[number]:
                 cell = by_cell.get((env, col), [])
                 got = sorted(r["seed"] for r in cell)
@@ -121,11 +164,15 @@ def table(runs: list[dict], number: int, expected_seeds: list[int] = ()) -> tupl
                 if len({r["steps"] for r in cell}) > 1:
                     notes.append(f"{env} / {col}: unequal steps {sorted({r['steps'] for r in cell})}")
                 scores = np.array([r["normalized_score"]["mean"] for r in cell])
+                intervals[col] = seed_interval(scores)
                 row[col] = float(scores.mean()) if cell else None
+                row[f"{col} ci95 low"], row[f"{col} ci95 high"] = intervals[col] or (None, None)
                 row[f"{col} seed std"] = float(scores.std()) if cell else None
                 row[f"{col} episode std"] = float(np.mean([r["normalized_score"]["std"] for r in cell])) \
                     if cell else None
                 row[f"{col} n"] = len(cell)
+            for col, base in COMPARISONS[number].items():
+                row[f"{col} vs {base}"] = separation(intervals[col], intervals[base])
             for col, (score, _std) in PAPER[number].get(env, {}).items():
                 row[f"{col} paper"] = score
                 if row.get(col) is not None:
@@ -138,8 +185,10 @@ def table(runs: list[dict], number: int, expected_seeds: list[int] = ()) -> tupl
 
 
 def average_row(name: str, rows: list[dict], members: list[str], notes: list[str]) -> dict:
-    """The mean of each numeric column over a group's datasets; incomplete groups are noted."""
-    keys = {k for r in rows for k in r if k != "dataset" and not k.endswith(" n")}
+    """The mean of each numeric column over a group's datasets; incomplete groups are noted. Intervals and marks
+    are per dataset only: the uncertainty over datasets is in the aggregates."""
+    keys = {k for r in rows for k in r if k != "dataset" and not k.endswith(" n") and " ci95 " not in k
+            and " vs " not in k}
     out: dict = {"dataset": name}
     for k in sorted(keys):
         values = [r.get(k) for r in rows]
@@ -152,29 +201,126 @@ def average_row(name: str, rows: list[dict], members: list[str], notes: list[str
     return out
 
 
+def score_matrices(runs: list[dict], number: int) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """Per column with runs, its (seeds x datasets) matrix of normalized scores for rliable, over the datasets
+    that every such column has runs on and, per column, the seeds that all those datasets have; the datasets
+    used and notes on what was left out."""
+    by_cell = cells(runs, number)
+    columns = [c for c in COLUMNS[number] if any(col == c for _, col in by_cell)]
+    envs = [e for members in GROUPS.values() for e in members if all((e, c) in by_cell for c in columns)]
+    notes = [f"aggregates: {c} has no runs" for c in COLUMNS[number] if c not in columns]
+    left = sorted({e for e, _ in by_cell} - set(envs))
+    if left:
+        notes.append(f"aggregates: {', '.join(left)} left out (not every column has runs there)")
+    matrices = {}
+    for c in columns if envs else []:
+        seeds = sorted(set.intersection(*({r["seed"] for r in by_cell[(e, c)]} for e in envs)))
+        if not seeds:
+            notes.append(f"aggregates: {c} left out (no seed has runs on every dataset)")
+            continue
+        if len(seeds) == 1:
+            notes.append(f"aggregates: {c} has one seed per dataset, so its intervals cannot show the seed spread")
+        dropped = sum(len(by_cell[(e, c)]) for e in envs) - len(seeds) * len(envs)
+        if dropped:
+            notes.append(f"aggregates: {c} uses seeds {seeds}, the ones every dataset has ({dropped} runs left out)")
+        matrices[c] = np.array([[next(r["normalized_score"]["mean"] for r in by_cell[(e, c)] if r["seed"] == s)
+                                 for e in envs] for s in seeds])
+    return matrices, envs, notes
+
+
+def statistics(runs: list[dict], number: int, reps: int, seed: int = 0) -> dict:
+    """rliable's aggregates of table ``number``: IQM and mean per column, P(X > Y) per comparison whose columns
+    both have runs, performance profiles, with 95 % stratified-bootstrap intervals (``reps`` resamples)."""
+    matrices, envs, notes = score_matrices(runs, number)
+    if not matrices:
+        return {"envs": envs, "notes": notes or ["aggregates: no dataset has runs of every column"]}
+    pairs = {x: y for x, y in COMPARISONS[number].items() if x in matrices and y in matrices}
+    taus = stats.thresholds(matrices)
+    return {"envs": envs, "notes": notes, "runs": {c: m.shape[0] for c, m in matrices.items()},
+            "aggregates": stats.aggregates(matrices, reps, seed), "improvement": stats.improvement(
+                matrices, pairs, reps, seed), "taus": taus, "profiles": stats.profiles(matrices, taus, reps, seed),
+            "reps": reps}
+
+
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.1f}"
+
+
+def _cell(row: dict, col: str, number: int) -> str:
+    """'mean [low, high]' and the mark of the column's comparison, '—' for an empty cell."""
+    if row.get(col) is None:
+        return "—"
+    text = _fmt(row[col])
+    if row.get(f"{col} ci95 low") is not None:
+        text += f" [{_fmt(row[f'{col} ci95 low'])}, {_fmt(row[f'{col} ci95 high'])}]"
+    base = COMPARISONS[number].get(col)
+    return text + (f" {MARKS[row[f'{col} vs {base}']]}" if base and row.get(f"{col} vs {base}") in MARKS else "")
 
 
 def to_markdown(rows: list[dict], number: int, notes: list[str], failed: list[dict]) -> str:
     cols = list(COLUMNS[number])
     paper_cols = list(dict.fromkeys(k for env in PAPER[number].values() for k in env))
-    head = ["dataset"] + [f"{c} (± seeds)" for c in cols] + [f"{c} ep. std" for c in cols] + \
+    head = ["dataset"] + [f"{c} (95% CI)" for c in cols] + [f"{c} ep. std" for c in cols] + \
         [f"{c} paper" for c in paper_cols] + [f"{c} diff" for c in cols if c in paper_cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         bold = "**" if r["dataset"].endswith("average") else ""
-        cells = [f"{bold}{r['dataset']}{bold}"]
-        cells += [f"{_fmt(r.get(c))} ± {_fmt(r.get(f'{c} seed std'))}" if r.get(c) is not None else "—" for c in cols]
-        cells += [_fmt(r.get(f"{c} episode std")) for c in cols]
-        cells += [_fmt(r.get(f"{c} paper")) for c in paper_cols]
-        cells += [f"{r[f'{c} diff']:+.1f}" if r.get(f"{c} diff") is not None else "" for c in cols if c in paper_cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    text = f"## Table {number}\n\n" + "\n".join(lines) + "\n"
+        line = [f"{bold}{r['dataset']}{bold}"] + [_cell(r, c, number) for c in cols]
+        line += [_fmt(r.get(f"{c} episode std")) for c in cols]
+        line += [_fmt(r.get(f"{c} paper")) for c in paper_cols]
+        line += [f"{r[f'{c} diff']:+.1f}" if r.get(f"{c} diff") is not None else "" for c in cols if c in paper_cols]
+        lines.append("| " + " | ".join(line) + " |")
+    pairs = "; ".join(f"{c} against {b}" for c, b in COMPARISONS[number].items())
+    text = (f"## Table {number}\n\n" + "\n".join(lines) + "\n\nCells: mean over seeds [95 % Student-t interval over "
+            f"seeds]. ↑ / ↓: the interval lies entirely above / below that of the column it is compared with "
+            f"({pairs}).\n")
     if notes or failed:
         text += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
         text += "".join(f"- failed: {f['dir']}: {f['type']}: {f['error']}\n" for f in failed)
     return text
+
+
+def statistics_markdown(result: dict) -> str:
+    """The aggregates as Markdown: IQM and mean per column, P(X > Y) per comparison, and their notes."""
+    text = "\n### Aggregates over all datasets and seeds (rliable)\n\n"
+    if "aggregates" in result:
+        text += (f"Over {len(result['envs'])} datasets ({', '.join(result['envs'])}); 95 % stratified-bootstrap "
+                 f"intervals, {result['reps']} resamples.\n\n| method | runs per dataset | IQM | IQM 95% CI | mean | "
+                 "mean 95% CI |\n|---|---|---|---|---|---|\n")
+        for col, agg in result["aggregates"].items():
+            (iqm, ilo, ihi), (mean, mlo, mhi) = agg["IQM"], agg["mean"]
+            text += (f"| {col} | {result['runs'][col]} | {iqm:.1f} | [{ilo:.1f}, {ihi:.1f}] | {mean:.1f} | "
+                     f"[{mlo:.1f}, {mhi:.1f}] |\n")
+        if result["improvement"]:
+            text += "\n| claim | P(X > Y) | 95% CI |\n|---|---|---|\n"
+            text += "".join(f"| {x} > {y} | {p:.2f} | [{lo:.2f}, {hi:.2f}] |\n"
+                            for (x, y), (p, lo, hi) in result["improvement"].items())
+    if result["notes"]:
+        text += "\n" + "".join(f"- {n}\n" for n in result["notes"])
+    return text
+
+
+def aggregate_rows(result: dict) -> list[dict]:
+    """The aggregates as CSV rows: statistic, what, estimate, interval, datasets and runs per dataset."""
+    rows = [{"statistic": name, "what": col, "estimate": est, "ci95 low": lo, "ci95 high": hi,
+             "datasets": len(result["envs"]), "runs per dataset": str(result["runs"][col])}
+            for col, agg in result.get("aggregates", {}).items() for name, (est, lo, hi) in agg.items()]
+    rows += [{"statistic": "P(X > Y)", "what": f"{x} > {y}", "estimate": p, "ci95 low": lo, "ci95 high": hi,
+              "datasets": len(result["envs"]), "runs per dataset": f"{result['runs'][x]}, {result['runs'][y]}"}
+             for (x, y), (p, lo, hi) in result.get("improvement", {}).items()]
+    return rows
+
+
+def _keys(rows: list[dict]) -> list[str]:
+    """Every key of ``rows`` in order of appearance: the CSV and W&B table columns."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, _keys(rows))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def plot(rows: list[dict], number: int, png: Path) -> None:
@@ -187,49 +333,111 @@ def plot(rows: list[dict], number: int, png: Path) -> None:
     cols = list(COLUMNS[number])
     x = np.arange(len(data))
     width = 0.8 / len(cols)
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(data)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(data) * max(1, len(cols) / 4)), 4))
     for i, col in enumerate(cols):
         pos = x + (i - (len(cols) - 1) / 2) * width
-        means = [r.get(col) or 0 for r in data]
-        ax.bar(pos, means, width, yerr=[r.get(f"{col} seed std") or 0 for r in data], capsize=2, label=col)
+        means = np.array([r.get(col) or 0 for r in data])
+        lo = np.array([r[f"{col} ci95 low"] if r.get(f"{col} ci95 low") is not None else m
+                       for r, m in zip(data, means, strict=True)])
+        hi = np.array([r[f"{col} ci95 high"] if r.get(f"{col} ci95 high") is not None else m
+                       for r, m in zip(data, means, strict=True)])
+        ax.bar(pos, means, width, yerr=[means - lo, hi - means], capsize=2, label=col)
         paper = [r.get(f"{col} paper") for r in data]
         ax.plot([p for p, v in zip(pos, paper, strict=True) if v is not None], [v for v in paper if v is not None],
                 "k_", markersize=12, markeredgewidth=2)
-    ax.plot([], [], "k_", markersize=12, markeredgewidth=2, label="paper")
+    if PAPER[number]:
+        ax.plot([], [], "k_", markersize=12, markeredgewidth=2, label="paper")
     ax.set_xticks(x, [r["dataset"].replace("_", "\n", 1) for r in data], fontsize=8)
-    ax.set(ylabel="D4RL normalized score", title=f"Table {number}: mean over seeds ± std over seeds")
+    ax.set(ylabel="D4RL normalized score", title=f"Table {number}: mean over seeds, 95 % interval over seeds")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
 
 
-def report(sweep_dir: Path, number: int, out: Path | None = None, wandb_log: bool = False) -> Path:
-    """Write ``table<N>.md``, ``table<N>.csv`` and ``table<N>.png`` into ``out`` (default: the sweep dir)."""
+def report(sweep_dir: Path, number: int, out: Path | None = None, wandb_log: bool = False,
+           reps: int = 2000) -> Path:
+    """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>.png``, ``table<N>_aggregates.csv`` and
+    ``table<N>_statistics.png`` into ``out`` (default: the sweep dir); ``reps`` bootstrap resamples."""
     runs, failed = collect(sweep_dir)
     rows, notes = table(runs, number, swept_seeds(sweep_dir))
+    result = statistics(runs, number, reps)
     out = out or sweep_dir
     out.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(rows, number, notes, failed)
+    md = to_markdown(rows, number, notes, failed) + statistics_markdown(result)
     (out / f"table{number}.md").write_text(md)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / f"table{number}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_csv(out / f"table{number}.csv", rows)
     plot(rows, number, out / f"table{number}.png")
+    figures = [out / f"table{number}.png"]
+    if "aggregates" in result:
+        _write_csv(out / f"table{number}_aggregates.csv", aggregate_rows(result))
+        figures.append(out / f"table{number}_statistics.png")
+        stats.plot(result["aggregates"], result["improvement"], result["taus"], result["profiles"],
+                   f"Table {number}: over {len(result['envs'])} datasets and all seeds, 95 % stratified-bootstrap "
+                   "intervals", figures[-1])
     if wandb_log:
         import os
 
         import wandb
 
         run = wandb.init(project="wsrl", group=sweep_dir.name, name=f"report-table{number}", job_type="report",
-                         mode=os.environ.get("WANDB_MODE", "offline"))
-        run.log({f"table{number}": wandb.Table(columns=keys, data=[[r.get(k) for k in keys] for r in rows]),
-                 f"table{number}_figure": wandb.Image(str(out / f"table{number}.png"))})
+                         mode=os.environ.get("WANDB_MODE", "offline"), dir=str(out))
+        tables = {f"table{number}": rows, f"table{number}_aggregates": aggregate_rows(result)}
+        run.log({name: wandb.Table(columns=_keys(rs), data=[[r.get(k) for k in _keys(rs)] for r in rs])
+                 for name, rs in tables.items() if rs} | {png.stem: wandb.Image(str(png)) for png in figures})
         run.finish()
     print(md)
     return out / f"table{number}.md"
+
+
+def curve_report(sweep_dir: Path, number: int, env: str, column: str, out: Path | None = None) -> Path:
+    """``curve_<env>_<column>.png`` and ``.csv``: one cell's learning curve, the normalized score of each seed at
+    each periodic evaluation (``eval.every_steps``) and the final one, with the mean over seeds and its 95 %
+    interval at the steps every seed has, to show where training flattens."""
+    if column not in COLUMNS[number]:
+        raise ReportError(f"--curve: Table {number} has no column {column!r} (it has {', '.join(COLUMNS[number])})")
+    cell = cells(collect(sweep_dir)[0], number).get((env, column))
+    if not cell:
+        raise ReportError(f"no runs of {env} / {column} (Table {number}) below {sweep_dir}")
+    history = {r["seed"]: {h["step"]: h["mean"] for h in r.get("eval_history", [])} for r in sorted(
+        cell, key=lambda r: r["seed"])}
+    if max(len(h) for h in history.values()) < 2:
+        raise ReportError(f"{env} / {column}: the runs were evaluated only at the end; run the cell with "
+                          "eval.every_steps=N (and its own name=) for a learning curve")
+    steps = sorted(set.intersection(*(set(h) for h in history.values())))
+    rows = []
+    for step in steps:
+        scores = np.array([h[step] for h in history.values()])
+        lo, hi = seed_interval(scores) or (None, None)
+        rows.append({"step": step, "mean": float(scores.mean()), "ci95 low": lo, "ci95 high": hi,
+                     **{f"seed {s}": h[step] for s, h in history.items()}})
+    out = out or sweep_dir
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"curve_{env}_{re.sub(r'[^a-z0-9]+', '_', column.lower()).strip('_')}"
+    _write_csv(out / f"{stem}.csv", rows)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s, h in history.items():
+        ax.plot(sorted(h), [h[k] for k in sorted(h)], color="tab:gray", lw=0.8, alpha=0.6,
+                label="each seed" if s == next(iter(history)) else None)
+    ax.plot(steps, [r["mean"] for r in rows], "o-", color="tab:blue", label=f"mean of {len(history)} seeds")
+    if len(history) > 1:
+        ax.fill_between(steps, [r["ci95 low"] for r in rows], [r["ci95 high"] for r in rows], color="tab:blue",
+                        alpha=0.2, label="95 % interval over seeds")
+    ax.set(xlabel="gradient steps", ylabel="D4RL normalized score", title=f"Table {number}: {env} / {column}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}.png", dpi=100)
+    plt.close(fig)
+    print(f"learning curve of {env} / {column}: {len(history)} seeds, {len(steps)} common evaluations -> "
+          f"{out / (stem + '.png')}, {out / (stem + '.csv')}")
+    return out / f"{stem}.png"
 
 
 def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 8, episodes: int = 5,
@@ -288,9 +496,13 @@ def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m wsrl.report", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir", type=Path)
-    p.add_argument("--table", type=int, choices=(1, 2, 3), default=2)
+    p.add_argument("--table", type=int, choices=sorted(COLUMNS), default=2,
+                   help="1-3: the paper's tables; 4: the LDS ablation (which label, loss or draw)")
     p.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
-    p.add_argument("--wandb", action="store_true", help="also log the table and figure to W&B")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregates' intervals")
+    p.add_argument("--wandb", action="store_true", help="also log the tables and figures to W&B")
+    p.add_argument("--curve", nargs=2, metavar=("ENV", "COLUMN"), help="instead: the learning curve of one cell "
+                   "of --table from its runs' periodic evaluations, e.g. --curve hopper_medium_expert 'Own Return'")
     p.add_argument("--conditioning", action="store_true", help="instead: the RvS-R conditioning curve of each "
                    "medium-expert cell (scores every seed's checkpoint at --points targets, --episodes each)")
     p.add_argument("--points", type=int, default=8, help="--conditioning: targets per curve")
@@ -301,8 +513,12 @@ def main(argv: list[str] | None = None) -> None:
             if a.points < 2 or a.episodes < 1:
                 raise ReportError(f"--points {a.points} must be >= 2 and --episodes {a.episodes} >= 1")
             conditioning_report(a.sweep_dir, a.out, a.points, a.episodes)
+        elif a.curve:
+            curve_report(a.sweep_dir, a.table, *a.curve, a.out)
         else:
-            report(a.sweep_dir, a.table, a.out, a.wandb)
+            if a.reps < 1:
+                raise ReportError(f"--reps {a.reps} must be >= 1")
+            report(a.sweep_dir, a.table, a.out, a.wandb, a.reps)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
