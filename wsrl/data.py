@@ -166,17 +166,19 @@ class OfflineDataModule(L.LightningDataModule):
     """Loads one dataset, builds the policy inputs and weights, and serves batches from device tensors."""
 
     def __init__(self, dataset_id: str, method: MethodConfig, sampler: SamplerConfig, batch_size: int, seed: int,
-                 device: torch.device) -> None:
+                 device: torch.device, transitions: Transitions | None = None) -> None:
+        """``transitions``: ``dataset_id`` already loaded (``load_transitions``), so several runs share one load."""
         super().__init__()
         self.dataset_id, self.method, self.sampler_cfg = dataset_id, method, sampler
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
+        self.transitions = transitions
         self.data: Transitions | None = None
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
-        self.data = data = load_transitions(self.dataset_id)
+        self.data = data = load_transitions(self.dataset_id) if self.transitions is None else self.transitions
         self.obs_mean = data.observations.mean(0)
         self.obs_std = data.observations.std(0) + 1e-3
         inputs = (data.observations - self.obs_mean) / self.obs_std
