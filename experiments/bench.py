@@ -1,8 +1,8 @@
 """Speed figures of wsrl, each against a baseline measured in the same run on the same machine (``make bench``).
 
-1. Training throughput of the real ``wsrl.train`` path (the Trainer from ``wsrl.train.make_trainer``, the
-   OfflineDataModule with its on-device sampler, the WeightedBC module and its weighted loss) against a bare
-   PyTorch loop with the same model, optimizer, batch size and loss and nothing else.
+1. Training throughput of the real ``wsrl.train`` path (the data module, module and Trainer that
+   ``wsrl.build.build_run`` makes for ``train``: on-device sampler, WeightedBC and its weighted loss, checkpoints,
+   loggers, callbacks) against a bare PyTorch loop with the same model, optimizer, batch size and loss.
 2. The same path against the usual way (as the RvS code does): a LightningModule with automatic optimization
    and the loss logged every step, fed by ``DataLoader(TensorDataset(...), batch_size, shuffle=True)``, with
    torch's default Adam; and how the gap grows with the batch size.
@@ -51,6 +51,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+
+from wsrl.data import load_transitions
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_ID = "bench/halfcheetah/synthetic-v0"
@@ -201,28 +203,15 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
     return cfg
 
 
-def data_module(cfg, dataset_id: str = DATASET_ID):
-    from wsrl.data import OfflineDataModule
-    from wsrl.train import resolve_device
+def build(b: Bench, cfg, transitions, signals=None):
+    """The run exactly as ``wsrl.train`` builds it (``wsrl.build.build_run``), in a new directory under the bench's
+    root, from already loaded ``transitions`` (``wsrl.data.load_transitions``)."""
+    from wsrl.build import build_run
+    from wsrl.config import resolve_env
+    from wsrl.runs import StopSignals
 
-    data = OfflineDataModule(dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed,
-                             resolve_device(cfg.device))
-    data.setup()
-    return data
-
-
-def with_batch(data, batch: int):
-    """The same loaded data module drawing batches of another size (no reload)."""
-    from wsrl.data import BatchStream
-    from wsrl.weighting import IndexSampler
-
-    stream = data.stream
-    cdf = stream.sampler.cdf
-    weights = None if cdf is None else torch.diff(cdf, prepend=torch.zeros(1, dtype=cdf.dtype, device=cdf.device))
-    data.batch_size = batch
-    data.stream = BatchStream(stream.inputs, stream.actions, stream.loss_weights,
-                              IndexSampler(len(stream.actions), batch, weights, data.generator))
-    return data
+    run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="run-"))
+    return build_run(cfg, resolve_env(cfg.env), run_dir, signals or StopSignals(), transitions)
 
 
 # ------------------------------------------------------------------------------------------ 1-2 training
@@ -275,20 +264,6 @@ class StepTimer(L.Callback):
         return (self.stop - self.start) / (self.t1 - self.t0)
 
 
-def new_module(cfg, data, state: dict | None = None):
-    """WeightedBC as ``train()`` builds it; ``state`` (from ``trained_state``) gives it a trained run's weights."""
-    from omegaconf import OmegaConf
-
-    from wsrl.module import WeightedBC
-
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
-                        data.max_episode_return, data.obs_mean, data.obs_std)
-    if state is not None:
-        module.load_state_dict(state["module"])
-    return module
-
-
 def trained_state(module, optimizer) -> dict:
     return {"module": {k: v.clone() for k, v in module.state_dict().items()},
             "optimizer": optimizer.state_dict()}
@@ -304,40 +279,30 @@ class LoadOptimizerState(L.Callback):
         trainer.optimizers[0].load_state_dict(self.state["optimizer"])
 
 
-def wsrl_rate(b: Bench, cfg, data, warmup: int, steps: int, state: dict | None = None) -> float:
-    """Steps/s of the real training path, built as ``wsrl.train.train`` builds it: make_trainer (checkpoints,
-    CSV logger, progress bar) fitting WeightedBC on the OfflineDataModule, timed between two draws after
-    ``warmup`` (see TimedStream); ``state``: start from a trained run's weights and optimizer moments."""
-    return wsrl_run(b, cfg, data, [warmup + 1, warmup + steps + 1], warmup + steps + 2, state)[0][0]
+def wsrl_rate(b: Bench, cfg, transitions, warmup: int, steps: int, state: dict | None = None) -> float:
+    """Steps/s of the real training path (``build``), timed between two draws after ``warmup`` (see TimedStream);
+    ``state``: start from a trained run's weights and optimizer moments."""
+    return wsrl_run(b, cfg, transitions, [warmup + 1, warmup + steps + 1], warmup + steps + 2, state)[0][0]
 
 
-def wsrl_run(b: Bench, cfg, data, marks: list[int], max_steps: int, state: dict | None = None):
+def wsrl_run(b: Bench, cfg, transitions, marks: list[int], max_steps: int, state: dict | None = None):
     """Fit the real training path for ``max_steps``; returns (rates between consecutive marks, trained state)."""
-    from wsrl.config import resolve_env
-    from wsrl.train import PeriodicEval, make_loggers, make_trainer, resolve_device
+    from wsrl.runs import StopSignals
 
     cfg.trainer.max_steps = max_steps
-    device = resolve_device(cfg.device)
-    run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="run-"))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = new_module(cfg, data, state)
-    env = resolve_env(cfg.env)
-    evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed)
-    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
-                           ([evaluator] if cfg.eval.every_steps else []) +  # as train() does
-                           ([LoadOptimizerState(state)] if state else []))
-    stream = data.stream
-    data.stream = timer = TimedStream(stream, marks, b.now, device.type == "cuda")
-    try:
+    with StopSignals() as signals:
+        run = build(b, cfg, transitions, signals)
+        if state is not None:
+            run.module.load_state_dict(state["module"])
+            run.trainer.callbacks.append(LoadOptimizerState(state))
+        run.data.stream = timer = TimedStream(run.data.stream, marks, b.now, run.device.type == "cuda")
         with quiet():
-            trainer.fit(module, datamodule=data)
-    finally:
-        data.stream = stream
+            run.trainer.fit(run.module, datamodule=run.data)
     rates = [timer.rate(x, y) for x, y in zip(marks[:-1], marks[1:], strict=True)]
-    return rates, trained_state(module, trainer.optimizers[0])
+    return rates, trained_state(run.module, run.trainer.optimizers[0])
 
 
-def bare_rate(b: Bench, cfg, data, warmup: int, steps: int, optimizer: str = "module", compiled: str = "",
+def bare_rate(b: Bench, cfg, transitions, warmup: int, steps: int, optimizer: str = "module", compiled: str = "",
               state: dict | None = None) -> float:
     """Steps/s of a plain loop: draw indices, gather, weighted NLL, zero_grad, backward, optimizer step.
 
@@ -347,8 +312,10 @@ def bare_rate(b: Bench, cfg, data, warmup: int, steps: int, optimizer: str = "mo
     """
     from wsrl.module import weighted_nll
 
-    torch.manual_seed(cfg.seed)
-    module = new_module(cfg, data, state).to(data.device)
+    run = build(b, cfg, transitions)  # the same model, inputs and weights as the real path; only the loop differs
+    module, data = run.module.to(run.device), run.data
+    if state is not None:
+        module.load_state_dict(state["module"])
     policy = module.policy
     tc = cfg.trainer
     if optimizer == "module":
@@ -406,52 +373,49 @@ def bare_rate(b: Bench, cfg, data, warmup: int, steps: int, optimizer: str = "mo
     return steps / (b.now() - t0)
 
 
-def usual_rate(b: Bench, cfg, data, warmup: int, steps: int, state: dict | None = None) -> float:
+def usual_rate(b: Bench, cfg, transitions, warmup: int, steps: int, state: dict | None = None) -> float:
     """Steps/s of the usual way: automatic optimization, loss logged every step, default Adam, fed by
-    DataLoader(TensorDataset, shuffle=True); same Trainer settings, model, batch size and weighted loss.
+    DataLoader(TensorDataset, shuffle=True); the same Trainer (``build``), model, batch size and weighted loss.
     Timed by a callback (its few microseconds per step are well under 1% of this path's step). ``state``: a
     trained run's policy weights and optimizer moments."""
-    from omegaconf import OmegaConf
     from torch.utils.data import DataLoader, TensorDataset
 
-    from wsrl.config import PolicyConfig
     from wsrl.module import weighted_nll
-    from wsrl.policies import make_policy
-    from wsrl.train import make_loggers, make_trainer, resolve_device
+    from wsrl.runs import StopSignals
 
     tc = cfg.trainer
-
-    class UsualBC(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.policy = make_policy(PolicyConfig(**OmegaConf.to_container(cfg.policy)), data.input_dim,
-                                      data.action_dim)
-            if state is not None:
-                self.policy.load_state_dict({k.removeprefix("policy."): v for k, v in state["module"].items()
-                                             if k.startswith("policy.")})
-
-        def training_step(self, batch, batch_idx):
-            inputs, actions, weights = batch
-            loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
-            self.log("train_loss", loss, prog_bar=True)
-            return loss
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-
     tc.max_steps = warmup + steps + 1
-    device = resolve_device(cfg.device)
-    run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="usual-"))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    weights = data.stream.loss_weights
-    weights = torch.ones(len(data.actions)) if weights is None else weights
-    loader = DataLoader(TensorDataset(data.inputs.cpu(), data.actions.cpu(), weights.cpu()), batch_size=tc.batch_size,
-                        shuffle=True, drop_last=True)
-    timer = StepTimer(warmup, warmup + steps, b.now, device.type == "cuda")
-    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
-                           [timer] + ([LoadOptimizerState(state)] if state else []))
-    with quiet():
-        trainer.fit(UsualBC(), train_dataloaders=loader)
+    with StopSignals() as signals:
+        run = build(b, cfg, transitions, signals)
+        data = run.data
+
+        class UsualBC(L.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.policy = run.module.policy
+                if state is not None:
+                    self.policy.load_state_dict({k.removeprefix("policy."): v for k, v in state["module"].items()
+                                                 if k.startswith("policy.")})
+
+            def training_step(self, batch, batch_idx):
+                inputs, actions, weights = batch
+                loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
+                self.log("train_loss", loss, prog_bar=True)
+                return loss
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+
+        weights = data.stream.loss_weights
+        weights = torch.ones(len(data.actions)) if weights is None else weights
+        loader = DataLoader(TensorDataset(data.inputs.cpu(), data.actions.cpu(), weights.cpu()),
+                            batch_size=tc.batch_size, shuffle=True, drop_last=True)
+        timer = StepTimer(warmup, warmup + steps, b.now, run.device.type == "cuda")
+        run.trainer.callbacks.append(timer)
+        if state:
+            run.trainer.callbacks.append(LoadOptimizerState(state))
+        with quiet():
+            run.trainer.fit(UsualBC(), train_dataloaders=loader)
     return timer.rate()
 
 
@@ -470,14 +434,13 @@ def interleaved(b: Bench, runners: dict, rounds: int) -> dict[str, list[float]]:
     return rates
 
 
-def bench_training(b: Bench, data) -> None:
+def bench_training(b: Bench, transitions) -> None:
     sizes = [("paper size (2 x 1024, batch 512)", 1024, 512, 0.95, 1.1),
              ("small size (2 x 256, batch 256)", 256, 256, 0.85, 1.4)]
     for label, width, batch, bar_bare, bar_usual in sizes:
         cfg = train_config(width, batch, 1)
-        with_batch(data, batch)
         warmup, steps = steps_for(b, width, batch)
-        args = (b, cfg, data, warmup, steps)
+        args = (b, cfg, transitions, warmup, steps)
         runners = {"bare": partial(bare_rate, *args), "wsrl": partial(wsrl_rate, *args)}
         if "usual" in b.only:
             runners["usual"] = partial(usual_rate, *args)
@@ -499,13 +462,12 @@ def bench_training(b: Bench, data) -> None:
                   f"usual / bare = {best['usual'] / best['bare']:.2f}")
 
 
-def bench_batch_sweep(b: Bench, data) -> None:
+def bench_batch_sweep(b: Bench, transitions) -> None:
     batches = (256, 1024) if b.quick else (256, 1024, 4096, 16384)
     for batch in batches:
         cfg = train_config(256, batch, 1)
-        with_batch(data, batch)
         warmup, steps = steps_for(b, 256, batch)
-        args = (b, cfg, data, warmup, steps)
+        args = (b, cfg, transitions, warmup, steps)
         rates = interleaved(b, {"wsrl": partial(wsrl_rate, *args), "usual": partial(usual_rate, *args)}, 1)
         b.raw[f"sweep/256x{batch}"] = {"steps": steps, **rates}
         w, u = rates["wsrl"][0], rates["usual"][0]
@@ -702,15 +664,15 @@ def bench_gpu(b: Bench) -> None:
     try:
         torch.cuda.reset_peak_memory_stats()
         cfg = train_config(1024, 512, 1, device="cuda")
-        data = data_module(cfg)
+        transitions = load_transitions(DATASET_ID)
         b.add(sec, "device", None, "", note=torch.cuda.get_device_name())
         warmup, steps = (3, 20) if b.quick else (50, 1000)
-        args = (b, cfg, data, warmup, steps)
+        args = (b, cfg, transitions, warmup, steps)
         rates = interleaved(b, {"bare": partial(bare_rate, *args), "wsrl": partial(wsrl_rate, *args)},
                             1 if b.quick else 2)
         for variant in ("compile", "graph"):
             try:
-                rates[variant] = [bare_rate(b, cfg, data, warmup, steps, "default" if variant == "graph" else
+                rates[variant] = [bare_rate(b, cfg, transitions, warmup, steps, "default" if variant == "graph" else
                                             "module", compiled=variant)]
             except Exception as err:  # report and go on: these are options, not the product
                 b.add(sec, f"bare loop with {variant}", None, "steps/s", note=f"FAILED: {type(err).__name__}: {err}")
@@ -728,7 +690,7 @@ def bench_gpu(b: Bench) -> None:
                   note="the device-bound ceiling; the gap to it is host (Python, launch) time per step")
         b.add(sec, "peak GPU memory (dataset tensors, models, training)", torch.cuda.max_memory_allocated() / 2**20,
               "MiB")
-        data = None
+        transitions = None
         torch.cuda.empty_cache()
     finally:
         b.clock = saved_clock
@@ -738,14 +700,15 @@ def bench_gpu(b: Bench) -> None:
 
 
 def memory_child(device: str) -> None:
-    """Run in a fresh process: load the dataset through OfflineDataModule and print the memory figures."""
-    import wsrl.data  # noqa: F401  (imports before the baseline)
-    import wsrl.train  # noqa: F401
+    """Run in a fresh process: load the dataset and build the run on it (``build``); print the memory figures."""
+    import wsrl.train  # noqa: F401  (imports before the baseline)
 
     cfg = train_config(1024, 512, 1, device=device)
     base = peak_rss_mb()
     t0 = time.perf_counter()
-    data = data_module(cfg)
+    b = Bench(quick=False, steps=0, rounds=1, warmup=0, clock="wall", threads=torch.get_num_threads(),
+              transitions=0, only=set(), root=Path(os.environ["MINARI_DATASETS_PATH"]))  # the parent removes it
+    data = build(b, cfg, load_transitions(DATASET_ID)).data
     seconds = time.perf_counter() - t0
     tensors = [data.inputs, data.actions, data.stream.loss_weights, data.stream.sampler.cdf]
     out = {"transitions": len(data.actions), "load_seconds": seconds, "rss_before_mb": base,
@@ -810,19 +773,19 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
     env = resolve_env(cfg.env)
     if not synthetic:
         ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size, None)
-    data = data_module(cfg, env.dataset_id)
+    transitions = load_transitions(env.dataset_id)
     b = Bench(quick=synthetic, steps=0, rounds=1, warmup=0, clock="wall", threads=torch.get_num_threads(),
-              transitions=len(data.actions), only=set())
+              transitions=len(transitions.actions), only=set())
     early, late = (steps // 20, steps // 5), (steps - steps // 5, steps)  # 500-2,000 and 8,000-10,000 of 10k
-    rates, state = wsrl_run(b, cfg, data, [early[0], early[1], late[0], late[1]], steps + 1)
+    rates, state = wsrl_run(b, cfg, transitions, [early[0], early[1], late[0], late[1]], steps + 1)
     timed = max(3, steps // 50)
-    args = (b, cfg, data, 2, timed)
+    args = (b, cfg, transitions, 2, timed)
     after = {name: fn(*args, state=state) for name, fn in
              (("bare", bare_rate), ("wsrl", wsrl_rate), ("usual", usual_rate))}
     subnormal = sum(int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
                     for t in state["module"].values() if t.is_floating_point())
     print(json.dumps({"early": rates[0], "late": rates[2], "after": after, "subnormal_weights": subnormal,
-                      "transitions": len(data.actions)}))
+                      "transitions": len(transitions.actions)}))
 
 
 def bench_steady(b: Bench) -> None:
@@ -985,24 +948,15 @@ def main(argv: list[str] | None = None) -> Bench:
         if "memory" in only:
             bench_memory(b)
         if only & {"train", "usual"}:
-            data = data_module(train_config(256, 256, 1))
-            if "train" in only or "usual" in only:
-                bench_training(b, data)
+            transitions = load_transitions(DATASET_ID)
+            bench_training(b, transitions)
             if "usual" in only:
-                bench_batch_sweep(b, data)
-            del data
-        if "eval" in only:
-            bench_eval(b)
-        if "lds" in only:
-            bench_lds(b)
-        if "generate" in only:
-            bench_generate(b)
-        if "gpu" in only:
-            bench_gpu(b)
-        if "steady" in only:
-            bench_steady(b)
-        if "behavior" in only:
-            bench_behavior(b)
+                bench_batch_sweep(b, transitions)
+            del transitions
+        for section, measure in (("eval", bench_eval), ("lds", bench_lds), ("generate", bench_generate),
+                                 ("gpu", bench_gpu), ("steady", bench_steady), ("behavior", bench_behavior)):
+            if section in only:
+                measure(b)
     finally:
         import shutil
 

@@ -193,7 +193,7 @@ def test_non_finite_weights_are_never_checkpointed(tiny_dataset, tmp_path):
 
 
 def test_wandb_online_without_network_falls_back_to_offline(tiny_dataset, tmp_path, monkeypatch, caplog):
-    import wsrl.train as wt
+    import wsrl.build as wt
 
     monkeypatch.setattr(wt, "wandb_reachable", lambda timeout=3.0: False)
     cfg = config("wandb.mode=online")

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import wsrl.files as files
 import wsrl.runs as runs
 from tests.test_reliability import ROOT, SMALL, config, final_weights, training_logged
-from wsrl.runs import LOCK_NAME, RunLockedError, StopSignals, WriteError, run_lock, write_bytes_atomic
+from wsrl.files import WriteError, write_bytes_atomic
+from wsrl.runs import LOCK_NAME, RunLockedError, StopSignals, run_lock
 from wsrl.train import train
 
 
@@ -113,7 +115,7 @@ def test_second_signal_exits_at_once(tmp_path):
         assert stop.signum == signal.SIGINT
 
 
-WRITE = runs._write_fully
+WRITE = files._write_fully
 
 
 def failing_writer(when: bytes):
@@ -133,7 +135,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_leaves_no_partial_file(tiny
     run = tmp_path / "run"
     train(config("trainer.max_steps=20", "trainer.checkpoint_every_steps=10"), run)
     before = snapshot(run)
-    monkeypatch.setattr(runs, "_write_fully", failing_writer(b"pytorch-lightning_version"))
+    monkeypatch.setattr(files, "_write_fully", failing_writer(b"pytorch-lightning_version"))
     with pytest.raises(WriteError, match=f"cannot write {run}/checkpoints/step=30.ckpt: No space left on device"):
         train(config("trainer.max_steps=40", "trainer.checkpoint_every_steps=10"), run)
     after = snapshot(run)
@@ -142,7 +144,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_leaves_no_partial_file(tiny
     assert after["results.json"] == before["results.json"]
     assert not [k for k in after if "tmp" in k or LOCK_NAME in k]
     # results.json: training and the final checkpoint done, the results cannot be written
-    monkeypatch.setattr(runs, "_write_fully", failing_writer(b'"normalized_score"'))
+    monkeypatch.setattr(files, "_write_fully", failing_writer(b'"normalized_score"'))
     with pytest.raises(WriteError, match=f"cannot write {run}/results.json: No space left on device"):
         train(config("trainer.max_steps=30", "trainer.checkpoint_every_steps=10"), run)
     assert snapshot(run)["results.json"] == before["results.json"]
@@ -189,7 +191,7 @@ def test_read_only_output_directory_ends_the_run_in_one_line(tiny_dataset, minar
 def test_write_bytes_atomic_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
     target = tmp_path / "a.json"
     write_bytes_atomic(target, b"old")
-    monkeypatch.setattr(runs, "_write_fully", failing_writer(b"new"))
+    monkeypatch.setattr(files, "_write_fully", failing_writer(b"new"))
     with pytest.raises(WriteError, match="No space left on device; the previous file"):
         write_bytes_atomic(target, b"new" * 1000)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]

@@ -1,19 +1,52 @@
 """Structured configs: the single source of defaults and validation for every run.
 
-Hydra merges the YAML files in ``conf/`` into these dataclasses, so an unknown key or a wrong type fails
-before any work starts. ``validate`` adds the range checks that types cannot express.
+Hydra merges the YAML files in ``conf/`` into these dataclasses, so an unknown key, a wrong type or a value
+outside a field's choices (the ``Choice`` enums) fails before any work starts. ``validate`` adds the range checks
+that types cannot express. The choices of the dataset fields come from ``wsrl.datasets.suite``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from wsrl.datasets.suite import QUALITIES, ROBOT, ROBOTS
+from wsrl.datasets.suite import QUALITIES, ROBOT, ROBOTS, SIZES, SOURCES, dataset_id, normalize
+
+
+class Choice(str, Enum):
+    """A config value from a fixed set. OmegaConf refuses any other value when it composes the config (naming the
+    valid ones); the value compares, formats and serializes as its plain string, so code, results and checkpoints
+    see strings."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+def choice(name: str, values: tuple[str, ...]) -> type[Choice]:
+    """A ``Choice`` enum whose members are ``values`` (OmegaConf matches a YAML string by member name)."""
+    return Choice(name, [(v, v) for v in values])
+
+
+RobotName = choice("RobotName", ROBOTS)
+Quality = choice("Quality", QUALITIES)
+Source = choice("Source", SOURCES)
+Size = choice("Size", SIZES)
+MethodName = choice("MethodName", ("bc", "rvs_r"))
+ReturnInput = choice("ReturnInput", ("to_go", "average"))
+Weighting = choice("Weighting", ("none", "loss", "sampling"))
+LdsTarget = choice("LdsTarget", ("trajectory_return", "return_to_go", "action"))
+Kernel = choice("Kernel", ("gaussian", "triangular", "laplace"))
+Reweight = choice("Reweight", ("sqrt_inv", "inverse"))
+PolicyName = choice("PolicyName", ("unconditional", "diag_gaussian"))
+WandbMode = choice("WandbMode", ("offline", "online", "disabled"))
 
 
 class ConfigError(ValueError):
@@ -25,10 +58,10 @@ class EnvConfig:
     """Which dataset to learn from and which environment to evaluate in."""
 
     name: str = MISSING  # the option's name, e.g. hopper_medium_expert
-    robot: str = MISSING  # halfcheetah | hopper | walker2d
-    quality: str = MISSING  # medium | medium_replay | medium_expert
-    source: str = "generated"  # generated (wsrl's own suite) | d4rl (a local D4RL HDF5 file) | minari (download)
-    size: str = "full"  # generated suite only: full (D4RL sizes) | small (a tenth, for quick runs)
+    robot: RobotName = MISSING  # halfcheetah | hopper | walker2d
+    quality: Quality = MISSING  # medium | medium_replay | medium_expert
+    source: Source = Source.generated  # generated (wsrl's own suite) | d4rl (a local D4RL HDF5 file) | minari
+    size: Size = Size.full  # generated suite only: full (D4RL sizes) | small (a tenth, for quick runs)
     d4rl_file: str | None = None  # source=d4rl: path of the D4RL v2 HDF5 file to convert
     dataset_id: str | None = None  # Minari id; null = derived from robot, quality, source and size
     eval_env_id: str | None = None  # null = the robot's v5 env (v4 for source=d4rl, which keeps D4RL's dynamics)
@@ -41,9 +74,9 @@ class EnvConfig:
 class MethodConfig:
     """What the policy is conditioned on."""
 
-    name: str = "bc"  # bc | rvs_r
+    name: MethodName = MethodName.bc  # bc | rvs_r
     condition_on_return: bool = False  # true: state plus return-to-go (RvS-R, the paper's "Own Return")
-    return_input: str = "to_go"  # to_go: remaining return G_t | average: G_t / (horizon - t), as the RvS code
+    return_input: ReturnInput = ReturnInput.to_go  # to_go: remaining return G_t | average: G_t / (horizon - t) (RvS)
     gamma: float = 1.0  # discount of the return-to-go (the paper: 1)
     return_scale: float = 1000.0  # the return input is divided by this before it enters the network
     horizon: int = 1000  # episode length limit, for the average return input
@@ -51,16 +84,19 @@ class MethodConfig:
 
 @dataclass
 class SamplerConfig:
-    """How transitions are weighted: LDS (Yang et al. 2021) in the loss or in the sampling."""
+    """How transitions are weighted: LDS weights (Yang et al. 2021) in the loss (``lds``: the paper's IR) or in the
+    sampling (``lds_sampling``), or none (``uniform``). The Hydra group is called ``sampler`` for history (run
+    directories are named ``<method>-<sampler>-<policy>``), but it mostly chooses the loss weighting: only
+    ``weighting: sampling`` changes which transitions are drawn; every other option draws uniformly."""
 
     name: str = "uniform"  # uniform | lds | lds_sampling
-    weighting: str = "none"  # none | loss (weights multiply the log-likelihood) | sampling (draw by weight)
-    target: str = "trajectory_return"  # label to balance: trajectory_return | return_to_go | action
+    weighting: Weighting = Weighting.none  # none | loss (weights multiply the log-likelihood) | sampling (draws)
+    target: LdsTarget = LdsTarget.trajectory_return  # label to balance: trajectory_return | return_to_go | action
     bins: int = 100  # equal-width bins over the label's range
-    kernel: str = "gaussian"  # LDS kernel: gaussian | triangular | laplace
+    kernel: Kernel = Kernel.gaussian  # LDS kernel: gaussian | triangular | laplace
     ks: int = 5  # kernel size (odd)
     sigma: float = 2.0  # kernel width, in bins
-    reweight: str = "sqrt_inv"  # sqrt_inv (square root of counts) | inverse (counts clipped to [5, 1000])
+    reweight: Reweight = Reweight.sqrt_inv  # sqrt_inv (square root of counts) | inverse (counts clipped to [5, 1000])
     clip_max: float | None = None  # optional upper clip of the mean-1 weights (then renormalized)
 
 
@@ -68,7 +104,7 @@ class SamplerConfig:
 class PolicyConfig:
     """The network that maps (normalized state [, return input]) to a Gaussian over actions."""
 
-    name: str = "unconditional"  # unconditional (2 x 1024, dropout, SB3-style) | diag_gaussian (the old actor)
+    name: PolicyName = PolicyName.unconditional  # unconditional (2 x 1024, dropout) | diag_gaussian (the old actor)
     hidden_dims: list[int] = field(default_factory=lambda: [1024, 1024])  # width of each hidden layer
     dropout: float = 0.1  # dropout after each hidden ReLU (unconditional only)
     layer_norm: bool = False  # LayerNorm before each ReLU (unconditional only)
@@ -107,7 +143,7 @@ class EvalConfig:
 class WandbConfig:
     """Weights & Biases logging through Lightning's WandbLogger."""
 
-    mode: str = "offline"  # offline (sync later with `wandb sync`) | online | disabled
+    mode: WandbMode = WandbMode.offline  # offline (sync later with `wandb sync`) | online | disabled
     project: str = "wsrl"  # W&B project the runs go to
     entity: str | None = None  # W&B team or user; null = your default entity
     group: str | None = None  # null = <env>/<method>/<sampler>/<policy>; sweeps set one per sweep
@@ -129,22 +165,6 @@ class TrainConfig:
     generate_if_missing: bool = True  # make a missing generated dataset before training
     resume: bool = True  # continue from this run directory's last checkpoint if there is one
     name: str = "default"  # run name: the first level of the output directory (experiment presets set it)
-
-
-CHOICES = {
-    "env.robot": ROBOTS,
-    "env.quality": QUALITIES,
-    "env.source": ("generated", "d4rl", "minari"),
-    "env.size": ("full", "small"),
-    "method.name": ("bc", "rvs_r"),
-    "method.return_input": ("to_go", "average"),
-    "sampler.weighting": ("none", "loss", "sampling"),
-    "sampler.target": ("trajectory_return", "return_to_go", "action"),
-    "sampler.kernel": ("gaussian", "triangular", "laplace"),
-    "sampler.reweight": ("sqrt_inv", "inverse"),
-    "policy.name": ("unconditional", "diag_gaussian"),
-    "wandb.mode": ("offline", "online", "disabled"),
-}
 
 
 def fields_of(schema: type) -> dict[str, Any]:
@@ -170,9 +190,6 @@ def validate(cfg: TrainConfig) -> None:
                 raise ConfigError(f"unknown key {section}.{sorted(extra)[0]}: see `python -m wsrl.train --cfg job`")
         if extra := set(cfg) - set(fields_of(TrainConfig)):
             raise ConfigError(f"unknown key {sorted(extra)[0]}: see `python -m wsrl.train --cfg job`")
-    for key, allowed in CHOICES.items():
-        if _get(cfg, key) not in allowed:
-            raise ConfigError(f"{key}={_get(cfg, key)!r} is not one of {', '.join(allowed)}")
     positive = ["trainer.max_steps", "trainer.batch_size", "trainer.lr", "trainer.log_every_n_steps",
                 "eval.episodes", "sampler.bins", "sampler.sigma", "method.return_scale", "method.horizon",
                 "eval.video_frames", "eval.video_fps"]
@@ -216,24 +233,26 @@ class ResolvedEnv:
     ref_max_score: float
 
     def normalize(self, returns):
-        return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+        """D4RL normalized score with this run's reference scores."""
+        return normalize(returns, self.ref_min_score, self.ref_max_score)
 
 
 def resolve_env(env: EnvConfig) -> ResolvedEnv:
-    """Fill in the dataset id, evaluation env and reference scores that the env config leaves null."""
+    """Fill in the dataset id, evaluation env and reference scores that the env config leaves null (the suite's)."""
     robot = ROBOT[env.robot]
-    quality = env.quality.replace("_", "-")
-    default_id = {
-        "generated": f"wsrl/{env.robot}/{quality}{'-small' if env.size == 'small' else ''}-v0",
-        "d4rl": f"d4rl/{env.robot}/{quality}-v2",
-        "minari": f"wsrl-minari/{env.robot}/{quality}-v0",
-    }[env.source]
     return ResolvedEnv(
-        dataset_id=env.dataset_id or default_id,
-        eval_env_id=env.eval_env_id or (robot.d4rl_env_id if env.source == "d4rl" else robot.env_id),
+        dataset_id=env.dataset_id or dataset_id(env.robot, env.quality, env.source, env.size),
+        eval_env_id=env.eval_env_id or robot.eval_env_id(env.source),
         ref_min_score=robot.ref_min_score if env.ref_min_score is None else env.ref_min_score,
         ref_max_score=robot.ref_max_score if env.ref_max_score is None else env.ref_max_score,
     )
+
+
+def to_plain(cfg: TrainConfig | DictConfig) -> dict:
+    """The config as plain Python (resolved, choices as strings): what results, checkpoints and W&B record."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return OmegaConf.to_container(OmegaConf.structured(asdict(cfg)), enum_to_str=True)
 
 
 def register_configs() -> None:

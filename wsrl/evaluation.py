@@ -1,4 +1,4 @@
-"""Policy evaluation: batched rollouts in vectorized Gymnasium environments and D4RL normalized scores.
+"""Policy evaluation: a trained policy's D4RL normalized scores over seeded episodes (run by ``wsrl.episodes``).
 
 ``python -m wsrl.evaluation <checkpoint> [--episodes N] [--seed S]`` scores a trained policy from its checkpoint
 alone (no dataset, no results file); ``--video out.mp4`` also records its first episode, and ``--targets`` scores an
@@ -11,47 +11,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import gymnasium as gym
 import numpy as np
+
+from wsrl.episodes import run_episodes  # also the public name for it here, as before
 
 if TYPE_CHECKING:
     from wsrl.config import ResolvedEnv
     from wsrl.module import WeightedBC
-
-# act(observations [n, obs_dim], returns so far [n], steps so far [n]) -> actions [n, act_dim]
-ActFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
-
-def run_episodes(env_id: str, act: ActFn, n_episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``n_episodes`` episodes side by side, one environment each, with one batched ``act`` call per step.
-
-    Episode ``i`` is reset with seed ``seed + i``, so a policy's returns are reproducible. Environments whose
-    episode has ended keep stepping (auto-reset) until the last one ends; their rewards are masked out.
-    Returns the undiscounted episode returns and lengths.
-    """
-    envs = gym.make_vec(
-        env_id,
-        num_envs=n_episodes,
-        vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-    )
-    try:
-        obs, _ = envs.reset(seed=[seed + i for i in range(n_episodes)])
-        returns = np.zeros(n_episodes)
-        lengths = np.zeros(n_episodes, dtype=np.int64)
-        alive = np.ones(n_episodes, dtype=bool)
-        while alive.any():
-            obs, reward, terminated, truncated, _ = envs.step(act(obs, returns, lengths))
-            returns += np.where(alive, reward, 0.0)
-            lengths += alive
-            alive &= ~(terminated | truncated)
-    finally:
-        envs.close()
-    return returns, lengths
 
 
 def eval_seed(run_seed: int, step: int) -> int:

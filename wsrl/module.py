@@ -51,15 +51,6 @@ class WeightedBC(L.LightningModule):
         # One zero_grad/backward/step per batch, written out in training_step: the same update as Lightning's
         # automatic optimization with fewer framework calls per step (see README, "Performance").
         self.automatic_optimization = False
-        self._plain_backward = False  # set in on_fit_start
-
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning sets _current_fx_name around each of the ~15 hooks it calls per step; nn.Module.__setattr__'s
-        # parameter/buffer/module checks are wasted on that string.
-        if name == "_current_fx_name":
-            self.__dict__[name] = value
-        else:
-            super().__setattr__(name, value)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], batch_idx: int):
         inputs, actions, weights = batch
@@ -68,18 +59,9 @@ class WeightedBC(L.LightningModule):
             self._log_metrics(loss, weights)
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        if self._plain_backward:
-            loss.backward()
-        else:
-            self.manual_backward(loss)
+        self.manual_backward(loss)
         optimizer.step()
         return loss
-
-    def on_fit_start(self) -> None:
-        # In 32-bit on one device, manual_backward only wraps loss.backward() in backward hooks nobody here uses
-        # (tens of microseconds a step); other precisions and strategies need it.
-        self._plain_backward = (isinstance(self.trainer.strategy, L.pytorch.strategies.SingleDeviceStrategy)
-                                and self.trainer.precision == "32-true")
 
     def _log_metrics(self, loss: torch.Tensor, weights: torch.Tensor | None) -> None:
         value = loss.item()  # the one host sync per logging interval

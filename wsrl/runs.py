@@ -1,4 +1,10 @@
-"""What keeps a run directory sound: one process at a time, a clean stop on a signal, and whole-or-absent writes.
+"""A run directory: what a run records there, and what keeps it sound (one process at a time, a clean stop).
+
+- ``check_same_run``, ``record_run``, ``finished_results``, ``write_results``: the run's identity
+  (``run_config.json``, the config minus what may change between a run and its resumption), the full config
+  (``config.yaml``), "already finished" and ``results.json``. The directory is a function of the command, so the
+  same command resumes or reports the run; a directory holding another configuration is refused.
+- ``discard_if_empty``: a run refused before it wrote anything leaves no empty directories behind.
 
 - ``run_lock``: an exclusive ``flock`` on ``<run dir>/.wsrl.lock`` for the run's life. A second process on the
   same directory is refused (``RunLockedError``, naming the directory and the holder's PID) before it writes
@@ -6,8 +12,7 @@
 - ``StopSignals`` and ``StopAtStep``: SIGTERM and SIGINT (and, inside a submitit job, submitit's pre-emption
   signal) ask the run to stop. While training, the step in progress finishes, ``last.ckpt`` is written for it and
   ``RunInterrupted`` is raised; outside training it is raised at once. A second signal exits at once.
-- ``write_bytes_atomic``: a temporary file beside the target, synced, then renamed over it; a failed write (disk
-  full, read-only directory) removes the temporary file, keeps the previous file and raises ``WriteError``.
+- ``AtomicCheckpointIO``: Lightning's checkpoints, whole or not at all like every file here (``wsrl.files``).
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from types import FrameType
 
 import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import OmegaConf
+
+from wsrl.config import ConfigError, TrainConfig, to_plain
+from wsrl.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
 
 LOCK_NAME = ".wsrl.lock"
-
-
-class WriteError(RuntimeError):
-    """A file of the run could not be written; the message names the path and the operating system's reason."""
+RESULTS = "results.json"
+IDENTITY = "run_config.json"
 
 
 class RunLockedError(RuntimeError):
@@ -51,40 +58,6 @@ class RunInterrupted(Exception):
         return 128 + self.signum
 
 
-def _reason(err: OSError) -> str:
-    return err.strerror or str(err) or type(err).__name__
-
-
-def _write_fully(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` whole or not at all; WriteError names the path and the reason."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_fully(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(err, OSError):
-            raise WriteError(f"cannot write {path}: {_reason(err)}; the previous file (if any) is kept") from err
-        raise
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    write_bytes_atomic(path, json.dumps(data, indent=1).encode())
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, whole or not at all (``write_bytes_atomic``)."""
 
@@ -98,6 +71,66 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_bytes_atomic(Path(path), buffer.getvalue())
 
 
+def run_identity(plain: dict) -> dict:
+    """What makes two runs the same run: the config without what may change between a run and its resumption
+    (budget, logging, W&B, resume) and without the looks-only evaluation extras (videos, the conditioning curve),
+    so runs made before those existed stay the same run."""
+    keep = {k: v for k, v in plain.items() if k not in ("trainer", "wandb", "resume")}
+    keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")}
+    keep["eval"] = {k: v for k, v in plain["eval"].items() if k in ("episodes", "every_steps")}
+    return keep
+
+
+def check_same_run(cfg: TrainConfig, run_dir: Path) -> dict | None:
+    """Refuse to resume or extend a run directory that holds a run with another configuration; return the
+    identity to record when the directory holds no run yet."""
+    keep = run_identity(to_plain(cfg))
+    path = run_dir / IDENTITY
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != keep:
+            diff = sorted(k for k in set(before) | set(keep) if before.get(k) != keep.get(k))
+            raise ConfigError(f"{run_dir} holds a run with a different {', '.join(diff)} config; pass name=<new "
+                              "name> (or hydra.run.dir=...) to keep both runs")
+        return None
+    return keep
+
+
+def record_run(run_dir: Path, identity: dict | None, plain: dict) -> None:
+    """Record a newly accepted run (``identity`` from ``check_same_run``; None: recorded before) and its config."""
+    if identity is not None:
+        write_json_atomic(run_dir / IDENTITY, identity)
+        write_bytes_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)).encode())
+
+
+def finished_results(run_dir: Path, max_steps: int) -> dict | None:
+    """The results of a run that already reached ``max_steps`` in ``run_dir``, or None."""
+    path = run_dir / RESULTS
+    if path.exists():
+        done = json.loads(path.read_text())
+        if done["steps"] >= max_steps:
+            return done
+    return None
+
+
+def write_results(run_dir: Path, results: dict) -> Path:
+    """Write ``results.json`` (whole or not at all) and return its path."""
+    path = run_dir / RESULTS
+    write_json_atomic(path, results)
+    return path
+
+
+def discard_if_empty(run_dir: Path) -> None:
+    """Remove the directories Hydra made for a run that was refused before writing anything (empty ones only,
+    up to the working directory), so a refusal leaves no trace."""
+    run_dir, cwd = run_dir.resolve(), Path.cwd().resolve()
+    for path in [run_dir, *(parent for parent in run_dir.parents if cwd in parent.parents)]:
+        try:
+            path.rmdir()
+        except OSError:  # not empty: someone else's
+            break
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir`` exclusively for the duration; the lock file goes away with the hold."""
@@ -107,7 +140,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             run_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise WriteError(f"cannot lock the run directory {run_dir} ({path}: {_reason(err)}); it must be "
+            raise WriteError(f"cannot lock the run directory {run_dir} ({path}: {os_reason(err)}); it must be "
                              "writable: fix its permissions or choose another hydra.run.dir") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -127,7 +160,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
     except OSError as err:
         os.close(fd)
-        raise WriteError(f"cannot write {path}: {_reason(err)}") from err
+        raise WriteError(f"cannot write {path}: {os_reason(err)}") from err
     try:
         yield
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from wsrl.evaluation import ActFn
+from wsrl.episodes import ActFn
 
 INSTALL_HINT = "install MuJoCo's software OpenGL with `apt-get install -y libosmesa6`"
 

@@ -10,11 +10,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from wsrl.datasets.generate import QUALITIES, generate, generated_id
+from wsrl.datasets.generate import generate
 from wsrl.datasets.store import DatasetError, exists_locally
-from wsrl.datasets.suite import ROBOTS
-
-D4RL_QUALITIES = ("random", "medium", "expert", "medium_replay", "medium_expert", "full_replay")
+from wsrl.datasets.suite import D4RL_QUALITIES, GENERATED_QUALITIES, MINARI_QUALITIES, ROBOTS, SIZES, dataset_id
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -29,8 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     g = sub.add_parser("generate", help="make datasets from the shipped behaviour policies")
     g.add_argument("robot", choices=(*ROBOTS, "all"))
-    g.add_argument("quality", choices=(*QUALITIES, "all"), help="'all' makes the nine (and expert), keeping existing")
-    g.add_argument("--size", choices=("full", "small"), default="full", help="small: a tenth of D4RL's size")
+    g.add_argument("quality", choices=(*GENERATED_QUALITIES, "all"),
+                   help="'all' makes the nine (and expert), keeping existing")
+    g.add_argument("--size", choices=SIZES, default="full", help="small: a tenth of D4RL's size")
     g.add_argument("--overwrite", action="store_true", help="replace datasets that already exist")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=None, help="rollout processes (default: one per core, up to 2)")
@@ -44,17 +43,17 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--overwrite", action="store_true")
     m = sub.add_parser("download", help="download Minari's mujoco datasets, with D4RL reference scores attached")
     m.add_argument("robot", choices=ROBOTS)
-    m.add_argument("quality", choices=("medium", "expert", "medium_expert"))
+    m.add_argument("quality", choices=MINARI_QUALITIES)
     a = p.parse_args(argv)
     try:
         if a.command == "generate":
             robots = ROBOTS if a.robot == "all" else (a.robot,)
-            qualities = QUALITIES if a.quality == "all" else (a.quality,)
+            qualities = GENERATED_QUALITIES if a.quality == "all" else (a.quality,)
             for robot in robots:
                 for quality in qualities:
-                    dataset_id = generated_id(robot, quality, a.size)
-                    if exists_locally(dataset_id) and not a.overwrite and a.quality == "all":
-                        print(f"{dataset_id}: exists, kept")
+                    made = dataset_id(robot, quality, "generated", a.size)
+                    if exists_locally(made) and not a.overwrite and a.quality == "all":
+                        print(f"{made}: exists, kept")
                         continue
                     print(f"{generate(robot, quality, a.size, a.overwrite, seed=a.seed, workers=a.workers)}: written")
         elif a.command == "info":
@@ -64,14 +63,13 @@ def main(argv: list[str] | None = None) -> None:
         elif a.command == "import-d4rl":
             from wsrl.datasets.importers import import_d4rl_hdf5
 
-            dataset_id = f"d4rl/{a.robot}/{a.quality.replace('_', '-')}-v2"
-            print(f"{import_d4rl_hdf5(a.file, dataset_id, a.robot, a.overwrite)}: written")
+            target = dataset_id(a.robot, a.quality, "d4rl")
+            print(f"{import_d4rl_hdf5(a.file, target, a.robot, a.overwrite)}: written")
         else:
-            from wsrl.config import EnvConfig, resolve_env
             from wsrl.datasets.importers import download_minari
 
-            env = resolve_env(EnvConfig(name="", robot=a.robot, quality=a.quality, source="minari"))
-            print(f"{download_minari(a.robot, a.quality, env.dataset_id)}: written")
+            target = dataset_id(a.robot, a.quality, "minari")
+            print(f"{download_minari(a.robot, a.quality, target)}: written")
     except DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from wsrl.datasets.suite import ROBOT, ROBOTS, Robot
-from wsrl.evaluation import run_episodes
-from wsrl.runs import write_json_atomic
+from wsrl.episodes import run_episodes
+from wsrl.files import write_json_atomic
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "behavior"
 RUNS = Path(__file__).resolve().parents[2] / "experiments" / "behavior"  # committed: records, snapshots, agents

@@ -40,24 +40,24 @@ import torch
 from tqdm import tqdm
 
 from wsrl.datasets.behavior import ASSETS, Actor, load_actor
-from wsrl.datasets.store import DatasetError, episode_buffers, exists_locally, write_dataset
-from wsrl.datasets.suite import ROBOT
+from wsrl.datasets.store import (
+    KEYS,
+    DatasetError,
+    Episodes,
+    concat_episodes,
+    episode_buffers,
+    exists_locally,
+    read_episodes,
+    write_dataset,
+)
+from wsrl.datasets.suite import GENERATED_QUALITIES, ROBOT, generated_id
 
 FULL_STEPS = 1_000_000  # D4RL's medium and expert sizes
 SMALL_FRACTION = 10
-QUALITIES = ("medium", "expert", "medium_replay", "medium_expert")
 SHARDS = 2  # independent vector envs per rollout, each in its own process when cores allow
 ENVS_PER_SHARD = 16  # 8 to 64 run at the same speed per core here; fewer pay more per-step overhead
 EPISODE_LIMIT = 1000  # the v5 environments' time limit, when the spec does not say
 PARALLEL_MIN_STEPS = 20_000  # below this budget per policy, starting worker processes costs more than it saves
-KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
-
-Episodes = dict[str, list[np.ndarray]]  # per-episode arrays under KEYS; observations carry the final one
-
-
-def generated_id(robot: str, quality: str, size: str = "full") -> str:
-    """``wsrl/hopper/medium-expert-v0``, or ``wsrl/hopper/medium-expert-small-v0`` for the small size."""
-    return f"wsrl/{robot}/{quality.replace('_', '-')}{'-small' if size == 'small' else ''}-v0"
 
 
 def derive_seed(*keys: int) -> int:
@@ -159,21 +159,7 @@ def rollout(env_id: str, actors: list[Actor | None], steps: int, seed: int,
     jobs = [(env_id, actors, steps // SHARDS + (k < steps % SHARDS), derive_seed(seed, k), n_envs,
              (desc or env_id) if k == 0 else None) for k in range(SHARDS)]
     jobs = [job for job in jobs if job[2] > 0]
-    return _concat(list(pool.map(_shard, jobs)) if pool is not None else [_shard(job) for job in jobs])
-
-
-def _concat(parts: list[Episodes]) -> Episodes:
-    return {k: [ep for part in parts for ep in part[k]] for k in KEYS}
-
-
-def _episodes_of(dataset_id: str) -> Episodes:
-    import minari
-
-    out: Episodes = {k: [] for k in KEYS}
-    for ep in minari.load_dataset(dataset_id).iterate_episodes():
-        for k in KEYS:
-            out[k].append(np.asarray(getattr(ep, k)))
-    return out
+    return concat_episodes(list(pool.map(_shard, jobs)) if pool is not None else [_shard(job) for job in jobs])
 
 
 def _snapshot(robot: str, manifest: dict, step: int, assets: Path) -> Actor:
@@ -220,8 +206,8 @@ def generate(robot: str, quality: str, size: str = "full", overwrite: bool = Fal
     budget is worth it). The same arguments give the same data whatever ``workers`` is.
     """
     assets = assets or ASSETS
-    if quality not in QUALITIES:
-        raise DatasetError(f"unknown quality {quality!r}: use one of {', '.join(QUALITIES)}")
+    if quality not in GENERATED_QUALITIES:
+        raise DatasetError(f"unknown quality {quality!r}: use one of {', '.join(GENERATED_QUALITIES)}")
     if robot not in ROBOT:
         raise DatasetError(f"unknown robot {robot!r}: use one of {', '.join(ROBOT)}")
     manifest = load_manifest(robot, assets)
@@ -241,7 +227,7 @@ def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict,
     chosen = manifest["chosen"]
     learner = manifest["learner"].upper()
     label = f"{robot} {quality}"
-    quality_seed = derive_seed(seed, QUALITIES.index(quality))
+    quality_seed = derive_seed(seed, GENERATED_QUALITIES.index(quality))
     if quality in ("medium", "expert"):
         actor = _snapshot(robot, manifest, chosen[quality], assets)
         episodes = rollout(r.env_id, [actor], n, quality_seed, desc=label, pool=pool)
@@ -263,8 +249,8 @@ def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict,
             part_id = generated_id(robot, q, size)
             if not exists_locally(part_id):
                 _generate(robot, q, size, assets, manifest, seed, n, steps_per_policy, pool, False)
-            parts.append(_episodes_of(part_id))
-        episodes = _concat(parts)
+            parts.append(read_episodes(part_id))
+        episodes = concat_episodes(parts)
         policy = f"{generated_id(robot, 'medium', size)} followed by {generated_id(robot, 'expert', size)}"
     steps_made = sum(len(a) for a in episodes["actions"])
     print(f"{generated_id(robot, quality, size)}: {steps_made} steps, {len(episodes['actions'])} episodes, "

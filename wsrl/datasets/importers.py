@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from wsrl.datasets.store import DatasetError, datasets_root, episode_buffers, write_dataset
-from wsrl.datasets.suite import ROBOT
+from wsrl.datasets.store import (
+    DatasetError,
+    concat_episodes,
+    episode_buffers,
+    read_episodes,
+    scratch_root,
+    write_dataset,
+)
+from wsrl.datasets.suite import MINARI_QUALITIES, ROBOT
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 
@@ -84,35 +89,23 @@ def download_minari(robot: str, quality: str, dataset_id: str) -> str:
     """
     import minari
 
-    from wsrl.datasets.generate import _concat, _episodes_of
-
     offline = f"python -m wsrl.datasets generate {robot} {quality}"
-    if quality not in ("medium", "expert", "medium_expert"):
+    if quality not in MINARI_QUALITIES:
         raise DatasetError(f"Minari publishes no {quality} for the MuJoCo robots, so {dataset_id} cannot be "
                            f"downloaded; use the generated suite: {offline}")
     parts = []
-    before = os.environ.get("MINARI_DATASETS_PATH")
-    root = datasets_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".wsrl-download-", dir=root) as scratch:
-        os.environ["MINARI_DATASETS_PATH"] = scratch
-        try:
-            for q in ("medium", "expert") if quality == "medium_expert" else (quality,):
-                remote = f"mujoco/{robot}/{q}-v0"
-                try:
-                    minari.download_dataset(remote)
-                except Exception as err:  # no network, no huggingface extra, unknown id: all end here
-                    reason = str(err).splitlines()[0] if str(err) else ""
-                    raise DatasetError(f"cannot download {remote} for {dataset_id} ({type(err).__name__}: {reason}); "
-                                       f"offline, use the generated suite: {offline}") from err
-                parts.append(_episodes_of(remote))
-        finally:
-            if before is None:
-                os.environ.pop("MINARI_DATASETS_PATH")
-            else:
-                os.environ["MINARI_DATASETS_PATH"] = before
+    with scratch_root(".wsrl-download-"):
+        for q in ("medium", "expert") if quality == "medium_expert" else (quality,):
+            remote = f"mujoco/{robot}/{q}-v0"
+            try:
+                minari.download_dataset(remote)
+            except Exception as err:  # no network, no huggingface extra, unknown id: all end here
+                reason = str(err).splitlines()[0] if str(err) else ""
+                raise DatasetError(f"cannot download {remote} for {dataset_id} ({type(err).__name__}: {reason}); "
+                                   f"offline, use the generated suite: {offline}") from err
+            parts.append(read_episodes(remote))
     r = ROBOT[robot]
-    return write_dataset(dataset_id, episode_buffers(**_concat(parts)), env=r.env_id, eval_env=r.env_id,
+    return write_dataset(dataset_id, episode_buffers(**concat_episodes(parts)), env=r.env_id, eval_env=r.env_id,
                          algorithm_name="Minari mujoco datasets (stable-baselines3 SAC/TQC)",
                          ref_min_score=r.ref_min_score, ref_max_score=r.ref_max_score,
                          description=f"Minari mujoco/{robot} {quality} with D4RL reference scores, via wsrl")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
+from wsrl.datasets.suite import normalize
 
 
 def info(dataset_id: str, png: Path | None = None) -> dict:
@@ -29,7 +30,7 @@ def info(dataset_id: str, png: Path | None = None) -> dict:
                                             strict=True))}
     scores = returns
     if lo is not None and hi is not None:
-        scores = 100 * (returns - lo) / (hi - lo)
+        scores = normalize(returns, lo, hi)
         summary["normalized_score"] = {"mean": round(float(scores.mean()), 1), "std": round(float(scores.std()), 1)}
     for key, value in summary.items():
         print(f"{key:>18}: {value}")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
+from wsrl.datasets.suite import generated_id
 
 __all__ = ["DatasetError", "ensure_dataset"]  # DatasetError lives in store.py, below every writer
 
@@ -43,7 +44,7 @@ def making_lock() -> Iterator[None]:
 def _make(dataset_id: str, source: str, robot: str, quality: str, size: str, d4rl_file: str | None) -> None:
     where = f"{dataset_id} is not in {datasets_root()}"
     if source == "generated":
-        from wsrl.datasets.generate import generate, generated_id
+        from wsrl.datasets.generate import generate
 
         if dataset_id != generated_id(robot, quality, size):
             raise DatasetError(f"{where} and is not a generated id ({generated_id(robot, quality, size)}); make it "

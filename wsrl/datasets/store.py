@@ -1,4 +1,5 @@
-"""Writing Minari datasets atomically: build in a scratch root beside the target, then rename into place."""
+"""The local Minari store: where datasets live, reading their episodes, and writing them atomically (built in a
+scratch root beside the target, then renamed into place). The one place that points Minari at another root."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+Episodes = dict[str, list[np.ndarray]]  # per-episode arrays under KEYS; observations carry the final one
 
 
 class DatasetError(RuntimeError):
@@ -27,11 +31,12 @@ def exists_locally(dataset_id: str) -> bool:
 
 
 @contextlib.contextmanager
-def _scratch_root() -> Iterator[Path]:
-    """Point Minari at a temporary root on the same filesystem, restoring the variable afterwards."""
+def scratch_root(prefix: str) -> Iterator[Path]:
+    """Point Minari at a new temporary root inside the current one (same filesystem, a name Minari ignores) for the
+    duration, then restore ``MINARI_DATASETS_PATH`` and remove the scratch root with whatever is left in it."""
     root = datasets_root()
     root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".wsrl-build-", dir=root))
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
     before = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(scratch)
     try:
@@ -42,6 +47,22 @@ def _scratch_root() -> Iterator[Path]:
         else:
             os.environ["MINARI_DATASETS_PATH"] = before
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def read_episodes(dataset_id: str) -> Episodes:
+    """Every episode of a local dataset as per-episode arrays."""
+    import minari
+
+    out: Episodes = {k: [] for k in KEYS}
+    for ep in minari.load_dataset(dataset_id).iterate_episodes():
+        for k in KEYS:
+            out[k].append(np.asarray(getattr(ep, k)))
+    return out
+
+
+def concat_episodes(parts: list[Episodes]) -> Episodes:
+    """The episodes of ``parts``, one after another."""
+    return {k: [ep for part in parts for ep in part[k]] for k in KEYS}
 
 
 def write_dataset(dataset_id: str, episodes: list, overwrite: bool = False, **metadata) -> str:
@@ -57,7 +78,7 @@ def write_dataset(dataset_id: str, episodes: list, overwrite: bool = False, **me
     if exists_locally(dataset_id) and not overwrite:
         raise DatasetError(f"{dataset_id} already exists in {datasets_root()}; pass --overwrite to replace it")
     try:
-        with _scratch_root() as scratch:
+        with scratch_root(".wsrl-build-") as scratch:
             minari.create_dataset_from_buffers(dataset_id, buffer=episodes, author="wsrl",
                                                code_permalink="https://github.com/wsrl/wsrl", **metadata)
             _publish(scratch / dataset_id, target, dataset_id)

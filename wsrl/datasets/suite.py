@@ -1,11 +1,27 @@
-"""The nine datasets: robots, qualities, ids and D4RL reference scores."""
+"""The suite's facts, in one place: robots, qualities, sources, dataset ids and D4RL's reference scores.
+
+Everything that names a dataset or normalizes a return asks this module (the configs, generation, the importers,
+the command lines, evaluation), so the formulas cannot drift apart. It imports nothing from wsrl.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 ROBOTS = ("halfcheetah", "hopper", "walker2d")
-QUALITIES = ("medium", "medium_replay", "medium_expert")
+QUALITIES = ("medium", "medium_replay", "medium_expert")  # the paper's nine datasets: ROBOTS x QUALITIES
+# what generation makes: the nine's qualities plus expert (medium_expert's second half). The order is part of the
+# data: each quality's random seed is derived from its index here, so do not reorder.
+GENERATED_QUALITIES = ("medium", "expert", "medium_replay", "medium_expert")
+D4RL_QUALITIES = ("random", "medium", "expert", "medium_replay", "medium_expert", "full_replay")  # D4RL's v2 files
+MINARI_QUALITIES = ("medium", "expert", "medium_expert")  # what Minari's mujoco datasets can give (medium_expert: both)
+SOURCES = ("generated", "d4rl", "minari")  # wsrl's own suite | a converted D4RL file | Minari's download
+SIZES = ("full", "small")  # generated suite: D4RL's sizes | a tenth of them
+
+
+def normalize(returns, ref_min_score: float, ref_max_score: float):
+    """D4RL normalized score: 100 * (R - min) / (max - min), for a number or an array of returns."""
+    return 100.0 * (returns - ref_min_score) / (ref_max_score - ref_min_score)
 
 
 @dataclass(frozen=True)
@@ -20,8 +36,12 @@ class Robot:
     medium_target: float  # normalized score D4RL's medium dataset averages, roughly
 
     def normalize(self, returns):
-        """D4RL normalized score: 100 * (R - min) / (max - min)."""
-        return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+        """D4RL normalized score with this robot's reference scores."""
+        return normalize(returns, self.ref_min_score, self.ref_max_score)
+
+    def eval_env_id(self, source: str) -> str:
+        """Where a policy trained on data of ``source`` is evaluated: v4 for D4RL's files (its dynamics), else v5."""
+        return self.d4rl_env_id if source == "d4rl" else self.env_id
 
 
 ROBOT = {
@@ -29,3 +49,22 @@ ROBOT = {
     "hopper": Robot("hopper", "Hopper-v5", "Hopper-v4", -20.272305, 3234.3, 50.0),
     "walker2d": Robot("walker2d", "Walker2d-v5", "Walker2d-v4", 1.629008, 4592.3, 70.0),
 }
+
+
+def dataset_id(robot: str, quality: str, source: str = "generated", size: str = "full") -> str:
+    """The Minari id of a dataset: ``wsrl/hopper/medium-expert[-small]-v0`` (generated),
+    ``d4rl/hopper/medium-expert-v2`` (a converted D4RL file) or ``wsrl-minari/hopper/medium-expert-v0`` (Minari's
+    download with reference scores)."""
+    name = quality.replace("_", "-")
+    if source == "generated":
+        return f"wsrl/{robot}/{name}{'-small' if size == 'small' else ''}-v0"
+    if source == "d4rl":
+        return f"d4rl/{robot}/{name}-v2"
+    if source == "minari":
+        return f"wsrl-minari/{robot}/{name}-v0"
+    raise ValueError(f"unknown dataset source {source!r}: use one of {', '.join(SOURCES)}")
+
+
+def generated_id(robot: str, quality: str, size: str = "full") -> str:
+    """The id of a dataset of wsrl's generated suite (``dataset_id`` with ``source='generated'``)."""
+    return dataset_id(robot, quality, "generated", size)

@@ -1,0 +1,175 @@
+"""Build a run from its config: the data module, the LightningModule and the Trainer, with its loggers and callbacks.
+
+``build_run`` is the one place that does it: ``wsrl.train.train`` fits what it returns, and the benchmark
+(``experiments/bench.py``) times exactly the same objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from wsrl import dashboard
+from wsrl.conditioning import return_histogram
+from wsrl.config import ConfigError, EvalConfig, ResolvedEnv, TrainConfig, to_plain
+from wsrl.data import DataError, OfflineDataModule, Transitions
+from wsrl.evaluation import eval_seed, evaluate
+from wsrl.module import WeightedBC
+from wsrl.runs import AtomicCheckpointIO, StopAtStep, StopSignals
+
+log = logging.getLogger("wsrl")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``device=auto`` is CUDA where there is one; asking for CUDA without one is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
+    return device
+
+
+def check_shapes(eval_env_id: str, dataset_id: str, obs_dim: int, act_dim: int) -> None:
+    """The dataset must fit the evaluation environment, or evaluation would fail after all the training."""
+    import gymnasium as gym
+
+    env = gym.make(eval_env_id)
+    want_obs, want_act = env.observation_space.shape, env.action_space.shape
+    env.close()
+    if (obs_dim,) != want_obs or (act_dim,) != want_act:
+        raise DataError(f"{dataset_id} has observations of size {obs_dim} and actions of size {act_dim} but "
+                        f"{eval_env_id} expects {want_obs[0]} and {want_act[0]}; set env.eval_env_id to the env "
+                        "the data came from")
+
+
+class PeriodicEval(L.Callback):
+    """Evaluates every ``every_steps`` steps; with ``video`` (the eval config, when eval.video_periodic) it also
+    records the first episode into ``run_dir/videos``. The history is saved in checkpoints."""
+
+    def __init__(self, env: ResolvedEnv, episodes: int, every_steps: int, seed: int, video: EvalConfig | None = None,
+                 run_dir: Path | None = None) -> None:
+        self.env, self.episodes, self.every_steps, self.seed = env, episodes, every_steps, seed
+        self.video, self.run_dir = video, run_dir
+        self.history: list[dict] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_steps and step % self.every_steps == 0 and step < trainer.max_steps:
+            result = evaluate(module, self.env, self.episodes, eval_seed(self.seed, step))
+            self.history.append({"step": step, **result["normalized_score"]})
+            module.log_dict({"eval/normalized_mean": result["normalized_score"]["mean"],
+                             "eval/normalized_std": result["normalized_score"]["std"]})
+            if self.video is not None:
+                dashboard.record_and_log(trainer.loggers, module, self.env, self.video, eval_seed(self.seed, step),
+                                         step, self.run_dir)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = state["history"]
+
+
+def wandb_reachable(timeout: float = 3.0) -> bool:
+    """Whether the W&B server answers a TCP connection (online mode would otherwise hang or fail)."""
+    import socket
+
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def make_loggers(cfg: TrainConfig, run_dir: Path) -> list:
+    """A CSV logger in ``run_dir/csv`` and, unless ``wandb.mode=disabled``, W&B (offline when it is unreachable)."""
+    loggers: list = [L.pytorch.loggers.CSVLogger(run_dir, name="csv", version="")]
+    mode = str(cfg.wandb.mode)
+    if mode == "online" and not wandb_reachable():
+        log.warning("W&B is not reachable: logging offline instead (sync later with `wandb sync %s/wandb`)", run_dir)
+        mode = "offline"
+    if mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        group = cfg.wandb.group or f"{cfg.env.name}/{cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name}"
+        loggers.append(WandbLogger(project=cfg.wandb.project, entity=cfg.wandb.entity, group=group,
+                                   name=f"{group}/seed{cfg.seed}", save_dir=str(run_dir), mode=mode,
+                                   config=to_plain(cfg)))
+    return loggers
+
+
+def checkpoint_interval(cfg: TrainConfig) -> int:
+    """Steps between checkpoints (``checkpoint_every_steps``; 0 means only the end)."""
+    return cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
+
+
+def make_trainer(cfg: TrainConfig, run_dir: Path, device: torch.device, loggers: list,
+                 callbacks: list[L.Callback]) -> L.Trainer:
+    """The run's Trainer: ``callbacks``, then checkpoints every ``checkpoint_every_steps`` in ``run_dir/checkpoints``
+    and the progress bar."""
+    every = checkpoint_interval(cfg)
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}",
+                                                      save_last=True, every_n_train_steps=every, save_top_k=1,
+                                                      monitor=None, enable_version_counter=False)
+    # One process per run directory (wsrl.runs.run_lock), so an existing last.ckpt is this run's, written by this
+    # callback or by a stop signal: replace it rather than write last-v1.ckpt beside it, which a resume never reads.
+    # The module steps its optimizer itself (manual optimization); its checkpoints hold the state after the step,
+    # as with automatic optimization, which is what resuming expects.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    return L.Trainer(
+        max_steps=cfg.trainer.max_steps, accelerator=device.type, devices=[device.index or 0]
+        if device.type == "cuda" else 1, logger=loggers,
+        callbacks=[*callbacks, checkpoints] + ([L.pytorch.callbacks.TQDMProgressBar(cfg.trainer.log_every_n_steps)]
+                                               if cfg.trainer.progress_bar else []),
+        log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.progress_bar,
+        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False,
+        default_root_dir=run_dir, plugins=[AtomicCheckpointIO()])
+
+
+@dataclass
+class Run:
+    """Everything ``train`` fits, evaluates and records."""
+
+    env: ResolvedEnv
+    device: torch.device
+    data: OfflineDataModule  # set up: the dataset on the device, its weights and the batch stream
+    module: WeightedBC
+    trainer: L.Trainer
+    evaluator: PeriodicEval  # the periodic evaluations' history (a Trainer callback when eval.every_steps > 0)
+    stopper: StopAtStep  # saves the step on a stop signal; records the step each process started from
+    last: Path  # checkpoints/last.ckpt: what a resumed run starts from
+    target_return: float  # RvS-R's evaluation target (raw return)
+    config: dict  # the resolved config as plain Python, kept in checkpoints and results
+
+
+def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSignals,
+              transitions: Transitions | None = None) -> Run:
+    """Seed everything, load the dataset onto the device (``transitions``: already loaded, as the benchmark
+    reuses them), check that it fits the evaluation env, and build the module and the Trainer."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    device = resolve_device(cfg.device)
+    data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device,
+                             transitions)
+    data.setup()
+    check_shapes(env.eval_env_id, env.dataset_id, data.obs_mean.shape[0], data.action_dim)
+    target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
+    plain = to_plain(cfg)
+    module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
+                        target, data.obs_mean, data.obs_std, config=plain,
+                        dataset_returns=return_histogram(data.data.episode_returns()))
+    evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed,
+                             cfg.eval if cfg.eval.video_periodic else None, run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    stopper = StopAtStep(signals, last)
+    # without periodic evaluation the callback would only cost its hook calls on every step
+    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
+                           ([evaluator] if cfg.eval.every_steps else []) + [stopper])
+    return Run(env, device, data, module, trainer, evaluator, stopper, last, target, plain)
