@@ -302,7 +302,7 @@ def test_damaged_hdf5_is_refused(minari_root, tmp_path):
 
 
 def test_info_prints_summary_and_writes_png(tiny_dataset, tmp_path, capsys):
-    summary = info(tiny_dataset, tmp_path / "hist.png")
+    [summary] = info(tiny_dataset, tmp_path / "hist.png")
     out = capsys.readouterr().out
     assert "episodes" in out and "normalized_score" in out
     assert summary["episodes"] == 6
@@ -311,6 +311,17 @@ def test_info_prints_summary_and_writes_png(tiny_dataset, tmp_path, capsys):
     assert summary["normalized_score"]["mean"] == pytest.approx(ROBOT["hopper"].normalize(returns).mean(), abs=0.05)
     assert summary["return_quantiles"]["max"] == pytest.approx(returns.max(), abs=0.05)
     assert (tmp_path / "hist.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_info_draws_several_datasets_side_by_side_or_nothing(tiny_dataset, tmp_path, capsys):
+    other = make_tiny_dataset("wsrl/walker2d/medium-expert-v0", robot="walker2d")
+    summaries = info([tiny_dataset, other], tmp_path / "both.png")
+    assert [s["dataset_id"] for s in summaries] == [tiny_dataset, other]
+    assert capsys.readouterr().out.count("normalized_score") == 2
+    assert (tmp_path / "both.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(DatasetError, match="wsrl/nope/none-v0"):  # checked before anything is drawn
+        info([tiny_dataset, "wsrl/nope/none-v0"], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists() and not list(tmp_path.glob("*.tmp.png"))
 
 
 @pytest.mark.parametrize("argv,token", [

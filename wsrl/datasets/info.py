@@ -1,4 +1,7 @@
-"""Inspect a dataset: size, return quantiles, normalized score, and a histogram of trajectory returns."""
+"""Inspect datasets: size, return quantiles, normalized score, and histograms of trajectory returns.
+
+Several datasets go side by side in one figure, on one shared axis, so that their modes can be compared (the
+medium-expert sets should show two: ``docs/medium_expert_returns.png``)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,9 @@ from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
 from wsrl.datasets.suite import normalize
 
 
-def info(dataset_id: str, png: Path | None = None) -> dict:
-    """Print a summary of ``dataset_id`` and write the histogram of its episode returns to ``png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def summarize(dataset_id: str) -> tuple[dict, np.ndarray]:
+    """The printed summary of ``dataset_id`` and its episodes' returns, normalized when the dataset carries
+    reference scores (raw otherwise)."""
     import minari
 
     if not exists_locally(dataset_id):
@@ -23,27 +23,43 @@ def info(dataset_id: str, png: Path | None = None) -> dict:
                            "generate|import-d4rl|download ...` (see --help)")
     ds = minari.load_dataset(dataset_id)
     returns = np.array([ep.rewards.sum() for ep in ds.iterate_episodes()])
-    lo, hi = ds.storage.metadata.get("ref_min_score"), ds.storage.metadata.get("ref_max_score")
     summary = {"dataset_id": dataset_id, "episodes": int(ds.total_episodes), "steps": int(ds.total_steps),
                "return_quantiles": dict(zip(("min", "q25", "median", "q75", "max"),
                                             np.quantile(returns, [0, 0.25, 0.5, 0.75, 1]).round(1).tolist(),
                                             strict=True))}
-    scores = returns
-    if lo is not None and hi is not None:
-        scores = normalize(returns, lo, hi)
-        summary["normalized_score"] = {"mean": round(float(scores.mean()), 1), "std": round(float(scores.std()), 1)}
-    for key, value in summary.items():
-        print(f"{key:>18}: {value}")
-    png = Path(png or f"{dataset_id.replace('/', '_')}_returns.png")
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.hist(scores, bins=50, color="tab:blue")
-    ax.set(title=dataset_id, xlabel="D4RL normalized return" if scores is not returns else "episode return",
-           ylabel="episodes")
+    lo, hi = ds.storage.metadata.get("ref_min_score"), ds.storage.metadata.get("ref_max_score")
+    if lo is None or hi is None:
+        return summary, returns
+    scores = normalize(returns, lo, hi)
+    summary["normalized_score"] = {"mean": round(float(scores.mean()), 1), "std": round(float(scores.std()), 1)}
+    return summary, scores
+
+
+def info(dataset_ids: str | list[str], png: Path | None = None) -> list[dict]:
+    """Print a summary of each dataset and write their return histograms, one panel each, to ``png``
+    (default ``<first id>_returns.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ids = [dataset_ids] if isinstance(dataset_ids, str) else list(dataset_ids)
+    found = [summarize(i) for i in ids]  # every id checked before anything is drawn or written
+    for summary, _ in found:
+        for key, value in summary.items():
+            print(f"{key:>18}: {value}")
+    normalized = all("normalized_score" in s for s, _ in found)
+    png = Path(png or f"{ids[0].replace('/', '_')}_returns.png")
+    fig, axes = plt.subplots(1, len(ids), figsize=(5 * len(ids) + 2, 4), sharex=normalized, squeeze=False)
+    for ax, (summary, scores) in zip(axes[0], found, strict=True):
+        ax.hist(scores, bins=50, color="tab:blue")
+        mean = summary.get("normalized_score", {}).get("mean")
+        ax.set(title=summary["dataset_id"] + (f" (mean {mean})" if mean is not None else ""), ylabel="episodes",
+               xlabel="D4RL normalized return" if "normalized_score" in summary else "episode return")
     fig.tight_layout()
     tmp = png.with_name(png.name + ".tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(png)
     print(f"{'histogram':>18}: {png}")
-    summary["png"] = str(png)
-    return summary
+    return [{**summary, "png": str(png)} for summary, _ in found]
