@@ -15,7 +15,8 @@
    and a CUDA graph of the whole step.
 7. Steady state: ``make run``'s configuration trained for 10k steps in a fresh process, its speed early against
    late (bar: late / early >= 0.9), and bare, wsrl and usual timed again from its trained weights; with
-   ``--steady-keep`` also without the subnormal flush, to show what it saves.
+   ``--steady-keep`` also without the subnormal flush, to show what it saves; and this CPU's subnormal slow path
+   (one matmul on a weight with subnormal entries against a fresh one, flush off).
 8. Behaviour training (only with ``--only behavior``, ~10 min): SAC's speed in process-CPU time with and without
    the subnormal flush, continued from the committed walker2d agent.
 Plus the peak memory of loading a 2M-transition dataset (in a fresh process).
@@ -788,8 +789,37 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
                       "transitions": len(transitions.actions)}))
 
 
+def subnormal_penalty(rounds: int = 5, reps: int = 10) -> tuple[float, float]:
+    """This CPU's slow path: ms of one 512 x 1024 x 1024 matmul, one thread, with the flush off, on a weight with
+    3.5 % subnormal entries (what issue 9's trained layer held) and on a fresh one; medians of alternating rounds.
+    The calling thread's flush bits are toggled and restored, so the rest of the bench is unaffected."""
+    g = torch.Generator().manual_seed(0)
+    fresh = torch.randn(1024, 1024, generator=g) * 0.03
+    trained = fresh.masked_fill(torch.rand(1024, 1024, generator=g) < 0.035, 1e-39)
+    x = torch.randn(512, 1024, generator=g).relu()
+    threads, times = torch.get_num_threads(), {"trained": [], "fresh": []}
+    torch.set_num_threads(1)  # one thread: the op runs on this thread, whose flush bits we set
+    torch.set_flush_denormal(False)
+    try:
+        for _ in range(rounds):
+            for name, w in (("trained", trained), ("fresh", fresh)):
+                x @ w
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    x @ w
+                times[name].append((time.perf_counter() - t0) / reps * 1e3)
+    finally:
+        torch.set_flush_denormal(True)
+        torch.set_num_threads(threads)
+    return float(np.median(times["trained"])), float(np.median(times["fresh"]))
+
+
 def bench_steady(b: Bench) -> None:
     steps = 100 if b.quick else b.steady_steps
+    sub, fresh = subnormal_penalty(rounds=2 if b.quick else 5)
+    b.add("7. steady state: this CPU's subnormal slow path (flush off, 1 thread)",
+          "512 x 1024 x 1024 matmul, weight with 3.5 % subnormals; ratio = that / fresh weight", sub, "ms",
+          sub / fresh, note=f"fresh weight {fresh:.2f} ms; a ratio near 1: no slow path here, the flush is insurance")
     for mode, label in (("flush", "subnormals flushed (wsrl)"), ("keep", "subnormals kept (without the fix)")):
         if mode == "keep" and not b.steady_keep:
             continue
