@@ -40,6 +40,7 @@ import logging
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -778,11 +779,14 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
     b = Bench(quick=synthetic, steps=0, rounds=1, warmup=0, clock="wall", threads=torch.get_num_threads(),
               transitions=len(transitions.actions), only=set())
     early, late = (steps // 20, steps // 5), (steps - steps // 5, steps)  # 500-2,000 and 8,000-10,000 of 10k
-    rates, state = wsrl_run(b, cfg, transitions, [early[0], early[1], late[0], late[1]], steps + 1)
-    timed = max(3, steps // 50)
-    args = (b, cfg, transitions, 2, timed)
-    after = {name: fn(*args, state=state) for name, fn in
-             (("bare", bare_rate), ("wsrl", wsrl_rate), ("usual", usual_rate))}
+    try:  # b.root holds the runs' directories
+        rates, state = wsrl_run(b, cfg, transitions, [early[0], early[1], late[0], late[1]], steps + 1)
+        timed = max(3, steps // 50)
+        args = (b, cfg, transitions, 2, timed)
+        after = {name: fn(*args, state=state) for name, fn in
+                 (("bare", bare_rate), ("wsrl", wsrl_rate), ("usual", usual_rate))}
+    finally:
+        shutil.rmtree(b.root, ignore_errors=True)
     subnormal = sum(int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
                     for t in state["module"].values() if t.is_floating_point())
     print(json.dumps({"early": rates[0], "late": rates[2], "after": after, "subnormal_weights": subnormal,
@@ -988,8 +992,6 @@ def main(argv: list[str] | None = None) -> Bench:
             if section in only:
                 measure(b)
     finally:
-        import shutil
-
         shutil.rmtree(b.root, ignore_errors=True)
         if minari_path is None:
             os.environ.pop("MINARI_DATASETS_PATH", None)
