@@ -429,7 +429,10 @@ def curve_report(sweep_dir: Path, number: int, env: str, column: str, out: Path 
     if len(history) > 1:
         ax.fill_between(steps, [r["ci95 low"] for r in rows], [r["ci95 high"] for r in rows], color="tab:blue",
                         alpha=0.2, label="95 % interval over seeds")
-    ax.set(xlabel="gradient steps", ylabel="D4RL normalized score", title=f"Table {number}: {env} / {column}")
+    scores = [v for h in history.values() for v in h.values()]  # with few seeds the t band can be far wider
+    margin = max(5.0, 0.1 * (max(scores) - min(scores)))     # than the scores: keep the scores in view
+    ax.set(xlabel="gradient steps", ylabel="D4RL normalized score", title=f"Table {number}: {env} / {column}",
+           ylim=(min(scores) - margin, max(scores) + margin))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
