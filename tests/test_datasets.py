@@ -117,12 +117,18 @@ def test_choose_picks_expert_and_medium_on_many_episodes_and_ships_what_generati
         return {"normalized_mean": many[int(path.stem[5:])], "normalized_std": 1.0, "episodes": episodes}
 
     monkeypatch.setattr(behavior, "_score", score)
+    first = {"robot": "hopper", "learner": "sac", "seed": 0, "steps_done": 120000, "note": "budget cut",
+             "curve": [{"step": 10, "normalized_mean": 17.9}]}  # a manifest from before run records
+    (tmp_path / "assets" / "hopper").mkdir(parents=True)
+    (tmp_path / "assets" / "hopper" / "manifest.json").write_text(json.dumps(first))
     manifest = behavior.choose("hopper", run, episodes=50, assets=tmp_path / "assets")
     assert manifest["chosen"] == {"expert": 6, "medium": 3}  # 0.45 x 94 = 42.3: snapshot 3 (45) beats 2 (38)
     assert set(seen) == {50} and manifest["chosen_scores"]["expert"]["normalized_mean"] == 94.0
     shipped = sorted(p.name for p in (tmp_path / "assets" / "hopper" / "snapshots").iterdir())
     assert shipped == [f"step_{k:07d}.pt" for k in (1, 2, 3, 6)]
-    assert [r["kept"] for r in manifest["runs"]] == [True]
+    assert [(r["run"], r["kept"]) for r in manifest["runs"]] == [("first suite: hopper-sac-seed0", False),
+                                                                 ("hopper-sac-seed0", True)]
+    assert manifest["runs"][0]["best_normalized"] == 17.9 and manifest["runs"][0]["note"] == "replaced: budget cut"
 
 
 def test_rollout_whole_episodes_past_the_budget():

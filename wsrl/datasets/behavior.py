@@ -299,6 +299,17 @@ def train_behavior(robot_name: str, learner_name: str, steps: int, seed: int, st
     return record
 
 
+def _tried_runs(manifest: dict) -> list[dict]:
+    """The runs a shipped manifest lists; one from before run records (the first suite) is itself one run."""
+    if not manifest or "runs" in manifest:
+        return manifest.get("runs", [])
+    return [{"run": f"first suite: {manifest['robot']}-{manifest.get('learner', 'sac')}-seed{manifest['seed']}",
+             "learner": manifest.get("learner", "sac"), "seed": manifest["seed"],
+             "steps_done": manifest.get("steps_done"), "wall_seconds": manifest.get("wall_seconds"),
+             "best_normalized": max(e["normalized_mean"] for e in manifest["curve"]),
+             "note": "replaced: " + manifest.get("note", manifest.get("algorithm", ""))}]
+
+
 def choose(robot_name: str, run: Path, episodes: int = 50, note: str = "", assets: Path = ASSETS) -> dict:
     """Score candidate snapshots of ``run`` on ``episodes`` episodes, pick medium and expert, ship them."""
     robot = ROBOT[robot_name]
@@ -324,8 +335,7 @@ def choose(robot_name: str, run: Path, episodes: int = 50, note: str = "", asset
     if not MEDIUM_RANGE[0] <= ratio <= MEDIUM_RANGE[1]:
         print(f"warning: medium scores {ratio:.2f} of expert, outside {MEDIUM_RANGE}", file=sys.stderr)
     path = assets / robot_name / "manifest.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    runs = [r for r in old.get("runs", []) if r["run"] != run.name]
+    runs = [r for r in _tried_runs(json.loads(path.read_text()) if path.exists() else {}) if r["run"] != run.name]
     runs.append({"run": run.name, "learner": record["learner"], "seed": record["seed"],
                  "steps_done": record.get("steps_done"), "wall_seconds": record["wall_seconds"],
                  "best_normalized": max(e["normalized_mean"] for e in curve), "kept": True, "note": note})
