@@ -70,7 +70,7 @@ def test_defaults_are_the_papers(hydra_conf):
 def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_conf, preset):
     """Each preset, and each job its sweep would launch, composes and validates; the CPU profiles keep the grid
     of the preset they shrink (with at least 5 seeds), on the full-size suite with 10 evaluation episodes, and
-    Table 4's is Table 2's."""
+    Table 1's and Table 4's are Table 2's."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     assert set(options("experiment")) == {"quick", "table1", "table1_cpu", "table2", "table2_cpu", "table4",
@@ -91,9 +91,10 @@ def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_con
             {k: v for k, v in params.items() if k != "seed"}
         assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.env.size == "full"
         assert cfg.eval.episodes == 10 and len(params["seed"].split(",")) >= 5
-    if preset.startswith("table4"):
-        profile = compose("train", overrides=[f"experiment={preset.replace('4', '2')}"])
+    if preset.startswith("table4") or preset == "table1_cpu":  # Table 2's profile on another grid
+        profile = compose("train", overrides=[f"experiment={preset.replace('4', '2').replace('1', '2')}"])
         assert (cfg.trainer, cfg.policy, cfg.eval) == (profile.trainer, profile.policy, profile.eval)
+    if preset.startswith("table4"):
         dirs = {(job.hydra.sweep.subdir, job.hydra.run.dir) for job in (compose(
             "train", overrides=[f"experiment={preset}", f"sampler.target={t}"], return_hydra_config=True)
             for t in ("trajectory_return", "return_to_go", "action"))}
