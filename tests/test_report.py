@@ -167,8 +167,9 @@ def test_table4_reads_the_lds_label_and_marks_separate_intervals(tmp_path, capsy
     assert capsys.readouterr().err == "error: --reps 0 must be >= 1\n"
 
 
-def test_learning_curve_of_one_cell(tmp_path):
-    """Each seed's periodic evaluations and the final one; the mean and interval at the steps all seeds have."""
+def test_learning_curve_of_one_cell(tmp_path, capsys):
+    """Each seed's periodic evaluations and the final one; the mean and interval at the steps all seeds have;
+    several sweeps side by side."""
     for seed, (a, b, final) in enumerate([(10.0, 30.0, 40.0), (20.0, 30.0, 44.0), (30.0, 30.0, 42.0)]):
         write_run(tmp_path, "hopper_medium", "rvs_r", "uniform", seed, final, steps=300,
                   history=[(100, a), (200, b)] + ([(250, 35.0)] if seed == 0 else []))
@@ -182,6 +183,16 @@ def test_learning_curve_of_one_cell(tmp_path):
     assert [float(rows[0][f"seed {s}"]) for s in range(3)] == [10.0, 20.0, 30.0]
     with pytest.raises(ReportError, match="evaluated only at the end; run the cell with eval.every_steps"):
         curve_report(tmp_path, 2, "walker2d_medium", "Own Return")
+    wide = tmp_path.with_name(f"{tmp_path.name}-wide")  # a second sweep (say, another width) on the same axes
+    write_run(wide, "hopper_medium", "rvs_r", "uniform", 0, 50.0, steps=200, history=[(100, 45.0)])
+    png = curve_report([tmp_path, wide], 2, "hopper_medium", "Own Return", out=tmp_path / "both")
+    rows = list(csv.DictReader(open(png.with_suffix(".csv"))))
+    assert [(r["sweep"], int(r["step"]), float(r["mean"])) for r in rows] == [
+        (tmp_path.name, 100, 20.0), (tmp_path.name, 200, 30.0), (tmp_path.name, 300, 42.0),
+        (wide.name, 100, 45.0), (wide.name, 200, 50.0)]
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), str(wide)])
+    assert "error: 2 sweep directories given; only --curve takes more than one" in capsys.readouterr().err
     with pytest.raises(ReportError, match="no runs of hopper_medium / IR"):
         curve_report(tmp_path, 2, "hopper_medium", "IR")
     with pytest.raises(ReportError, match="Table 2 has no column 'RvS-R'"):

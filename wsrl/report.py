@@ -23,6 +23,7 @@ import json
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -390,28 +391,43 @@ def report(sweep_dir: Path, number: int, out: Path | None = None, wandb_log: boo
     return out / f"table{number}.md"
 
 
-def curve_report(sweep_dir: Path, number: int, env: str, column: str, out: Path | None = None) -> Path:
-    """``curve_<env>_<column>.png`` and ``.csv``: one cell's learning curve, the normalized score of each seed at
-    each periodic evaluation (``eval.every_steps``) and the final one, with the mean over seeds and its 95 %
-    interval at the steps every seed has, to show where training flattens."""
-    if column not in COLUMNS[number]:
-        raise ReportError(f"--curve: Table {number} has no column {column!r} (it has {', '.join(COLUMNS[number])})")
+def _cell_history(sweep_dir: Path, number: int, env: str, column: str) -> dict[int, dict[int, float]]:
+    """Each seed's normalized score at each evaluation step of one cell's runs below ``sweep_dir``."""
     cell = cells(collect(sweep_dir)[0], number).get((env, column))
     if not cell:
         raise ReportError(f"no runs of {env} / {column} (Table {number}) below {sweep_dir}")
     history = {r["seed"]: {h["step"]: h["mean"] for h in r.get("eval_history", [])} for r in sorted(
         cell, key=lambda r: r["seed"])}
     if max(len(h) for h in history.values()) < 2:
-        raise ReportError(f"{env} / {column}: the runs were evaluated only at the end; run the cell with "
-                          "eval.every_steps=N (and its own name=) for a learning curve")
-    steps = sorted(set.intersection(*(set(h) for h in history.values())))
-    rows = []
-    for step in steps:
-        scores = np.array([h[step] for h in history.values()])
-        lo, hi = seed_interval(scores) or (None, None)
-        rows.append({"step": step, "mean": float(scores.mean()), "ci95 low": lo, "ci95 high": hi,
-                     **{f"seed {s}": h[step] for s, h in history.items()}})
-    out = out or sweep_dir
+        raise ReportError(f"{env} / {column}: the runs below {sweep_dir} were evaluated only at the end; run the "
+                          "cell with eval.every_steps=N (and its own name=) for a learning curve")
+    return history
+
+
+def curve_report(sweep_dirs: Path | Sequence[Path], number: int, env: str, column: str,
+                 out: Path | None = None) -> Path:
+    """``curve_<env>_<column>.png`` and ``.csv``: one cell's learning curve, the normalized score of each seed at
+    each periodic evaluation (``eval.every_steps``) and the final one, with the mean over seeds and its 95 %
+    interval at the steps every seed has, to show where training flattens. Several sweeps (say, one per policy
+    width) share the axes, one colour each, named by their directory; the CSV then has a ``sweep`` column."""
+    if column not in COLUMNS[number]:
+        raise ReportError(f"--curve: Table {number} has no column {column!r} (it has {', '.join(COLUMNS[number])})")
+    sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
+    histories = {sweep: _cell_history(sweep, number, env, column) for sweep in sweeps}
+    rows, curves = [], []
+    for sweep, history in histories.items():
+        steps = sorted(set.intersection(*(set(h) for h in history.values())))
+        mean, lows, highs = [], [], []
+        for step in steps:
+            scores = np.array([h[step] for h in history.values()])
+            lo, hi = seed_interval(scores) or (None, None)
+            mean.append(float(scores.mean()))
+            lows.append(lo)
+            highs.append(hi)
+            rows.append({**({"sweep": sweep.name} if len(sweeps) > 1 else {}), "step": step, "mean": mean[-1],
+                         "ci95 low": lo, "ci95 high": hi, **{f"seed {s}": h[step] for s, h in history.items()}})
+        curves.append((sweep, history, steps, mean, lows, highs))
+    out = out or sweeps[0]
     out.mkdir(parents=True, exist_ok=True)
     stem = f"curve_{env}_{re.sub(r'[^a-z0-9]+', '_', column.lower()).strip('_')}"
     _write_csv(out / f"{stem}.csv", rows)
@@ -422,24 +438,27 @@ def curve_report(sweep_dir: Path, number: int, env: str, column: str, out: Path 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for s, h in history.items():
-        ax.plot(sorted(h), [h[k] for k in sorted(h)], color="tab:gray", lw=0.8, alpha=0.6,
-                label="each seed" if s == next(iter(history)) else None)
-    ax.plot(steps, [r["mean"] for r in rows], "o-", color="tab:blue", label=f"mean of {len(history)} seeds")
-    if len(history) > 1:
-        ax.fill_between(steps, [r["ci95 low"] for r in rows], [r["ci95 high"] for r in rows], color="tab:blue",
-                        alpha=0.2, label="95 % interval over seeds")
-    scores = [v for h in history.values() for v in h.values()]  # with few seeds the t band can be far wider
-    margin = max(5.0, 0.1 * (max(scores) - min(scores)))     # than the scores: keep the scores in view
-    ax.set(xlabel="gradient steps", ylabel="D4RL normalized score", title=f"Table {number}: {env} / {column}",
-           ylim=(min(scores) - margin, max(scores) + margin))
+    for i, (sweep, history, steps, mean, lows, highs) in enumerate(curves):
+        color = f"C{i}"
+        name = f"{sweep.name}: " if len(curves) > 1 else ""
+        for s, h in history.items():
+            ax.plot(sorted(h), [h[k] for k in sorted(h)], color="tab:gray" if len(curves) == 1 else color,
+                    lw=0.8, alpha=0.4, label="each seed" if len(curves) == 1 and s == next(iter(history)) else None)
+        ax.plot(steps, mean, "o-", color=color, label=f"{name}mean of {len(history)} seeds")
+        if len(history) > 1:
+            ax.fill_between(steps, lows, highs, color=color, alpha=0.15,
+                            label="95 % interval over seeds" if i == 0 else None)
+    scores = [v for _, history, *_ in curves for h in history.values() for v in h.values()]
+    margin = max(5.0, 0.1 * (max(scores) - min(scores)))  # with few seeds the t band can be far wider than the
+    ax.set(xlabel="gradient steps", ylabel="D4RL normalized score",  # scores: keep the scores in view
+           title=f"Table {number}: {env} / {column}", ylim=(min(scores) - margin, max(scores) + margin))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=100)
     plt.close(fig)
-    print(f"learning curve of {env} / {column}: {len(history)} seeds, {len(steps)} common evaluations -> "
-          f"{out / (stem + '.png')}, {out / (stem + '.csv')}")
+    counts = "; ".join(f"{len(history)} seeds, {len(steps)} common evaluations" for _, history, steps, *_ in curves)
+    print(f"learning curve of {env} / {column}: {counts} -> {out / (stem + '.png')}, {out / (stem + '.csv')}")
     return out / f"{stem}.png"
 
 
@@ -498,30 +517,33 @@ def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m wsrl.report", description=__doc__.splitlines()[0])
-    p.add_argument("sweep_dir", type=Path)
+    p.add_argument("sweep_dir", type=Path, nargs="+", help="a sweep's directory (several only with --curve)")
     p.add_argument("--table", type=int, choices=sorted(COLUMNS), default=2,
                    help="1-3: the paper's tables; 4: the LDS ablation (which label, loss or draw)")
     p.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregates' intervals")
     p.add_argument("--wandb", action="store_true", help="also log the tables and figures to W&B")
     p.add_argument("--curve", nargs=2, metavar=("ENV", "COLUMN"), help="instead: the learning curve of one cell "
-                   "of --table from its runs' periodic evaluations, e.g. --curve hopper_medium_expert 'Own Return'")
+                   "of --table from its runs' periodic evaluations, e.g. --curve hopper_medium_expert 'Own Return'; "
+                   "with several sweep directories, one curve each on the same axes")
     p.add_argument("--conditioning", action="store_true", help="instead: the RvS-R conditioning curve of each "
                    "medium-expert cell (scores every seed's checkpoint at --points targets, --episodes each)")
     p.add_argument("--points", type=int, default=8, help="--conditioning: targets per curve")
     p.add_argument("--episodes", type=int, default=5, help="--conditioning: episodes per target and seed")
     a = p.parse_args(argv)
     try:
-        if a.conditioning:
+        if len(a.sweep_dir) > 1 and not a.curve:
+            raise ReportError(f"{len(a.sweep_dir)} sweep directories given; only --curve takes more than one")
+        if a.curve:
+            curve_report(a.sweep_dir, a.table, *a.curve, a.out)
+        elif a.conditioning:
             if a.points < 2 or a.episodes < 1:
                 raise ReportError(f"--points {a.points} must be >= 2 and --episodes {a.episodes} >= 1")
-            conditioning_report(a.sweep_dir, a.out, a.points, a.episodes)
-        elif a.curve:
-            curve_report(a.sweep_dir, a.table, *a.curve, a.out)
+            conditioning_report(a.sweep_dir[0], a.out, a.points, a.episodes)
         else:
             if a.reps < 1:
                 raise ReportError(f"--reps {a.reps} must be >= 1")
-            report(a.sweep_dir, a.table, a.out, a.wandb, a.reps)
+            report(a.sweep_dir[0], a.table, a.out, a.wandb, a.reps)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
