@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import make_tiny_dataset
 from wsrl.launch import pin_worker_gpu
-from wsrl.report import COLUMNS, ReportError, collect, curve_report, main, report, swept_seeds, table
+from wsrl.report import COLUMNS, ReportError, collect, curve_report, main, pool, report, swept_seeds, table
 from wsrl.statistics import aggregates, improvement, seed_interval, separation
 
 
@@ -167,6 +167,28 @@ def test_table4_reads_the_lds_label_and_marks_separate_intervals(tmp_path, capsy
     assert capsys.readouterr().err == "error: --reps 0 must be >= 1\n"
 
 
+def test_pooled_sweeps_make_one_table(tmp_path, capsys):
+    """Table 4 from its own sweep plus Table 2's (the reference and the paper's LDS cell), other datasets left
+    out; a run in two sweeps and sweeps of two budgets are refused."""
+    ablation, table2 = tmp_path / "table4", tmp_path / "table2"
+    for seed in range(2):
+        write_run(ablation, "hopper_medium_expert", "rvs_r", "lds", seed, 30.0 + seed, target="return_to_go")
+        write_run(table2, "hopper_medium_expert", "rvs_r", "lds", seed, 50.0 + seed)
+        write_run(table2, "hopper_medium_expert", "rvs_r", "uniform", seed, 40.0 + seed)
+        write_run(table2, "hopper_medium_replay", "rvs_r", "uniform", seed, 10.0)  # not a Table 4 dataset
+    main([str(ablation), str(table2), "--table", "4", "--reps", "20"])
+    md = capsys.readouterr().out
+    assert "| hopper_medium_expert | 40.5 [34.1, 46.9] | 50.5 [44.1, 56.9] | 30.5 [24.1, 36.9] ↓ |" in md
+    assert "medium_replay" not in md and (ablation / "table4.md").exists()
+    with pytest.raises(ReportError, match="hopper_medium_expert/rvs_r/lds/unconditional/trajectory_return/0 is "
+                       "in both"):
+        pool([table2, ablation, table2])
+    longer = tmp_path / "longer"
+    write_run(longer, "hopper_medium_expert", "rvs_r", "lds", 0, 1.0, target="action", steps=200)
+    with pytest.raises(ReportError, match="pooled sweeps have different budgets"):
+        pool([ablation, longer])
+
+
 def test_learning_curve_of_one_cell(tmp_path, capsys):
     """Each seed's periodic evaluations and the final one; the mean and interval at the steps all seeds have;
     several sweeps side by side."""
@@ -191,8 +213,8 @@ def test_learning_curve_of_one_cell(tmp_path, capsys):
         (tmp_path.name, 100, 20.0), (tmp_path.name, 200, 30.0), (tmp_path.name, 300, 42.0),
         (wide.name, 100, 45.0), (wide.name, 200, 50.0)]
     with pytest.raises(SystemExit):
-        main([str(tmp_path), str(wide)])
-    assert "error: 2 sweep directories given; only --curve takes more than one" in capsys.readouterr().err
+        main([str(tmp_path), str(wide), "--conditioning"])
+    assert "error: 2 sweep directories given; --conditioning takes one" in capsys.readouterr().err
     with pytest.raises(ReportError, match="no runs of hopper_medium / IR"):
         curve_report(tmp_path, 2, "hopper_medium", "IR")
     with pytest.raises(ReportError, match="Table 2 has no column 'RvS-R'"):

@@ -10,6 +10,9 @@ Below the table come rliable's aggregates over all datasets and seeds (``wsrl.st
 method, the probability of improvement of each compared pair, all with 95 % stratified-bootstrap intervals
 (``table<N>_aggregates.csv``), and a figure with them and the performance profiles (``table<N>_statistics.png``).
 Table 4 (not in the paper) is the LDS ablation: which label LDS balances, in the loss or in the draw.
+Several sweeps of one budget can be pooled into one table (``python -m wsrl.report multirun/table4_cpu
+multirun/table2_cpu --table 4``: Table 2's sweep already has Table 4's reference and the paper's LDS cell).
+Tables 1 and 4 are on the medium-expert datasets only.
 ``--curve ENV COLUMN`` draws one cell's learning curve from its runs' periodic evaluations (``eval.every_steps``).
 ``--conditioning`` draws, for each medium-expert cell with RvS-R runs, the return-conditioning curve
 (``wsrl.conditioning``) of its seeds' final checkpoints.
@@ -64,6 +67,8 @@ COMPARISONS: dict[int, dict[str, str]] = {
     4: {"return / loss": "uniform", **{c: "return / loss" for c in list(COLUMNS[4])[2:]}},
 }
 MARKS = {"higher": "↑", "lower": "↓"}
+# The datasets each table is about, where not all nine: pooled runs of other datasets are left out.
+DATASETS: dict[int, list[str]] = {1: GROUPS["medium_expert"], 4: GROUPS["medium_expert"]}
 
 # The paper's numbers (paper.md): Table 1 (Old/New Return), Table 2 (BC, Own Return, IR with their Std
 # columns), Table 3 (ours and the SOTA RvS paper's BC and RvS-R). Keys: dataset -> column -> (score, std).
@@ -109,6 +114,36 @@ def collect(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
     return runs, failed
 
 
+def _budget(run: dict) -> tuple:
+    """What a run's score depends on besides its cell and seed: steps, batch size, evaluation episodes, data size."""
+    cfg = run.get("config", {})
+    return (run["steps"], cfg.get("trainer", {}).get("batch_size"), cfg.get("eval", {}).get("episodes"),
+            cfg.get("env", {}).get("size"))
+
+
+def pool(sweep_dirs: Sequence[Path]) -> tuple[list[dict], list[dict], list[int]]:
+    """The runs, failed jobs and swept seeds of several sweeps as one. Refuses sweeps of different budgets and a
+    run (dataset, method, sampler, policy, LDS label, seed) that two of them have: pass each cell's sweep once."""
+    runs, failed, seeds, origin = [], [], set(), {}
+    budgets = {}
+    for sweep in sweep_dirs:
+        got, bad = collect(sweep)
+        for r in got:
+            key = (r["env"], r["method"], r["sampler"], r["policy"], _label(r), r["seed"])
+            if key in origin:
+                raise ReportError(f"{'/'.join(map(str, key))} is in both {origin[key]} and {sweep}: pool sweeps "
+                                  "that share no run")
+            origin[key] = sweep
+        budgets[sweep] = sorted({_budget(r) for r in got}, key=str)
+        runs += got
+        failed += bad
+        seeds |= set(swept_seeds(sweep))
+    if len({str(b) for b in budgets.values()}) > 1:
+        raise ReportError("pooled sweeps have different budgets (steps, batch size, evaluation episodes, data "
+                          f"size): {'; '.join(f'{s}: {b}' for s, b in budgets.items())}")
+    return runs, failed, sorted(seeds)
+
+
 def swept_seeds(sweep_dir: Path) -> list[int]:
     """The seeds the sweep was launched with, from Hydra's ``multirun.yaml`` (sweeper params or command line);
     [] when there is no such file or no seed sweep."""
@@ -137,6 +172,8 @@ def cells(runs: list[dict], number: int) -> dict[tuple[str, str], list[dict]]:
     """The runs behind each (dataset, column) of table ``number``."""
     by_cell: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in runs:
+        if number in DATASETS and r["env"] not in DATASETS[number]:
+            continue
         for col, (method, sampler, policy, label) in COLUMNS[number].items():
             if (r["method"], r["sampler"], r["policy"]) == (method, sampler, policy) and label in (None, _label(r)):
                 by_cell[(r["env"], col)].append(r)
@@ -356,14 +393,16 @@ def plot(rows: list[dict], number: int, png: Path) -> None:
     plt.close(fig)
 
 
-def report(sweep_dir: Path, number: int, out: Path | None = None, wandb_log: bool = False,
+def report(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = None, wandb_log: bool = False,
            reps: int = 2000) -> Path:
     """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>.png``, ``table<N>_aggregates.csv`` and
-    ``table<N>_statistics.png`` into ``out`` (default: the sweep dir); ``reps`` bootstrap resamples."""
-    runs, failed = collect(sweep_dir)
-    rows, notes = table(runs, number, swept_seeds(sweep_dir))
+    ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir); ``reps`` bootstrap resamples.
+    Several sweep directories are pooled (``pool``)."""
+    sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
+    runs, failed, seeds = pool(sweeps)
+    rows, notes = table(runs, number, seeds)
     result = statistics(runs, number, reps)
-    out = out or sweep_dir
+    out = out or sweeps[0]
     out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(rows, number, notes, failed) + statistics_markdown(result)
     (out / f"table{number}.md").write_text(md)
@@ -381,7 +420,7 @@ def report(sweep_dir: Path, number: int, out: Path | None = None, wandb_log: boo
 
         import wandb
 
-        run = wandb.init(project="wsrl", group=sweep_dir.name, name=f"report-table{number}", job_type="report",
+        run = wandb.init(project="wsrl", group=sweeps[0].name, name=f"report-table{number}", job_type="report",
                          mode=os.environ.get("WANDB_MODE", "offline"), dir=str(out))
         tables = {f"table{number}": rows, f"table{number}_aggregates": aggregate_rows(result)}
         run.log({name: wandb.Table(columns=_keys(rs), data=[[r.get(k) for k in _keys(rs)] for r in rs])
@@ -517,7 +556,8 @@ def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m wsrl.report", description=__doc__.splitlines()[0])
-    p.add_argument("sweep_dir", type=Path, nargs="+", help="a sweep's directory (several only with --curve)")
+    p.add_argument("sweep_dir", type=Path, nargs="+", help="a sweep's directory; several: one table of their "
+                   "runs pooled (same budget, no run twice), or with --curve one curve each")
     p.add_argument("--table", type=int, choices=sorted(COLUMNS), default=2,
                    help="1-3: the paper's tables; 4: the LDS ablation (which label, loss or draw)")
     p.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
@@ -532,8 +572,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--episodes", type=int, default=5, help="--conditioning: episodes per target and seed")
     a = p.parse_args(argv)
     try:
-        if len(a.sweep_dir) > 1 and not a.curve:
-            raise ReportError(f"{len(a.sweep_dir)} sweep directories given; only --curve takes more than one")
+        if len(a.sweep_dir) > 1 and a.conditioning and not a.curve:
+            raise ReportError(f"{len(a.sweep_dir)} sweep directories given; --conditioning takes one")
         if a.curve:
             curve_report(a.sweep_dir, a.table, *a.curve, a.out)
         elif a.conditioning:
@@ -543,7 +583,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if a.reps < 1:
                 raise ReportError(f"--reps {a.reps} must be >= 1")
-            report(a.sweep_dir[0], a.table, a.out, a.wandb, a.reps)
+            report(a.sweep_dir, a.table, a.out, a.wandb, a.reps)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
