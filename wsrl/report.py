@@ -124,8 +124,7 @@ def _budget(run: dict) -> tuple:
 def pool(sweep_dirs: Sequence[Path]) -> tuple[list[dict], list[dict], list[int]]:
     """The runs, failed jobs and swept seeds of several sweeps as one. Refuses sweeps of different budgets and a
     run (dataset, method, sampler, policy, LDS label, seed) that two of them have: pass each cell's sweep once."""
-    runs, failed, seeds, origin = [], [], set(), {}
-    budgets = {}
+    runs, failed, seeds, origin, budgets = [], [], set(), {}, {}
     for sweep in sweep_dirs:
         got, bad = collect(sweep)
         for r in got:
@@ -134,11 +133,11 @@ def pool(sweep_dirs: Sequence[Path]) -> tuple[list[dict], list[dict], list[int]]
                 raise ReportError(f"{'/'.join(map(str, key))} is in both {origin[key]} and {sweep}: pool sweeps "
                                   "that share no run")
             origin[key] = sweep
-        budgets[sweep] = sorted({_budget(r) for r in got}, key=str)
+        budgets[sweep] = tuple(sorted({_budget(r) for r in got}, key=str))
         runs += got
         failed += bad
         seeds |= set(swept_seeds(sweep))
-    if len({str(b) for b in budgets.values()}) > 1:
+    if len(set(budgets.values())) > 1:
         raise ReportError("pooled sweeps have different budgets (steps, batch size, evaluation episodes, data "
                           f"size): {'; '.join(f'{s}: {b}' for s, b in budgets.items())}")
     return runs, failed, sorted(seeds)
