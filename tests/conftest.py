@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from wsrl.datasets.suite import ROBOT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a test's child process: this checkout first on PYTHONPATH, then any path already there
+    (a machine whose packages come from PYTHONPATH keeps them), plus ``extra``."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def random_episodes(env_id: str, n_episodes: int, max_steps: int, seed: int) -> list:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,10 +12,10 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
+from tests.conftest import ROOT, child_env
 from wsrl.config import ConfigError, TrainConfig, register_configs, resolve_env, validate
 from wsrl.datasets.suite import ROBOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
@@ -163,7 +161,7 @@ def test_a_value_outside_a_fields_choices_fails_at_composition(hydra_conf, overr
 
 
 def test_cli_refuses_a_bad_value_with_one_error_line(tmp_path, minari_root):
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "PYTHONPATH": str(ROOT)}
+    env = child_env(MINARI_DATASETS_PATH=str(minari_root))
     proc = subprocess.run([sys.executable, "-m", "wsrl.train", "trainer.batch_size=-1", "wandb.mode=disabled"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
@@ -183,7 +181,7 @@ def test_cli_refuses_a_bad_value_with_one_error_line(tmp_path, minari_root):
 ])
 def test_cli_refuses_bad_overrides_in_one_line_before_any_output(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "wsrl.train", *args], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+                          env=child_env(), timeout=120)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith(message) and [line for line in lines if "error" in line.lower()] == [lines[-1]], lines

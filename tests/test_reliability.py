@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -15,12 +14,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from tests.conftest import ROOT, child_env
 from wsrl.config import ConfigError, register_configs
 from wsrl.data import DataError
 from wsrl.module import NonFiniteLossError
 from wsrl.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 SMALL = ["policy.hidden_dims=[32,32]", "trainer.batch_size=32", "eval.episodes=2", "wandb.mode=disabled",
          "generate_if_missing=false", "trainer.log_every_n_steps=10", "trainer.progress_bar=false"]
@@ -64,7 +63,7 @@ def uninterrupted(tmp_path_factory) -> tuple[dict[str, str], Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
         make_tiny_dataset("wsrl/hopper/medium-expert-v0")
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "PYTHONPATH": str(ROOT)}
+    env = child_env(MINARI_DATASETS_PATH=str(root))
     clean = tmp_path_factory.mktemp("clean")
     subprocess.run(resume_cmd("trainer.checkpoint_every_steps=0", f"hydra.run.dir={clean}"), env=env, cwd=clean,
                    check=True, capture_output=True)
@@ -148,7 +147,7 @@ def test_finished_run_is_not_overwritten_and_other_config_is_refused(tiny_datase
 
 def test_cli_refusal_leaves_the_earlier_run_untouched(tiny_dataset, minari_root, tmp_path):
     def cli(*overrides: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "PYTHONPATH": str(ROOT)}
+        env = child_env(MINARI_DATASETS_PATH=str(minari_root))
         return subprocess.run([sys.executable, "-m", "wsrl.train", *SMALL, "trainer.max_steps=3", "eval.episodes=1",
                                *overrides], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 

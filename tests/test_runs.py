@@ -16,14 +16,15 @@ import torch
 
 import wsrl.files as files
 import wsrl.runs as runs
-from tests.test_reliability import ROOT, SMALL, config, final_weights, training_logged
+from tests.conftest import child_env
+from tests.test_reliability import SMALL, config, final_weights, training_logged
 from wsrl.files import WriteError, write_bytes_atomic
 from wsrl.runs import LOCK_NAME, RunLockedError, StopSignals, run_lock
 from wsrl.train import train
 
 
 def cli_env(minari_root: Path) -> dict[str, str]:
-    return {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "PYTHONPATH": str(ROOT)}
+    return child_env(MINARI_DATASETS_PATH=str(minari_root))
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -49,7 +50,7 @@ def test_run_lock_is_exclusive_names_the_holder_and_goes_with_it(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
                                "from wsrl.runs import run_lock\nwith run_lock(Path(sys.argv[1])):\n"
                                " print('held', flush=True); time.sleep(600)", str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              stdout=subprocess.PIPE, text=True, env=child_env())
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(RunLockedError, match=f"PID {holder.pid}"):
         with run_lock(tmp_path):
@@ -105,7 +106,7 @@ def test_second_signal_exits_at_once(tmp_path):
               " time.sleep(60)\n print('still running', flush=True)")
     start = time.time()
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env=child_env())
     assert proc.returncode == 128 + signal.SIGTERM and proc.stdout == "waiting for the step\n"
     assert time.time() - start < 50
     with StopSignals() as stop:  # outside training, the first signal stops at once

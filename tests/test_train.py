@@ -97,8 +97,8 @@ def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_ru
     module, env = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert module.target_return == results["target_return"]
     assert module.method.condition_on_return
-    np.testing.assert_allclose(module.obs_mean.numpy(), observations.mean(0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(module.obs_std.numpy(), observations.std(0) + 1e-3, rtol=1e-5)
+    np.testing.assert_allclose(module.obs_mean.cpu().numpy(), observations.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(module.obs_std.cpu().numpy(), observations.std(0) + 1e-3, rtol=1e-5)
     assert env.eval_env_id == results["eval_env_id"] == "Hopper-v5"
     assert (env.ref_min_score, env.ref_max_score) == (results["ref_min_score"], results["ref_max_score"])
     again = evaluate(module, env, 2, eval_seed(results["seed"], 60))
@@ -111,6 +111,8 @@ def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_ru
     assert f"Hopper-v5: normalized score {results['normalized_score']['mean']:.1f}" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="is not a file"):
         evaluate_cli([str(run_dir / "nothing.ckpt")])
+    with pytest.raises(SystemExit, match="--device gpu must be auto, cpu, cuda or cuda:N"):
+        evaluate_cli([str(run_dir / "checkpoints" / "last.ckpt"), "--device", "gpu"])
     # acting is deterministic in eval mode
     obs = np.random.default_rng(0).normal(size=(5, 11))
     np.testing.assert_array_equal(module.act(obs, np.zeros(5), np.zeros(5)), module.act(obs, np.zeros(5), np.zeros(5)))

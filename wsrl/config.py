@@ -49,6 +49,9 @@ PolicyName = choice("PolicyName", ("unconditional", "diag_gaussian"))
 WandbMode = choice("WandbMode", ("offline", "online", "disabled"))
 
 
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # what device= (and the evaluation CLI's --device) accepts
+
+
 class ConfigError(ValueError):
     """A configuration value that is out of range; the message names the key and the fix."""
 
@@ -219,7 +222,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("eval.video_periodic=true needs eval.video=true")
     if cfg.eval.conditioning_points < 0 or cfg.eval.conditioning_points == 1:
         raise ConfigError(f"eval.conditioning_points={cfg.eval.conditioning_points} must be 0 (off) or >= 2")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+    if not DEVICE_NAMES.fullmatch(cfg.device):
         raise ConfigError(f"device={cfg.device} must be auto, cpu, cuda or cuda:N")
 
 

@@ -39,26 +39,31 @@ def evaluate(module: WeightedBC, env: ResolvedEnv, episodes: int, seed: int) -> 
             "returns": returns.tolist(), "lengths": lengths.tolist()}
 
 
-def load_checkpoint(path: str | Path) -> tuple[WeightedBC, ResolvedEnv]:
-    """A trained policy (in eval mode, on the CPU) and the environment it is scored in, from its checkpoint alone:
-    ``evaluate(*load_checkpoint(path), episodes, seed)`` needs no dataset and no results file."""
+def load_checkpoint(path: str | Path, device: str = "auto") -> tuple[WeightedBC, ResolvedEnv]:
+    """A trained policy (in eval mode, on ``device``) and the environment it is scored in, from its checkpoint alone:
+    ``evaluate(*load_checkpoint(path), episodes, seed)`` needs no dataset and no results file. ``auto`` is CUDA where
+    there is one, as in training, so that the machine that trained a run reproduces its scores to the last bit (a
+    CPU's float sums differ from a GPU's in the last bits, and the physics carries the difference on)."""
+    from wsrl.build import resolve_device
     from wsrl.config import EnvConfig, resolve_env
     from wsrl.module import WeightedBC
 
-    module = WeightedBC.load_from_checkpoint(path, map_location="cpu").eval()
+    module = WeightedBC.load_from_checkpoint(path, map_location=resolve_device(device)).eval()
     if module.hparams.get("config") is None:
         raise ValueError(f"{path} holds no run config (made by an older wsrl): evaluate it with run_episodes")
     return module, resolve_env(EnvConfig(**module.hparams.config["env"]))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from wsrl.config import EvalConfig
+    from wsrl.config import DEVICE_NAMES, EvalConfig
 
     defaults = EvalConfig()
     p = argparse.ArgumentParser(prog="python -m wsrl.evaluation", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="a run's checkpoints/last.ckpt (or any of its checkpoints)")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes, side by side (per target)")
     p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    p.add_argument("--device", default="auto", help="where the policy runs: auto (CUDA if there is one), cpu, "
+                   "cuda or cuda:N")
     p.add_argument("--video", type=Path, metavar="OUT.mp4", help="record the first episode as an MP4 (needs "
                    "libosmesa6, or EGL with a GPU)")
     p.add_argument("--frames", type=int, default=defaults.video_frames, help="frames in the video at most")
@@ -76,8 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
             sys.exit(f"error: {flag} {value} must be at least {least}")
     if a.video is not None and a.video.suffix != ".mp4":
         sys.exit(f"error: --video {a.video}: the file name must end in .mp4")
+    if not DEVICE_NAMES.fullmatch(a.device):
+        sys.exit(f"error: --device {a.device} must be auto, cpu, cuda or cuda:N")
     try:
-        module, env = load_checkpoint(a.checkpoint)
+        module, env = load_checkpoint(a.checkpoint, a.device)
     except (ValueError, RuntimeError, KeyError) as err:
         sys.exit(f"error: cannot load {a.checkpoint}: {err}")
     if a.video is not None:

@@ -89,9 +89,10 @@ class WeightedBC(L.LightningModule):
             checkpoint["cuda_rng"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        torch.set_rng_state(checkpoint["torch_rng"])
+        # RNG states are CPU byte tensors, whatever device ``map_location`` moved the checkpoint's tensors to
+        torch.set_rng_state(checkpoint["torch_rng"].cpu())
         if "cuda_rng" in checkpoint and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+            torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng"]])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam with the fused kernel (one kernel for all parameters) where this torch has it for the device."""

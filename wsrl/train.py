@@ -83,7 +83,9 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
         if trainer.global_step % checkpoint_interval(cfg):
             # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
             trainer.save_checkpoint(run.last)
-        # evaluate
+        # evaluate, on the training device: Lightning's teardown has moved the module to the CPU, and the final
+        # score must be computed as the periodic ones were (on a GPU, the CPU's float sums differ in the last bits)
+        module.to(run.device)
         seed = eval_seed(cfg.seed, cfg.trainer.max_steps)
         final = evaluate(module, env, cfg.eval.episodes, seed)
         media = dashboard.final_media(trainer.loggers, module, env, cfg.eval, seed, trainer.global_step, run_dir,
