@@ -17,23 +17,13 @@ import torch
 
 from wsrl import dashboard
 from wsrl.conditioning import return_histogram
-from wsrl.config import ConfigError, EvalConfig, ResolvedEnv, TrainConfig, to_plain
+from wsrl.config import EvalConfig, ResolvedEnv, TrainConfig, resolve_device, to_plain
 from wsrl.data import DataError, OfflineDataModule, Transitions
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.module import WeightedBC
 from wsrl.runs import AtomicCheckpointIO, StopAtStep, StopSignals
 
 log = logging.getLogger("wsrl")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``device=auto`` is CUDA where there is one; asking for CUDA without one is refused."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
-    return device
 
 
 def check_shapes(eval_env_id: str, dataset_id: str, obs_dim: int, act_dim: int) -> None:

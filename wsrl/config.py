@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -54,6 +55,16 @@ DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # what device= (and the eval
 
 class ConfigError(ValueError):
     """A configuration value that is out of range; the message names the key and the fix."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``device=auto`` is CUDA where there is one; asking for CUDA without one is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
+    return device
 
 
 @dataclass

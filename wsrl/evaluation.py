@@ -44,8 +44,7 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> tuple[WeightedBC,
     ``evaluate(*load_checkpoint(path), episodes, seed)`` needs no dataset and no results file. ``auto`` is CUDA where
     there is one, as in training, so that the machine that trained a run reproduces its scores to the last bit (a
     CPU's float sums differ from a GPU's in the last bits, and the physics carries the difference on)."""
-    from wsrl.build import resolve_device
-    from wsrl.config import EnvConfig, resolve_env
+    from wsrl.config import EnvConfig, resolve_device, resolve_env
     from wsrl.module import WeightedBC
 
     module = WeightedBC.load_from_checkpoint(path, map_location=resolve_device(device)).eval()
