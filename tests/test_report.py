@@ -215,6 +215,9 @@ def test_learning_curve_of_one_cell(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path), str(wide), "--conditioning"])
     assert "error: 2 sweep directories given; --conditioning takes one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one drawing instead of the table, not a silent choice between two
+        main([str(tmp_path), "--curve", "hopper_medium", "Own Return", "--conditioning"])
+    assert "argument --conditioning: not allowed with argument --curve" in capsys.readouterr().err
     with pytest.raises(ReportError, match="no runs of hopper_medium / IR"):
         curve_report(tmp_path, 2, "hopper_medium", "IR")
     with pytest.raises(ReportError, match="Table 2 has no column 'RvS-R'"):

@@ -562,16 +562,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregates' intervals")
     p.add_argument("--wandb", action="store_true", help="also log the tables and figures to W&B")
-    p.add_argument("--curve", nargs=2, metavar=("ENV", "COLUMN"), help="instead: the learning curve of one cell "
-                   "of --table from its runs' periodic evaluations, e.g. --curve hopper_medium_expert 'Own Return'; "
-                   "with several sweep directories, one curve each on the same axes")
-    p.add_argument("--conditioning", action="store_true", help="instead: the RvS-R conditioning curve of each "
-                   "medium-expert cell (scores every seed's checkpoint at --points targets, --episodes each)")
+    instead = p.add_mutually_exclusive_group()  # what to draw instead of the table: one or the other
+    instead.add_argument("--curve", nargs=2, metavar=("ENV", "COLUMN"), help="instead: the learning curve of one "
+                         "cell of --table from its runs' periodic evaluations, e.g. --curve hopper_medium_expert "
+                         "'Own Return'; with several sweep directories, one curve each on the same axes")
+    instead.add_argument("--conditioning", action="store_true", help="instead: the RvS-R conditioning curve of each "
+                         "medium-expert cell (scores every seed's checkpoint at --points targets, --episodes each)")
     p.add_argument("--points", type=int, default=8, help="--conditioning: targets per curve")
     p.add_argument("--episodes", type=int, default=5, help="--conditioning: episodes per target and seed")
     a = p.parse_args(argv)
     try:
-        if len(a.sweep_dir) > 1 and a.conditioning and not a.curve:
+        if len(a.sweep_dir) > 1 and a.conditioning:
             raise ReportError(f"{len(a.sweep_dir)} sweep directories given; --conditioning takes one")
         if a.curve:
             curve_report(a.sweep_dir, a.table, *a.curve, a.out)
