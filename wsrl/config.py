@@ -50,11 +50,15 @@ PolicyName = choice("PolicyName", ("unconditional", "diag_gaussian"))
 WandbMode = choice("WandbMode", ("offline", "online", "disabled"))
 
 
-DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")  # what device= (and the evaluation CLI's --device) accepts
-
-
 class ConfigError(ValueError):
     """A configuration value that is out of range; the message names the key and the fix."""
+
+
+def check_device(name: str, key: str = "device=") -> None:
+    """Refuse a device name other than auto, cpu, cuda or cuda:N; ``key`` is how the user wrote the setting
+    (``device=`` in a run's config, ``--device `` on the evaluation CLI)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ConfigError(f"{key}{name} must be auto, cpu, cuda or cuda:N")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -233,8 +237,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("eval.video_periodic=true needs eval.video=true")
     if cfg.eval.conditioning_points < 0 or cfg.eval.conditioning_points == 1:
         raise ConfigError(f"eval.conditioning_points={cfg.eval.conditioning_points} must be 0 (off) or >= 2")
-    if not DEVICE_NAMES.fullmatch(cfg.device):
-        raise ConfigError(f"device={cfg.device} must be auto, cpu, cuda or cuda:N")
+    check_device(cfg.device)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> tuple[WeightedBC,
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from wsrl.config import DEVICE_NAMES, EvalConfig
+    from wsrl.config import ConfigError, EvalConfig, check_device
 
     defaults = EvalConfig()
     p = argparse.ArgumentParser(prog="python -m wsrl.evaluation", description=__doc__.splitlines()[0])
@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
             sys.exit(f"error: {flag} {value} must be at least {least}")
     if a.video is not None and a.video.suffix != ".mp4":
         sys.exit(f"error: --video {a.video}: the file name must end in .mp4")
-    if not DEVICE_NAMES.fullmatch(a.device):
-        sys.exit(f"error: --device {a.device} must be auto, cpu, cuda or cuda:N")
+    try:
+        check_device(a.device, "--device ")
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
     try:
         module, env = load_checkpoint(a.checkpoint, a.device)
     except (ValueError, RuntimeError, KeyError) as err:
