@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import make_tiny_dataset
 from wsrl.launch import pin_worker_gpu
 from wsrl.report import COLUMNS, ReportError, collect, curve_report, main, pool, report, swept_seeds, table
-from wsrl.statistics import aggregates, improvement, seed_interval, separation
+from wsrl.statistics import aggregates, holm, improvement, seed_interval, spread, welch
 
 
 def write_run(root, env, method, sampler, seed, score, ep_std=1.0, steps=100, policy="unconditional", target=None,
@@ -43,7 +43,8 @@ def test_table2_rows_averages_and_flags(tmp_path):
     write_run(tmp_path, "hopper_medium", "rvs_r", "uniform", 1, 80.0, steps=200)
     rows, notes = table(collect(tmp_path)[0], 2)
     by = {r["dataset"]: r for r in rows}
-    assert by["hopper_medium"]["BC"] == 15.0 and by["hopper_medium"]["BC seed std"] == 5.0
+    assert by["hopper_medium"]["BC"] == 15.0 and by["hopper_medium"]["BC seed sample sd"] == pytest.approx(
+        math.sqrt(50))  # ddof=1: the two seeds differ by 10
     assert by["hopper_medium"]["BC episode std"] == 3.0
     # Student-t interval of two seeds: t with 1 degree of freedom is Cauchy, quantile tan(pi (p - 1/2)); sem = 5
     half = 5.0 * math.tan(math.pi * 0.475)
@@ -51,7 +52,10 @@ def test_table2_rows_averages_and_flags(tmp_path):
         (15 - half, 15 + half))
     assert by["halfcheetah_medium"]["BC ci95 low"] == by["halfcheetah_medium"]["BC ci95 high"] == 40.0
     assert by["hopper_medium"]["Own Return ci95 low"] == pytest.approx(75 - half)
-    assert by["hopper_medium"]["Own Return vs BC"] == "overlap" and by["walker2d_medium"]["Own Return vs BC"] is None
+    # the two intervals overlap, yet Welch (t = 60 / sqrt(50), 2 dof, p = 0.014; the table's only test) separates
+    assert by["hopper_medium"]["Own Return vs BC"] == "higher"
+    assert by["hopper_medium"]["Own Return vs BC p holm"] == by["hopper_medium"]["Own Return vs BC p welch"]
+    assert by["walker2d_medium"]["Own Return vs BC"] is None
     assert "BC ci95 low" not in by["medium average"] and "Own Return vs BC" not in by["medium average"]
     assert by["hopper_medium"]["BC paper"] == 38.01
     assert by["hopper_medium"]["BC diff"] == pytest.approx(15.0 - 38.01)
@@ -94,8 +98,17 @@ def test_interval_helpers():
     sem = 10 / math.sqrt(3)
     assert seed_interval(np.array([10.0, 20.0, 30.0])) == pytest.approx((20 - t2 * sem, 20 + t2 * sem))
     assert seed_interval(np.array([7.0])) is None and seed_interval(np.array([3.0, 3.0])) == (3.0, 3.0)
-    assert separation((5, 6), (1, 4.9)) == "higher" and separation((1, 2), (2, 3)) == "overlap"
-    assert separation((0, 1), (2, 3)) == "lower" and separation(None, (2, 3)) is None
+    assert spread(np.array([3.0, 1.0, 2.0, 10.0])) == {"median": 2.5, "min": 1.0, "max": 10.0, "two groups": False,
+                                                       "sd": pytest.approx(np.std([3, 1, 2, 10], ddof=1))}
+    # two groups: a gap of at least half the range, a range of 10 points or more
+    assert spread(np.array([35.6, 95.3, 85.0, 90.0]))["two groups"]
+    assert not spread(np.array([10.0, 30.0, 50.0, 70.0]))["two groups"]  # wide, but evenly
+    assert spread(np.array([4.0]))["sd"] is None
+    assert welch([1.0], [2.0, 3.0]) is None
+    assert welch([2.0, 2.0], [1.0, 1.0]) == {"difference": 1.0, "low": None, "high": None, "df": None, "p": None}
+    # Holm by hand: sorted 0.01, 0.02, 0.04, 0.3 -> 0.04, 0.06, 0.08, 0.3 (kept monotone), back in input order
+    assert holm([0.04, 0.01, 0.3, 0.02]) == pytest.approx([0.08, 0.04, 0.3, 0.06])
+    assert holm([0.02, 0.5, 0.5]) == pytest.approx([0.06, 1.0, 1.0]) and holm([]) == []
 
 
 def test_aggregates_of_a_synthetic_sweep_have_the_known_answers(tmp_path):
@@ -154,7 +167,7 @@ def test_table4_reads_the_lds_label_and_marks_separate_intervals(tmp_path, capsy
     hopper = by["hopper_medium_expert"]
     assert hopper["return / loss"] == 51.0 and hopper["return-to-go / loss"] == 21.0 and hopper["action / draw"] == 54
     assert hopper["return-to-go / loss vs return / loss"] == "lower"
-    assert hopper["action / loss vs return / loss"] == "overlap"
+    assert hopper["action / loss vs return / loss"] == "not significant"  # +2, Welch p = 0.07
     assert "hopper_medium_expert / uniform: no runs" in notes and "halfcheetah_medium_expert" not in by
     main([str(tmp_path), "--table", "4", "--reps", "20"])
     md = capsys.readouterr().out
@@ -178,7 +191,8 @@ def test_pooled_sweeps_make_one_table(tmp_path, capsys):
         write_run(table2, "hopper_medium_replay", "rvs_r", "uniform", seed, 10.0)  # not a Table 4 dataset
     main([str(ablation), str(table2), "--table", "4", "--reps", "20"])
     md = capsys.readouterr().out
-    assert "| hopper_medium_expert | 40.5 [34.1, 46.9] | 50.5 [44.1, 56.9] | 30.5 [24.1, 36.9] ↓ |" in md
+    # return / loss against uniform (+10, Welch p = 0.005, Holm 0.010 of the 3 comparisons) is marked too
+    assert "| hopper_medium_expert | 40.5 [34.1, 46.9] | 50.5 [44.1, 56.9] ↑ | 30.5 [24.1, 36.9] ↓ |" in md
     assert "medium_replay" not in md and (ablation / "table4.md").exists()
     with pytest.raises(ReportError, match="hopper_medium_expert/rvs_r/lds/unconditional/trajectory_return/0 is "
                        "in both"):
