@@ -8,27 +8,30 @@ import json
 import math
 import multiprocessing as mp
 import os
+import statistics
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from tests.conftest import make_tiny_dataset
 from wsrl.launch import pin_worker_gpu
-from wsrl.report import COLUMNS, ReportError, collect, curve_report, main, pool, report, swept_seeds, table
+from wsrl.report import BEHAVIOR, COLUMNS, ReportError, collect, curve_report, main, pool, report, swept_seeds, table
 from wsrl.statistics import aggregates, holm, improvement, seed_interval, spread, welch
 
 
 def write_run(root, env, method, sampler, seed, score, ep_std=1.0, steps=100, policy="unconditional", target=None,
-              history=()):
+              history=(), weights=None, wall=None):
     """A results.json as train.py writes it (the fields the report reads); ``target``: the run's sampler.target,
-    ``history``: (step, score) of its periodic evaluations before the final one."""
+    ``history``: (step, score) of its periodic evaluations before the final one, ``weights``: its weight
+    statistics, ``wall``: its wall seconds."""
     d = root / env / f"{method}-{sampler}-{target}-{policy}" / f"seed{seed}"
     d.mkdir(parents=True)
     (d / "results.json").write_text(json.dumps({
         "env": env, "method": method, "sampler": sampler, "policy": policy, "seed": seed, "steps": steps,
-        "normalized_score": {"mean": score, "std": ep_std},
+        "weights": weights, "wall_seconds": wall, "normalized_score": {"mean": score, "std": ep_std},
         "eval_history": [{"step": k, "mean": v, "std": 0.0} for k, v in history] + [
             {"step": steps, "mean": score, "std": ep_std}],
         "config": {"sampler": {"target": target or "trajectory_return"}}}))
@@ -152,6 +155,111 @@ def test_aggregates_of_a_synthetic_sweep_have_the_known_answers(tmp_path):
     matrices = {"a": np.array([[1.0, 5.0], [2.0, 9.0], [4.0, 3.0]]), "b": np.array([[0.0, 4.0], [3.0, 8.0]])}
     assert aggregates(matrices, 50, seed=3) == aggregates(matrices, 50, seed=3)
     assert improvement(matrices, {"a": "b"}, 50, seed=3) == improvement(matrices, {"a": "b"}, 50, seed=3)
+
+
+def _welch_by_hand(x, y):
+    """Welch's difference, Welch-Satterthwaite 95 % interval (written out) and scipy's p-value."""
+    x, y = np.asarray(x), np.asarray(y)
+    a, b = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    df = (a + b) ** 2 / (a**2 / (len(x) - 1) + b**2 / (len(y) - 1))
+    half = scipy_stats.t.ppf(0.975, df) * math.sqrt(a + b)
+    d = x.mean() - y.mean()
+    return d, d - half, d + half, scipy_stats.ttest_ind(x, y, equal_var=False).pvalue
+
+
+def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
+    """Table 2 on two datasets x 5 seeds with known scores: every per-dataset statistic against one computed here
+    independently (scipy's Welch test, the Welch-Satterthwaite interval, Holm by hand, Python's sample SD), the
+    per-dataset P(X > Y), the seeds' median and range, the paper's Std and expert fractions, the per-run CSV."""
+    scores = {  # hopper's Own Return has one collapsed seed (two groups); BC + LDS carries weights
+        "hopper_medium_expert": {"BC": [40, 42, 44, 46, 48], "Own Return": [35.6, 85, 90, 95, 95.3],
+                                 "IR": [60, 62, 64, 66, 68], "BC + LDS": [41, 43, 45, 47, 52]},
+        "walker2d_medium_expert": {"BC": [90, 91, 92, 93, 94], "Own Return": [100, 101, 102, 103, 104],
+                                   "IR": [97, 98.5, 100, 101.5, 103], "BC + LDS": [90.5, 91, 92, 93, 93.5]}}
+    runs = {"BC": ("bc", "uniform"), "Own Return": ("rvs_r", "uniform"), "IR": ("rvs_r", "lds"),
+            "BC + LDS": ("bc", "lds")}
+    episode = {"BC": lambda s: 7.0, "Own Return": lambda s: 10.0 + s, "IR": lambda s: 14.0 + s,
+               "BC + LDS": lambda s: 2.0}
+    for env, cols in scores.items():
+        for col, values in cols.items():
+            for seed, score in enumerate(values):
+                lds = runs[col][1] == "lds"
+                write_run(tmp_path, env, *runs[col], seed, float(score), ep_std=episode[col](seed), wall=60.0 + seed,
+                          weights={"min": 0.2, "max": 5.0 + seed, "effective_fraction": 0.6,
+                                   "bins": {"count": 50}} if lds else None)
+    report(tmp_path, 2, reps=50)
+    rows = {r["dataset"]: r for r in csv.DictReader(open(tmp_path / "table2.csv"))}
+    md = (tmp_path / "table2.md").read_text()
+    num = lambda v: float(v) if v not in ("", None) else None  # noqa: E731
+
+    # Welch per dataset and pair against scipy and the interval written out; Holm over the table's 6 comparisons
+    pairs = [("Own Return", "BC"), ("IR", "Own Return"), ("BC + LDS", "BC")]
+    tests = [(env, x, y, *_welch_by_hand(scores[env][x], scores[env][y])) for env in scores for x, y in pairs]
+    for env, x, y, d, lo, hi, p in tests:
+        row, key = rows[env], f"{x} vs {y}"
+        assert num(row[f"{key} difference"]) == pytest.approx(d)
+        assert (num(row[f"{key} ci95 low"]), num(row[f"{key} ci95 high"])) == pytest.approx((lo, hi))
+        assert num(row[f"{key} p welch"]) == pytest.approx(p)
+        scipy_ci = scipy_stats.ttest_ind(scores[env][x], scores[env][y], equal_var=False).confidence_interval()
+        assert (lo, hi) == pytest.approx((scipy_ci.low, scipy_ci.high))  # the written-out interval is scipy's
+    ps = [p for *_, p in tests]
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    adjusted = {order[k]: max(min(1.0, (len(ps) - j) * ps[order[j]]) for j in range(k + 1)) for k in range(len(ps))}
+    for i, (env, x, y, d, *_rest) in enumerate(tests):
+        key = f"{x} vs {y}"
+        assert num(rows[env][f"{key} p holm"]) == pytest.approx(adjusted[i])
+        assert rows[env][key] == (("higher" if d > 0 else "lower") if adjusted[i] < 0.05 else "not significant")
+    # hopper's Own Return over BC: p = 0.032 alone, 0.16 after Holm: no mark; walker2d's stays marked
+    hop, walker = rows["hopper_medium_expert"], rows["walker2d_medium_expert"]
+    assert num(hop["Own Return vs BC p welch"]) < 0.05 and hop["Own Return vs BC"] == "not significant"
+    assert walker["Own Return vs BC"] == "higher" and walker["BC + LDS vs BC"] == "not significant"
+    assert "after Holm's correction over the table's 6 comparisons" in md and "p Holm (of 6)" in md
+    # the paper's own difference (83 - 40 on hopper, 106.5 - 91.3 on walker2d) inside our interval or not
+    assert num(hop["Own Return vs BC paper difference"]) == pytest.approx(43.0)
+    assert hop["Own Return vs BC paper inside"] == "True" and walker["Own Return vs BC paper inside"] == "False"
+    assert "BC + LDS vs BC paper difference" not in rows["hopper_medium_expert"]  # not in the paper
+    assert "| walker2d_medium_expert | Own Return − BC | +10.0 [7.7, 12.3] ↑ | <0.001 | <0.001 | +15.2 | no |" in md
+
+    # the seeds: sample SD (ddof=1), median and range; the two-group cell shows them under its mean
+    own = scores["hopper_medium_expert"]["Own Return"]
+    assert num(hop["Own Return seed sample sd"]) == pytest.approx(statistics.stdev(own))
+    assert (num(hop["Own Return median"]), num(hop["Own Return min"]), num(hop["Own Return max"])) == (90, 35.6, 95.3)
+    assert hop["Own Return two groups"] == "True" and hop["BC two groups"] == "False"
+    assert "80.2 [" in md and "<br>median 90.0, seeds 35.6–95.3" in md and md.count("<br>median") == 1
+
+    # the episode spread against the paper's Std: BC 7 on every seed (paper 7.25: outside), IR 14-18 (15.24: inside)
+    assert num(hop["BC episode std"]) == 7.0 and hop["BC paper std inside"] == "False"
+    assert num(hop["IR paper std"]) == 15.24 and hop["IR paper std inside"] == "True"
+    assert "| hopper_medium_expert | 7.0 [7.0, 7.0] · paper 7.2, outside |" in md
+
+    # fractions of the data's expert level: ours from the hopper manifest, the paper's from D4RL's 108
+    expert = json.loads((BEHAVIOR / "hopper" / "manifest.json").read_text())["chosen_scores"]["expert"]
+    assert num(hop["expert level"]) == pytest.approx(expert["normalized_mean"])
+    assert num(hop["Own Return of expert"]) == pytest.approx(np.mean(own) / expert["normalized_mean"])
+    assert num(hop["Own Return paper of expert"]) == pytest.approx(83.0 / 108.0)
+
+    # P(X > Y) per dataset beside the average: 35.6 loses to all five BC seeds on hopper, 20 of 25 pairs won
+    agg = {r["what"]: r for r in csv.DictReader(open(tmp_path / "table2_aggregates.csv"))}
+    own_bc = agg["Own Return > BC"]
+    assert num(own_bc["P on hopper_medium_expert"]) == 0.8 and num(own_bc["P on walker2d_medium_expert"]) == 1.0
+    assert num(own_bc["estimate"]) == pytest.approx(0.9)  # rliable's average of the two
+    assert "| Own Return > BC | 0.90 | [" in md and "| 0.80, 1.00 |" in md
+    assert "Caveat: with 5 runs per dataset a percentile bootstrap is too narrow" in md and "86 %" in md
+
+    # every run behind the table, one row each, with its weights flattened and its directory
+    runs_csv = list(csv.DictReader(open(tmp_path / "table2_runs.csv")))
+    assert len(runs_csv) == 2 * 4 * 5
+    assert list(runs_csv[0])[:5] == ["dataset", "column", "seed", "score", "episode std"]
+    assert list(runs_csv[0])[-3:] == ["steps", "wall seconds", "run dir"]
+    lds = next(r for r in runs_csv if r["dataset"] == "hopper_medium_expert" and r["column"] == "BC + LDS"
+               and r["seed"] == "3")
+    assert (num(lds["score"]), num(lds["episode std"]), num(lds["weights max"]), num(lds["weights bins.count"])) == (
+        47.0, 2.0, 8.0, 50.0)
+    assert (lds["steps"], num(lds["wall seconds"])) == ("100", 63.0)
+    assert lds["run dir"] == f"{tmp_path.name}/hopper_medium_expert/bc-lds-None-unconditional/seed3"
+    bc = next(r for r in runs_csv if r["column"] == "BC")
+    assert bc["weights min"] == "" and bc["dataset"] == "hopper_medium_expert" and bc["seed"] == "0"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
 def test_table4_reads_the_lds_label_and_marks_separate_intervals(tmp_path, capsys):

@@ -1,14 +1,20 @@
 """Tables 1-4 from a sweep: ``python -m wsrl.report multirun/table2 --table 2``.
 
 Reads every ``results.json`` (and ``failed.json``) below a sweep directory and writes the paper's table as
-Markdown and CSV, with, per method: the mean over seeds of the normalized score, its 95 % interval and std over
-seeds, the mean per-episode std (what the paper reports as "Std"), the paper's number and the difference, and
-for each compared pair of columns (``COMPARISONS``) a mark where their intervals do not overlap. Group averages
-follow each dataset group, as in the paper. Missing seeds, unequal step counts and failed jobs are listed
-in the notes, never averaged silently. A PNG shows grouped bars with the paper's values as markers.
+Markdown and CSV, with, per method: the mean over seeds of the normalized score, its 95 % Student-t interval, the
+seeds' sample SD, median and range, the mean per-episode std (what the paper reports as "Std") with its interval
+against the paper's Std, the paper's number and the difference, and both as fractions of their data's expert
+level. For each compared pair of columns (``pairs``: ``COMPARISONS`` and, in Table 4, every column against
+``REFERENCE``) and dataset: the difference of means with Welch's 95 % interval and p-value, Holm's correction over
+all the table's comparisons, a mark on the cell where the adjusted p is below ``ALPHA``, and whether the paper's
+own difference lies inside the interval. Group averages follow each dataset group, as in the paper. Missing
+seeds, unequal step counts and failed jobs are listed in the notes, never averaged silently. A PNG shows grouped
+bars with the paper's values as markers; ``table<N>_runs.csv`` lists every run behind the table.
 Below the table come rliable's aggregates over all datasets and seeds (``wsrl.statistics``): IQM and mean per
-method, the probability of improvement of each compared pair, all with 95 % stratified-bootstrap intervals
-(``table<N>_aggregates.csv``), and a figure with them and the performance profiles (``table<N>_statistics.png``).
+method, the probability of improvement of each compared pair overall and per dataset, all with 95 %
+stratified-bootstrap intervals (``table<N>_aggregates.csv``), and a figure with them and the performance profiles
+(``table<N>_statistics.png``). The layout and the files are ``wsrl.tables``'; every file is written whole or not
+at all.
 Table 4 (not in the paper) is the LDS ablation: which label LDS balances, in the loss or in the draw.
 Several sweeps of one budget can be pooled into one table (``python -m wsrl.report multirun/table4_cpu
 multirun/table2_cpu --table 4``: Table 2's sweep already has Table 4's reference and the paper's LDS cell).
