@@ -101,11 +101,8 @@ def test_interval_helpers():
     sem = 10 / math.sqrt(3)
     assert seed_interval(np.array([10.0, 20.0, 30.0])) == pytest.approx((20 - t2 * sem, 20 + t2 * sem))
     assert seed_interval(np.array([7.0])) is None and seed_interval(np.array([3.0, 3.0])) == (3.0, 3.0)
-    assert spread(np.array([3.0, 1.0, 2.0, 10.0])) == {"median": 2.5, "min": 1.0, "max": 10.0, "two groups": False,
+    assert spread(np.array([3.0, 1.0, 2.0, 10.0])) == {"median": 2.5, "min": 1.0, "max": 10.0,
                                                        "sd": pytest.approx(np.std([3, 1, 2, 10], ddof=1))}
-    # two groups: a gap of at least half the range, a range of 10 points or more
-    assert spread(np.array([35.6, 95.3, 85.0, 90.0]))["two groups"]
-    assert not spread(np.array([10.0, 30.0, 50.0, 70.0]))["two groups"]  # wide, but evenly
     assert spread(np.array([4.0]))["sd"] is None
     assert welch([1.0], [2.0, 3.0]) is None
     assert welch([2.0, 2.0], [1.0, 1.0]) == {"difference": 1.0, "low": None, "high": None, "df": None, "p": None}
@@ -171,7 +168,7 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
     """Table 2 on two datasets x 5 seeds with known scores: every per-dataset statistic against one computed here
     independently (scipy's Welch test, the Welch-Satterthwaite interval, Holm by hand, Python's sample SD), the
     per-dataset P(X > Y), the seeds' median and range, the paper's Std and expert fractions, the per-run CSV."""
-    scores = {  # hopper's Own Return has one collapsed seed (two groups); BC + LDS carries weights
+    scores = {  # hopper's Own Return has one collapsed seed; BC + LDS carries weights
         "hopper_medium_expert": {"BC": [40, 42, 44, 46, 48], "Own Return": [35.6, 85, 90, 95, 95.3],
                                  "IR": [60, 62, 64, 66, 68], "BC + LDS": [41, 43, 45, 47, 52]},
         "walker2d_medium_expert": {"BC": [90, 91, 92, 93, 94], "Own Return": [100, 101, 102, 103, 104],
@@ -220,12 +217,12 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
     assert "BC + LDS vs BC paper difference" not in rows["hopper_medium_expert"]  # not in the paper
     assert "| walker2d_medium_expert | Own Return − BC | +10.0 [7.7, 12.3] ↑ | <0.001 | <0.001 | +15.2 | no |" in md
 
-    # the seeds: sample SD (ddof=1), median and range; the two-group cell shows them under its mean
+    # the seeds: sample SD (ddof=1), median and range, in the CSV and in the Markdown's Seeds table
     own = scores["hopper_medium_expert"]["Own Return"]
     assert num(hop["Own Return seed sample sd"]) == pytest.approx(statistics.stdev(own))
     assert (num(hop["Own Return median"]), num(hop["Own Return min"]), num(hop["Own Return max"])) == (90, 35.6, 95.3)
-    assert hop["Own Return two groups"] == "True" and hop["BC two groups"] == "False"
-    assert "80.2 [" in md and "<br>median 90.0, seeds 35.6–95.3" in md and md.count("<br>median") == 1
+    assert f"| hopper_medium_expert | 44.0 [40.0, 48.0] · sd {statistics.stdev([40, 42, 44, 46, 48]):.1f} | 90.0 " \
+           f"[35.6, 95.3] · sd {statistics.stdev(own):.1f} |" in md
 
     # the episode spread against the paper's Std: BC 7 on every seed (paper 7.25: outside), IR 14-18 (15.24: inside)
     assert num(hop["BC episode std"]) == 7.0 and hop["BC paper std inside"] == "False"

@@ -245,7 +245,7 @@ def table(runs: list[dict], number: int, expected_seeds: list[int] = ()) -> tupl
                 row[col] = float(scores[col].mean()) if cell else None
                 row[f"{col} ci95 low"], row[f"{col} ci95 high"] = seed_interval(scores[col]) or (None, None)
                 row[f"{col} seed sample sd"] = seeds_of["sd"]
-                for k in ("median", "min", "max", "two groups"):
+                for k in ("median", "min", "max"):
                     row[f"{col} {k}"] = seeds_of[k]
                 row[f"{col} episode std"] = float(episode.mean()) if cell else None
                 row[f"{col} episode std ci95 low"], row[f"{col} episode std ci95 high"] = \
@@ -305,7 +305,7 @@ def average_row(name: str, rows: list[dict], members: list[str], notes: list[str
     in places); incomplete groups are noted. Intervals, seed ranges and marks are per dataset only: the
     uncertainty over datasets is in the aggregates."""
     keys = {k for r in rows for k in r if k != "dataset" and not k.endswith((" n", " median", " min", " max",
-                                                                             " groups", " inside", "expert level"))
+                                                                             " inside", "expert level"))
             and " ci95 " not in k and " vs " not in k}
     out: dict = {"dataset": name}
     for k in sorted(keys):

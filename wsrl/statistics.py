@@ -24,7 +24,6 @@ from scipy import stats
 from wsrl.files import write_figure_atomic
 
 LEVEL = 0.95  # every interval in the report
-GAP, SPREAD = 0.5, 10.0  # seeds in two groups: a gap of half their range, a range of 10 points or more
 
 
 def seed_interval(scores: np.ndarray, level: float = LEVEL) -> tuple[float, float] | None:
@@ -39,17 +38,13 @@ def seed_interval(scores: np.ndarray, level: float = LEVEL) -> tuple[float, floa
     return float(lo), float(hi)
 
 
-def spread(scores: np.ndarray) -> dict[str, float | bool | None]:
-    """The seeds' median, lowest, highest, sample standard deviation (ddof=1; None for one seed), and whether
-    they fall into two groups: the widest gap between neighbouring seeds is at least ``GAP`` of their range and
-    the range at least ``SPREAD`` points (one seed far from the others, say, where the mean describes no seed)."""
-    scores = np.sort(np.asarray(scores, dtype=float))
+def spread(scores: np.ndarray) -> dict[str, float | None]:
+    """The seeds' median, lowest, highest and sample standard deviation (ddof=1; None for one seed)."""
+    scores = np.asarray(scores, dtype=float)
     if scores.size == 0:
-        return {"median": None, "min": None, "max": None, "sd": None, "two groups": None}
-    width = float(scores[-1] - scores[0])
-    return {"median": float(np.median(scores)), "min": float(scores[0]), "max": float(scores[-1]),
-            "sd": float(scores.std(ddof=1)) if scores.size > 1 else None,
-            "two groups": bool(width >= SPREAD and np.diff(scores).max() >= GAP * width)}
+        return {"median": None, "min": None, "max": None, "sd": None}
+    return {"median": float(np.median(scores)), "min": float(scores.min()), "max": float(scores.max()),
+            "sd": float(scores.std(ddof=1)) if scores.size > 1 else None}
 
 
 def welch(x: np.ndarray, y: np.ndarray, level: float = LEVEL) -> dict[str, float | None] | None:

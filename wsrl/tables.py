@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from wsrl.files import write_figure_atomic, write_text_atomic
-from wsrl.statistics import GAP, SPREAD
 
 MARKS = {"higher": "↑", "lower": "↓"}
 # Quoted, not measured here: the coverage of rliable's percentile bootstrap at these tables' spreads
@@ -51,16 +50,12 @@ def _interval(row: dict, key: str) -> str:
 
 
 def _cell(row: dict, col: str, layout: Layout) -> str:
-    """'mean [low, high]', the mark of the column's comparison, and the seeds' median and range where a seed is
-    far from the others; '—' for an empty cell."""
+    """'mean [low, high]' and the mark of the column's comparison, '—' for an empty cell."""
     if row.get(col) is None:
         return "—"
     text = _fmt(row[col]) + _interval(row, col)
     base = layout.marked.get(col)
-    text += f" {MARKS[row[f'{col} vs {base}']]}" if base and row.get(f"{col} vs {base}") in MARKS else ""
-    if row.get(f"{col} two groups"):
-        text += f"<br>median {_fmt(row[f'{col} median'])}, seeds {_fmt(row[f'{col} min'])}–{_fmt(row[f'{col} max'])}"
-    return text
+    return text + (f" {MARKS[row[f'{col} vs {base}']]}" if base and row.get(f"{col} vs {base}") in MARKS else "")
 
 
 def _lines(head: list[str], body: list[list[str]]) -> str:
@@ -90,16 +85,27 @@ def to_markdown(rows: list[dict], layout: Layout, notes: list[str], failed: list
     text = (f"## Table {layout.number}\n\n" + _lines(head, body) + "\nCells: mean over seeds [95 % Student-t "
             f"interval over seeds]. ↑ / ↓: the mean is above / below that of the column it is compared with "
             f"({marked}) by Welch's t-test at p < {layout.alpha} after Holm's correction over the table's {m} "
-            "comparisons (listed below with their uncorrected p). Under a cell, the seeds' median and range where "
-            f"they fall into two groups (the widest gap between neighbouring seeds at least {GAP:.0%} of their "
-            f"range, and the range {SPREAD:.0f} points or more). diff: ours minus "
+            "comparisons (listed below with their uncorrected p). diff: ours minus "
             "the paper's. Average rows: the mean of the group's rows, recomputed (the paper's printed averages "
             "differ in places).\n")
-    text += differences_markdown(rows, layout, m) + spread_markdown(rows, layout) + expert_markdown(rows, layout)
+    text += seeds_markdown(rows, layout) + differences_markdown(rows, layout, m) + spread_markdown(rows, layout)
+    text += expert_markdown(rows, layout)
     if notes or failed:
         text += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
         text += "".join(f"- failed: {f['dir']}: {f['type']}: {f['error']}\n" for f in failed)
     return text
+
+
+def seeds_markdown(rows: list[dict], layout: Layout) -> str:
+    """Per cell the seeds' median, range and sample SD: where one seed collapses, the mean and its interval
+    describe no seed."""
+    body = [[r["dataset"]] + [f"{_fmt(r[f'{c} median'])} [{_fmt(r[f'{c} min'])}, {_fmt(r[f'{c} max'])}]" + (
+        f" · sd {_fmt(r[f'{c} seed sample sd'])}" if r.get(f"{c} seed sample sd") is not None else "")
+        if r.get(f"{c} median") is not None else "—" for c in layout.columns]
+        for r in rows if not r["dataset"].endswith("average")]
+    return ("\n### Seeds\n\n" + _lines(["dataset"] + layout.columns, body) + "\nPer cell: the median of the "
+            "seeds' scores [lowest, highest] · their sample standard deviation (ddof = 1), beside the mean above: "
+            "where they differ, a seed lies far from the others.\n")
 
 
 def differences_markdown(rows: list[dict], layout: Layout, m: int) -> str:
