@@ -102,7 +102,7 @@ def seeds_markdown(rows: list[dict], layout: Layout) -> str:
     body = [[r["dataset"]] + [f"{_fmt(r[f'{c} median'])} [{_fmt(r[f'{c} min'])}, {_fmt(r[f'{c} max'])}]" + (
         f" · sd {_fmt(r[f'{c} seed sample sd'])}" if r.get(f"{c} seed sample sd") is not None else "")
         if r.get(f"{c} median") is not None else "—" for c in layout.columns]
-        for r in rows if not r["dataset"].endswith("average")]
+        for r in rows if any(r.get(f"{c} median") is not None for c in layout.columns)]
     return ("\n### Seeds\n\n" + _lines(["dataset"] + layout.columns, body) + "\nPer cell: the median of the "
             "seeds' scores [lowest, highest] · their sample standard deviation (ddof = 1), beside the mean above: "
             "where they differ, a seed lies far from the others.\n")
@@ -136,6 +136,9 @@ def spread_markdown(rows: list[dict], layout: Layout) -> str:
     """Per cell our per-episode std (mean over seeds, with its interval) and the paper's Std where it has one."""
     body = []
     for r in rows:
+        if not any(r.get(f"{c} episode std") is not None or r.get(f"{c} paper std") is not None
+                   for c in layout.columns):
+            continue
         line = [r["dataset"]]
         for c in layout.columns:
             text = _fmt(r.get(f"{c} episode std")) + _interval(r, f"{c} episode std") or "—"
@@ -156,6 +159,9 @@ def expert_markdown(rows: list[dict], layout: Layout) -> str:
     """Per cell the mean as a fraction of the expert level of our data, and the paper's of D4RL's."""
     body = []
     for r in rows:
+        if not any(r.get(f"{c} of expert") is not None or r.get(f"{c} paper of expert") is not None
+                   for c in layout.columns):
+            continue
         line = [r["dataset"], f"{_fmt(r.get('expert level'))} · {_fmt(r.get('paper expert level'), '.0f')}"
                 if r.get("expert level") or r.get("paper expert level") else ""]
         for c in layout.columns:
