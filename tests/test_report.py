@@ -1,5 +1,6 @@
-"""Reports from sweeps: the paper's layout, averages, flags, failures, per-cell intervals and marks, rliable's
-aggregates on known answers, Table 4, learning curves; a real multirun end to end; GPU pinning."""
+"""Reports from sweeps: the paper's layout, averages, flags, failures, per-cell intervals, Welch differences and
+Holm marks, seeds, spread, expert fractions and the per-run CSV on a synthetic sweep, rliable's aggregates on known
+answers, Table 4, learning curves; a real multirun end to end; GPU pinning."""
 
 from __future__ import annotations
 
@@ -259,8 +260,8 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
-def test_table4_reads_the_lds_label_and_marks_separate_intervals(tmp_path, capsys):
-    """Table 4's columns are told apart by the runs' sampler.target; a mark where intervals do not overlap."""
+def test_table4_reads_the_lds_label_and_marks_welch_differences(tmp_path, capsys):
+    """Table 4's columns are told apart by the runs' sampler.target; a mark where Welch's test separates them."""
     labels = {"trajectory_return": 50.0, "return_to_go": 20.0, "action": 52.0}
     for env in ("hopper_medium_expert", "walker2d_medium_expert"):
         for seed in range(3):
@@ -299,6 +300,9 @@ def test_pooled_sweeps_make_one_table(tmp_path, capsys):
     # return / loss against uniform (+10, Welch p = 0.005, Holm 0.010 of the 3 comparisons) is marked too
     assert "| hopper_medium_expert | 40.5 [34.1, 46.9] | 50.5 [44.1, 56.9] ↑ | 30.5 [24.1, 36.9] ↓ |" in md
     assert "medium_replay" not in md and (ablation / "table4.md").exists()
+    # every column against no weights too (Table 4's REFERENCE), per dataset and in P(X > Y)
+    assert "| hopper_medium_expert | return-to-go / loss − uniform | -10.0 [-13.0, -7.0] ↓ | 0.005 | 0.010 |" in md
+    assert "| return-to-go / loss > uniform | 0.00 | [0.00, 0.00] | 0.00 |" in md
     with pytest.raises(ReportError, match="hopper_medium_expert/rvs_r/lds/unconditional/trajectory_return/0 is "
                        "in both"):
         pool([table2, ablation, table2])
