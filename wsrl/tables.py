@@ -104,8 +104,9 @@ def seeds_markdown(rows: list[dict], layout: Layout) -> str:
         if r.get(f"{c} median") is not None else "—" for c in layout.columns]
         for r in rows if any(r.get(f"{c} median") is not None for c in layout.columns)]
     return ("\n### Seeds\n\n" + _lines(["dataset"] + layout.columns, body) + "\nPer cell: the median of the "
-            "seeds' scores [lowest, highest] · their sample standard deviation (ddof = 1), beside the mean above: "
-            "where they differ, a seed lies far from the others.\n")
+            "seeds' scores [lowest, highest] · their sample standard deviation (ddof = 1). Where the median is far "
+            "from the mean above, some seeds lie far from the others, and the mean and its interval describe none "
+            "of them.\n")
 
 
 def differences_markdown(rows: list[dict], layout: Layout, m: int) -> str:
