@@ -1,5 +1,6 @@
-"""Reports from sweeps: the paper's layout, averages, flags, failures, per-cell intervals and marks, rliable's
-aggregates on known answers, Table 4, learning curves; a real multirun end to end; GPU pinning."""
+"""Reports from sweeps: the paper's layout, averages, flags, failures, per-cell intervals, Welch differences and
+Holm marks, seeds, spread, expert fractions and the per-run CSV on a synthetic sweep, rliable's aggregates on known
+answers, Table 4, learning curves; a real multirun end to end; GPU pinning."""
 
 from __future__ import annotations
 
@@ -8,27 +9,30 @@ import json
 import math
 import multiprocessing as mp
 import os
+import statistics
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from tests.conftest import make_tiny_dataset
 from wsrl.launch import pin_worker_gpu
-from wsrl.report import COLUMNS, ReportError, collect, curve_report, main, pool, report, swept_seeds, table
-from wsrl.statistics import aggregates, improvement, seed_interval, separation
+from wsrl.report import BEHAVIOR, COLUMNS, ReportError, collect, curve_report, main, pool, report, swept_seeds, table
+from wsrl.statistics import aggregates, holm, improvement, seed_interval, spread, welch
 
 
 def write_run(root, env, method, sampler, seed, score, ep_std=1.0, steps=100, policy="unconditional", target=None,
-              history=()):
+              history=(), weights=None, wall=None):
     """A results.json as train.py writes it (the fields the report reads); ``target``: the run's sampler.target,
-    ``history``: (step, score) of its periodic evaluations before the final one."""
+    ``history``: (step, score) of its periodic evaluations before the final one, ``weights``: its weight
+    statistics, ``wall``: its wall seconds."""
     d = root / env / f"{method}-{sampler}-{target}-{policy}" / f"seed{seed}"
     d.mkdir(parents=True)
     (d / "results.json").write_text(json.dumps({
         "env": env, "method": method, "sampler": sampler, "policy": policy, "seed": seed, "steps": steps,
-        "normalized_score": {"mean": score, "std": ep_std},
+        "weights": weights, "wall_seconds": wall, "normalized_score": {"mean": score, "std": ep_std},
         "eval_history": [{"step": k, "mean": v, "std": 0.0} for k, v in history] + [
             {"step": steps, "mean": score, "std": ep_std}],
         "config": {"sampler": {"target": target or "trajectory_return"}}}))
@@ -43,7 +47,8 @@ def test_table2_rows_averages_and_flags(tmp_path):
     write_run(tmp_path, "hopper_medium", "rvs_r", "uniform", 1, 80.0, steps=200)
     rows, notes = table(collect(tmp_path)[0], 2)
     by = {r["dataset"]: r for r in rows}
-    assert by["hopper_medium"]["BC"] == 15.0 and by["hopper_medium"]["BC seed std"] == 5.0
+    assert by["hopper_medium"]["BC"] == 15.0 and by["hopper_medium"]["BC seed sample sd"] == pytest.approx(
+        math.sqrt(50))  # ddof=1: the two seeds differ by 10
     assert by["hopper_medium"]["BC episode std"] == 3.0
     # Student-t interval of two seeds: t with 1 degree of freedom is Cauchy, quantile tan(pi (p - 1/2)); sem = 5
     half = 5.0 * math.tan(math.pi * 0.475)
@@ -51,7 +56,10 @@ def test_table2_rows_averages_and_flags(tmp_path):
         (15 - half, 15 + half))
     assert by["halfcheetah_medium"]["BC ci95 low"] == by["halfcheetah_medium"]["BC ci95 high"] == 40.0
     assert by["hopper_medium"]["Own Return ci95 low"] == pytest.approx(75 - half)
-    assert by["hopper_medium"]["Own Return vs BC"] == "overlap" and by["walker2d_medium"]["Own Return vs BC"] is None
+    # the two intervals overlap, yet Welch (t = 60 / sqrt(50), 2 dof, p = 0.014; the table's only test) separates
+    assert by["hopper_medium"]["Own Return vs BC"] == "higher"
+    assert by["hopper_medium"]["Own Return vs BC p holm"] == by["hopper_medium"]["Own Return vs BC p welch"]
+    assert by["walker2d_medium"]["Own Return vs BC"] is None
     assert "BC ci95 low" not in by["medium average"] and "Own Return vs BC" not in by["medium average"]
     assert by["hopper_medium"]["BC paper"] == 38.01
     assert by["hopper_medium"]["BC diff"] == pytest.approx(15.0 - 38.01)
@@ -94,8 +102,14 @@ def test_interval_helpers():
     sem = 10 / math.sqrt(3)
     assert seed_interval(np.array([10.0, 20.0, 30.0])) == pytest.approx((20 - t2 * sem, 20 + t2 * sem))
     assert seed_interval(np.array([7.0])) is None and seed_interval(np.array([3.0, 3.0])) == (3.0, 3.0)
-    assert separation((5, 6), (1, 4.9)) == "higher" and separation((1, 2), (2, 3)) == "overlap"
-    assert separation((0, 1), (2, 3)) == "lower" and separation(None, (2, 3)) is None
+    assert spread(np.array([3.0, 1.0, 2.0, 10.0])) == {"median": 2.5, "min": 1.0, "max": 10.0,
+                                                       "sd": pytest.approx(np.std([3, 1, 2, 10], ddof=1))}
+    assert spread(np.array([4.0]))["sd"] is None
+    assert welch([1.0], [2.0, 3.0]) is None
+    assert welch([2.0, 2.0], [1.0, 1.0]) == {"difference": 1.0, "low": None, "high": None, "df": None, "p": None}
+    # Holm by hand: sorted 0.01, 0.02, 0.04, 0.3 -> 0.04, 0.06, 0.08, 0.3 (kept monotone), back in input order
+    assert holm([0.04, 0.01, 0.3, 0.02]) == pytest.approx([0.08, 0.04, 0.3, 0.06])
+    assert holm([0.02, 0.5, 0.5]) == pytest.approx([0.06, 1.0, 1.0]) and holm([]) == []
 
 
 def test_aggregates_of_a_synthetic_sweep_have_the_known_answers(tmp_path):
@@ -141,8 +155,113 @@ def test_aggregates_of_a_synthetic_sweep_have_the_known_answers(tmp_path):
     assert improvement(matrices, {"a": "b"}, 50, seed=3) == improvement(matrices, {"a": "b"}, 50, seed=3)
 
 
-def test_table4_reads_the_lds_label_and_marks_separate_intervals(tmp_path, capsys):
-    """Table 4's columns are told apart by the runs' sampler.target; a mark where intervals do not overlap."""
+def _welch_by_hand(x, y):
+    """Welch's difference, Welch-Satterthwaite 95 % interval (written out) and scipy's p-value."""
+    x, y = np.asarray(x), np.asarray(y)
+    a, b = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    df = (a + b) ** 2 / (a**2 / (len(x) - 1) + b**2 / (len(y) - 1))
+    half = scipy_stats.t.ppf(0.975, df) * math.sqrt(a + b)
+    d = x.mean() - y.mean()
+    return d, d - half, d + half, scipy_stats.ttest_ind(x, y, equal_var=False).pvalue
+
+
+def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
+    """Table 2 on two datasets x 5 seeds with known scores: every per-dataset statistic against one computed here
+    independently (scipy's Welch test, the Welch-Satterthwaite interval, Holm by hand, Python's sample SD), the
+    per-dataset P(X > Y), the seeds' median and range, the paper's Std and expert fractions, the per-run CSV."""
+    scores = {  # hopper's Own Return has one collapsed seed; BC + LDS carries weights
+        "hopper_medium_expert": {"BC": [40, 42, 44, 46, 48], "Own Return": [35.6, 85, 90, 95, 95.3],
+                                 "IR": [60, 62, 64, 66, 68], "BC + LDS": [41, 43, 45, 47, 52]},
+        "walker2d_medium_expert": {"BC": [90, 91, 92, 93, 94], "Own Return": [100, 101, 102, 103, 104],
+                                   "IR": [97, 98.5, 100, 101.5, 103], "BC + LDS": [90.5, 91, 92, 93, 93.5]}}
+    runs = {"BC": ("bc", "uniform"), "Own Return": ("rvs_r", "uniform"), "IR": ("rvs_r", "lds"),
+            "BC + LDS": ("bc", "lds")}
+    episode = {"BC": lambda s: 7.0, "Own Return": lambda s: 10.0 + s, "IR": lambda s: 14.0 + s,
+               "BC + LDS": lambda s: 2.0}
+    for env, cols in scores.items():
+        for col, values in cols.items():
+            for seed, score in enumerate(values):
+                lds = runs[col][1] == "lds"
+                write_run(tmp_path, env, *runs[col], seed, float(score), ep_std=episode[col](seed), wall=60.0 + seed,
+                          weights={"min": 0.2, "max": 5.0 + seed, "effective_fraction": 0.6,
+                                   "bins": {"count": 50}} if lds else None)
+    report(tmp_path, 2, reps=50)
+    rows = {r["dataset"]: r for r in csv.DictReader(open(tmp_path / "table2.csv"))}
+    md = (tmp_path / "table2.md").read_text()
+    num = lambda v: float(v) if v not in ("", None) else None  # noqa: E731
+
+    # Welch per dataset and pair against scipy and the interval written out; Holm over the table's 6 comparisons
+    pairs = [("Own Return", "BC"), ("IR", "Own Return"), ("BC + LDS", "BC")]
+    tests = [(env, x, y, *_welch_by_hand(scores[env][x], scores[env][y])) for env in scores for x, y in pairs]
+    for env, x, y, d, lo, hi, p in tests:
+        row, key = rows[env], f"{x} vs {y}"
+        assert num(row[f"{key} difference"]) == pytest.approx(d)
+        assert (num(row[f"{key} ci95 low"]), num(row[f"{key} ci95 high"])) == pytest.approx((lo, hi))
+        assert num(row[f"{key} p welch"]) == pytest.approx(p)
+        scipy_ci = scipy_stats.ttest_ind(scores[env][x], scores[env][y], equal_var=False).confidence_interval()
+        assert (lo, hi) == pytest.approx((scipy_ci.low, scipy_ci.high))  # the written-out interval is scipy's
+    ps = [p for *_, p in tests]
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    adjusted = {order[k]: max(min(1.0, (len(ps) - j) * ps[order[j]]) for j in range(k + 1)) for k in range(len(ps))}
+    for i, (env, x, y, d, *_rest) in enumerate(tests):
+        key = f"{x} vs {y}"
+        assert num(rows[env][f"{key} p holm"]) == pytest.approx(adjusted[i])
+        assert rows[env][key] == (("higher" if d > 0 else "lower") if adjusted[i] < 0.05 else "not significant")
+    # hopper's Own Return over BC: p = 0.032 alone, 0.16 after Holm: no mark; walker2d's stays marked
+    hop, walker = rows["hopper_medium_expert"], rows["walker2d_medium_expert"]
+    assert num(hop["Own Return vs BC p welch"]) < 0.05 and hop["Own Return vs BC"] == "not significant"
+    assert walker["Own Return vs BC"] == "higher" and walker["BC + LDS vs BC"] == "not significant"
+    assert "after Holm's correction over the table's 6 comparisons" in md and "p Holm (of 6)" in md
+    # the paper's own difference (83 - 40 on hopper, 106.5 - 91.3 on walker2d) inside our interval or not
+    assert num(hop["Own Return vs BC paper difference"]) == pytest.approx(43.0)
+    assert hop["Own Return vs BC paper inside"] == "True" and walker["Own Return vs BC paper inside"] == "False"
+    assert "BC + LDS vs BC paper difference" not in rows["hopper_medium_expert"]  # not in the paper
+    assert "| walker2d_medium_expert | Own Return − BC | +10.0 [7.7, 12.3] ↑ | <0.001 | <0.001 | +15.2 | no |" in md
+
+    # the seeds: sample SD (ddof=1), median and range, in the CSV and in the Markdown's Seeds table
+    own = scores["hopper_medium_expert"]["Own Return"]
+    assert num(hop["Own Return seed sample sd"]) == pytest.approx(statistics.stdev(own))
+    assert (num(hop["Own Return median"]), num(hop["Own Return min"]), num(hop["Own Return max"])) == (90, 35.6, 95.3)
+    assert f"| hopper_medium_expert | 44.0 [40.0, 48.0] · sd {statistics.stdev([40, 42, 44, 46, 48]):.1f} | 90.0 " \
+           f"[35.6, 95.3] · sd {statistics.stdev(own):.1f} |" in md
+
+    # the episode spread against the paper's Std: BC 7 on every seed (paper 7.25: outside), IR 14-18 (15.24: inside)
+    assert num(hop["BC episode std"]) == 7.0 and hop["BC paper std inside"] == "False"
+    assert num(hop["IR paper std"]) == 15.24 and hop["IR paper std inside"] == "True"
+    assert "| hopper_medium_expert | 7.0 [7.0, 7.0] · paper 7.2, outside |" in md
+
+    # fractions of the data's expert level: ours from the hopper manifest, the paper's from D4RL's 108
+    expert = json.loads((BEHAVIOR / "hopper" / "manifest.json").read_text())["chosen_scores"]["expert"]
+    assert num(hop["expert level"]) == pytest.approx(expert["normalized_mean"])
+    assert num(hop["Own Return of expert"]) == pytest.approx(np.mean(own) / expert["normalized_mean"])
+    assert num(hop["Own Return paper of expert"]) == pytest.approx(83.0 / 108.0)
+
+    # P(X > Y) per dataset beside the average: 35.6 loses to all five BC seeds on hopper, 20 of 25 pairs won
+    agg = {r["what"]: r for r in csv.DictReader(open(tmp_path / "table2_aggregates.csv"))}
+    own_bc = agg["Own Return > BC"]
+    assert num(own_bc["P on hopper_medium_expert"]) == 0.8 and num(own_bc["P on walker2d_medium_expert"]) == 1.0
+    assert num(own_bc["estimate"]) == pytest.approx(0.9)  # rliable's average of the two
+    assert "| Own Return > BC | 0.90 | [" in md and "| 0.80, 1.00 |" in md
+    assert "Caveat: with 5 runs per dataset a percentile bootstrap is too narrow" in md and "86 %" in md
+
+    # every run behind the table, one row each, with its weights flattened and its directory
+    runs_csv = list(csv.DictReader(open(tmp_path / "table2_runs.csv")))
+    assert len(runs_csv) == 2 * 4 * 5
+    assert list(runs_csv[0])[:5] == ["dataset", "column", "seed", "score", "episode std"]
+    assert list(runs_csv[0])[-3:] == ["steps", "wall seconds", "run dir"]
+    lds = next(r for r in runs_csv if r["dataset"] == "hopper_medium_expert" and r["column"] == "BC + LDS"
+               and r["seed"] == "3")
+    assert (num(lds["score"]), num(lds["episode std"]), num(lds["weights max"]), num(lds["weights bins.count"])) == (
+        47.0, 2.0, 8.0, 50.0)
+    assert (lds["steps"], num(lds["wall seconds"])) == ("100", 63.0)
+    assert lds["run dir"] == f"{tmp_path.name}/hopper_medium_expert/bc-lds-None-unconditional/seed3"
+    bc = next(r for r in runs_csv if r["column"] == "BC")
+    assert bc["weights min"] == "" and bc["dataset"] == "hopper_medium_expert" and bc["seed"] == "0"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_table4_reads_the_lds_label_and_marks_welch_differences(tmp_path, capsys):
+    """Table 4's columns are told apart by the runs' sampler.target; a mark where Welch's test separates them."""
     labels = {"trajectory_return": 50.0, "return_to_go": 20.0, "action": 52.0}
     for env in ("hopper_medium_expert", "walker2d_medium_expert"):
         for seed in range(3):
@@ -154,7 +273,7 @@ def test_table4_reads_the_lds_label_and_marks_separate_intervals(tmp_path, capsy
     hopper = by["hopper_medium_expert"]
     assert hopper["return / loss"] == 51.0 and hopper["return-to-go / loss"] == 21.0 and hopper["action / draw"] == 54
     assert hopper["return-to-go / loss vs return / loss"] == "lower"
-    assert hopper["action / loss vs return / loss"] == "overlap"
+    assert hopper["action / loss vs return / loss"] == "not significant"  # +2, Welch p = 0.07
     assert "hopper_medium_expert / uniform: no runs" in notes and "halfcheetah_medium_expert" not in by
     main([str(tmp_path), "--table", "4", "--reps", "20"])
     md = capsys.readouterr().out
@@ -178,8 +297,12 @@ def test_pooled_sweeps_make_one_table(tmp_path, capsys):
         write_run(table2, "hopper_medium_replay", "rvs_r", "uniform", seed, 10.0)  # not a Table 4 dataset
     main([str(ablation), str(table2), "--table", "4", "--reps", "20"])
     md = capsys.readouterr().out
-    assert "| hopper_medium_expert | 40.5 [34.1, 46.9] | 50.5 [44.1, 56.9] | 30.5 [24.1, 36.9] ↓ |" in md
+    # return / loss against uniform (+10, Welch p = 0.005, Holm 0.010 of the 3 comparisons) is marked too
+    assert "| hopper_medium_expert | 40.5 [34.1, 46.9] | 50.5 [44.1, 56.9] ↑ | 30.5 [24.1, 36.9] ↓ |" in md
     assert "medium_replay" not in md and (ablation / "table4.md").exists()
+    # every column against no weights too (Table 4's REFERENCE), per dataset and in P(X > Y)
+    assert "| hopper_medium_expert | return-to-go / loss − uniform | -10.0 [-13.0, -7.0] ↓ | 0.005 | 0.010 |" in md
+    assert "| return-to-go / loss > uniform | 0.00 | [0.00, 0.00] | 0.00 |" in md
     with pytest.raises(ReportError, match="hopper_medium_expert/rvs_r/lds/unconditional/trajectory_return/0 is "
                        "in both"):
         pool([table2, ablation, table2])

@@ -8,6 +8,7 @@ other writer of the project use it; it imports nothing from wsrl.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from pathlib import Path
@@ -51,3 +52,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 def write_json_atomic(path: Path, data: dict) -> None:
     """``data`` as indented JSON, whole or not at all."""
     write_bytes_atomic(path, json.dumps(data, indent=1).encode())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` as UTF-8, whole or not at all."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_figure_atomic(path: Path, fig, **savefig: object) -> None:
+    """A matplotlib figure in the format of ``path``'s suffix, whole or not at all (``savefig``: its options)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", **savefig)
+    write_bytes_atomic(path, buf.getvalue())

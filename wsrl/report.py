@@ -1,14 +1,20 @@
 """Tables 1-4 from a sweep: ``python -m wsrl.report multirun/table2 --table 2``.
 
 Reads every ``results.json`` (and ``failed.json``) below a sweep directory and writes the paper's table as
-Markdown and CSV, with, per method: the mean over seeds of the normalized score, its 95 % interval and std over
-seeds, the mean per-episode std (what the paper reports as "Std"), the paper's number and the difference, and
-for each compared pair of columns (``COMPARISONS``) a mark where their intervals do not overlap. Group averages
-follow each dataset group, as in the paper. Missing seeds, unequal step counts and failed jobs are listed
-in the notes, never averaged silently. A PNG shows grouped bars with the paper's values as markers.
+Markdown and CSV, with, per method: the mean over seeds of the normalized score, its 95 % Student-t interval, the
+seeds' sample SD, median and range, the mean per-episode std (what the paper reports as "Std") with its interval
+against the paper's Std, the paper's number and the difference, and both as fractions of their data's expert
+level. For each compared pair of columns (``pairs``: ``COMPARISONS`` and, in Table 4, every column against
+``REFERENCE``) and dataset: the difference of means with Welch's 95 % interval and p-value, Holm's correction over
+all the table's comparisons, a mark on the cell where the adjusted p is below ``ALPHA``, and whether the paper's
+own difference lies inside the interval. Group averages follow each dataset group, as in the paper. Missing
+seeds, unequal step counts and failed jobs are listed in the notes, never averaged silently. A PNG shows grouped
+bars with the paper's values as markers; ``table<N>_runs.csv`` lists every run behind the table.
 Below the table come rliable's aggregates over all datasets and seeds (``wsrl.statistics``): IQM and mean per
-method, the probability of improvement of each compared pair, all with 95 % stratified-bootstrap intervals
-(``table<N>_aggregates.csv``), and a figure with them and the performance profiles (``table<N>_statistics.png``).
+method, the probability of improvement of each compared pair overall and per dataset, all with 95 %
+stratified-bootstrap intervals (``table<N>_aggregates.csv``), and a figure with them and the performance profiles
+(``table<N>_statistics.png``). The layout and the files are ``wsrl.tables``'; every file is written whole or not
+at all.
 Table 4 (not in the paper) is the LDS ablation: which label LDS balances, in the loss or in the draw.
 Several sweeps of one budget can be pooled into one table (``python -m wsrl.report multirun/table4_cpu
 multirun/table2_cpu --table 4``: Table 2's sweep already has Table 4's reference and the paper's LDS cell).
@@ -21,7 +27,6 @@ Tables 1 and 4 are on the medium-expert datasets only.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -32,7 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from wsrl import statistics as stats
-from wsrl.statistics import seed_interval, separation
+from wsrl import tables
+from wsrl.files import write_figure_atomic, write_json_atomic, write_text_atomic
+from wsrl.statistics import seed_interval
 
 GROUPS = {  # the paper's row order
     "medium_replay": ["halfcheetah_medium_replay", "hopper_medium_replay", "walker2d_medium_replay"],
@@ -56,17 +63,21 @@ COLUMNS: dict[int, dict[str, tuple[str, str, str, str | None]]] = {
                                 ("action", "action"))}},
 }
 
-# The claims each table tests, as column X -> column Y: P(X > Y) over all runs, and a mark on X's cell where the
-# intervals over seeds of X and Y do not overlap. Table 1: the new policy over the old DiagGaussianActor;
-# Table 2: RvS-R over BC, IR against RvS-R, LDS weights without the return input; Table 4: each label and
-# place of the weights against the paper's (trajectory return, in the loss), and that against no weights.
+# The claims each table tests, as column X -> column Y: per dataset the difference of means with Welch's interval
+# and test (a mark on X's cell where it is significant after Holm's correction), and P(X > Y) over all runs.
+# Table 1: the new policy over the old DiagGaussianActor; Table 2: RvS-R over BC, IR against RvS-R, LDS weights
+# without the return input; Table 4: each label and place of the weights against the paper's (trajectory return,
+# in the loss), and that against no weights.
 COMPARISONS: dict[int, dict[str, str]] = {
     1: {"New Return": "Old Return"},
     2: {"Own Return": "BC", "IR": "Own Return", "BC + LDS": "BC"},
     3: {"RvS-R": "BC"},
     4: {"return / loss": "uniform", **{c: "return / loss" for c in list(COLUMNS[4])[2:]}},
 }
-MARKS = {"higher": "↑", "lower": "↓"}
+# A table's reference column: every other column is also compared with it (its reading asks "better than no
+# weights?"); these comparisons are in the differences and P(X > Y), not in the marks on the cells.
+REFERENCE: dict[int, str] = {4: "uniform"}
+ALPHA = 0.05  # a difference is marked where its Holm-adjusted Welch p-value is below this
 # The datasets each table is about, where not all nine: pooled runs of other datasets are left out.
 DATASETS: dict[int, list[str]] = {1: GROUPS["medium_expert"], 4: GROUPS["medium_expert"]}
 
@@ -98,6 +109,31 @@ PAPER: dict[int, dict[str, dict[str, tuple[float, float | None]]]] = {
               "RvS-R (SOTA)": (sota[1], None)} for env, sota in _SOTA.items()},
     4: {},  # not in the paper
 }
+# The expert level of the paper's data: D4RL v2's expert datasets average about these normalized scores.
+D4RL_EXPERT = {"halfcheetah": 88.0, "hopper": 108.0, "walker2d": 107.0}
+BEHAVIOR = Path(__file__).resolve().parent / "assets" / "behavior"  # the generated suite's behaviour policies
+RUN_DIR = "_run_dir"  # where collect() puts a run's directory: the sweep's name and the path inside it
+
+
+def pairs(number: int) -> list[tuple[str, str]]:
+    """Every (X, Y) table ``number`` compares: ``COMPARISONS``, then each other column against its
+    ``REFERENCE``."""
+    out = list(COMPARISONS[number].items())
+    ref = REFERENCE.get(number)
+    return out + [(c, ref) for c in COLUMNS[number] if ref and c != ref and (c, ref) not in out]
+
+
+def expert_level(robot: str, source: str) -> float | None:
+    """The normalized score of the expert behind a dataset of ``source``: for the generated suite, the 50-episode
+    evaluation of the robot's chosen expert snapshot in its committed manifest
+    (``wsrl/assets/behavior/<robot>/manifest.json``, ``chosen_scores.expert``); for D4RL's files, D4RL's expert
+    data (``D4RL_EXPERT``); None otherwise."""
+    if source == "d4rl":
+        return D4RL_EXPERT.get(robot)
+    path = BEHAVIOR / robot / "manifest.json"
+    if source != "generated" or not path.exists():
+        return None
+    return json.loads(path.read_text()).get("chosen_scores", {}).get("expert", {}).get("normalized_mean")
 
 
 class ReportError(ValueError):
@@ -106,7 +142,8 @@ class ReportError(ValueError):
 
 def collect(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
     """All finished runs and all failed jobs (without a later success) below ``sweep_dir``."""
-    runs = [json.loads(p.read_text()) for p in sorted(sweep_dir.rglob("results.json"))]
+    runs = [{**json.loads(p.read_text()), RUN_DIR: f"{sweep_dir.name}/{p.parent.relative_to(sweep_dir)}"}
+            for p in sorted(sweep_dir.rglob("results.json"))]
     failed = [{"dir": str(p.parent.relative_to(sweep_dir)), **json.loads(p.read_text())}
               for p in sorted(sweep_dir.rglob("failed.json")) if not (p.parent / "results.json").exists()]
     if not runs and not failed:
@@ -181,18 +218,20 @@ def cells(runs: list[dict], number: int) -> dict[tuple[str, str], list[dict]]:
 
 def table(runs: list[dict], number: int, expected_seeds: list[int] = ()) -> tuple[list[dict], list[str]]:
     """Rows in the paper's layout (datasets then group averages) and the notes on what is incomplete: missing
-    seeds (of ``expected_seeds`` and of the seeds found in other cells), unequal steps, empty cells."""
+    seeds (of ``expected_seeds`` and of the seeds found in other cells), unequal steps, empty cells. Per compared
+    pair (``pairs``) and dataset: Welch's difference, interval and p, the Holm-adjusted p over every comparison
+    of the table that has one, the mark, and whether the paper's own difference lies inside the interval."""
     by_cell = cells(runs, number)
     seeds = sorted({r["seed"] for r in runs} | set(expected_seeds))
     notes: list[str] = []
-    rows = []
+    rows, tested = [], []
     for group, members in GROUPS.items():
         group_rows = []
         for env in members:
             if not any((env, col) in by_cell for col in COLUMNS[number]) and env not in PAPER[number]:
                 continue
             row = {"dataset": env}
-            intervals = {}
+            scores = {}
             for col in COLUMNS[number]:
                 cell = by_cell.get((env, col), [])
                 got = sorted(r["seed"] for r in cell)
@@ -200,38 +239,80 @@ def table(runs: list[dict], number: int, expected_seeds: list[int] = ()) -> tupl
                     notes.append(f"{env} / {col}: seeds {got} of {seeds}" if cell else f"{env} / {col}: no runs")
                 if len({r["steps"] for r in cell}) > 1:
                     notes.append(f"{env} / {col}: unequal steps {sorted({r['steps'] for r in cell})}")
-                scores = np.array([r["normalized_score"]["mean"] for r in cell])
-                intervals[col] = seed_interval(scores)
-                row[col] = float(scores.mean()) if cell else None
-                row[f"{col} ci95 low"], row[f"{col} ci95 high"] = intervals[col] or (None, None)
-                row[f"{col} seed std"] = float(scores.std()) if cell else None
-                row[f"{col} episode std"] = float(np.mean([r["normalized_score"]["std"] for r in cell])) \
-                    if cell else None
+                scores[col] = np.array([r["normalized_score"]["mean"] for r in cell])
+                episode = np.array([r["normalized_score"]["std"] for r in cell])
+                seeds_of = stats.spread(scores[col])
+                row[col] = float(scores[col].mean()) if cell else None
+                row[f"{col} ci95 low"], row[f"{col} ci95 high"] = seed_interval(scores[col]) or (None, None)
+                row[f"{col} seed sample sd"] = seeds_of["sd"]
+                for k in ("median", "min", "max"):
+                    row[f"{col} {k}"] = seeds_of[k]
+                row[f"{col} episode std"] = float(episode.mean()) if cell else None
+                row[f"{col} episode std ci95 low"], row[f"{col} episode std ci95 high"] = \
+                    seed_interval(episode) or (None, None)
                 row[f"{col} n"] = len(cell)
-            for col, base in COMPARISONS[number].items():
-                row[f"{col} vs {base}"] = separation(intervals[col], intervals[base])
-            for col, (score, _std) in PAPER[number].get(env, {}).items():
-                row[f"{col} paper"] = score
-                if row.get(col) is not None:
-                    row[f"{col} diff"] = row[col] - score
+            paper = PAPER[number].get(env, {})
+            for x, y in pairs(number):
+                key, diff = f"{x} vs {y}", stats.welch(scores[x], scores[y]) or {}
+                row[f"{key} difference"] = diff.get("difference")
+                row[f"{key} ci95 low"], row[f"{key} ci95 high"] = diff.get("low"), diff.get("high")
+                row[f"{key} df"], row[f"{key} p welch"], row[f"{key} p holm"] = diff.get("df"), diff.get("p"), None
+                row[key] = None
+                if x in paper and y in paper:
+                    row[f"{key} paper difference"] = paper[x][0] - paper[y][0]
+                    row[f"{key} paper inside"] = None if diff.get("low") is None else bool(
+                        diff["low"] <= row[f"{key} paper difference"] <= diff["high"])
+                if diff.get("p") is not None:
+                    tested.append((row, key))
+            _versus_paper(row, env, paper, by_cell, number, notes)
             group_rows.append(row)
         rows += group_rows
         if number > 1 and group_rows:
             rows.append(average_row(f"{group} average", group_rows, members, notes))
+    for (row, key), p in zip(tested, stats.holm([row[f"{key} p welch"] for row, key in tested]), strict=True):
+        row[f"{key} p holm"] = p
+        row[key] = ("higher" if row[f"{key} difference"] > 0 else "lower") if p < ALPHA else "not significant"
     return rows, notes
 
 
+def _versus_paper(row: dict, env: str, paper: dict, by_cell: dict, number: int, notes: list[str]) -> None:
+    """The paper's score and Std beside ours (whether its Std lies inside our episode std's interval), and both
+    as fractions of their data's expert level (ours from the runs' data source, the paper's from D4RL)."""
+    for col, (score, std) in paper.items():
+        row[f"{col} paper"] = score
+        if row.get(col) is not None:
+            row[f"{col} diff"] = row[col] - score
+        if std is not None:
+            row[f"{col} paper std"] = std
+            low, high = row.get(f"{col} episode std ci95 low"), row.get(f"{col} episode std ci95 high")
+            row[f"{col} paper std inside"] = None if low is None else bool(low <= std <= high)
+    robot = env.split("_")[0]
+    sources = {r.get("config", {}).get("env", {}).get("source", "generated")
+               for col in COLUMNS[number] for r in by_cell.get((env, col), [])}
+    if len(sources) > 1:
+        notes.append(f"{env}: runs on data of several sources ({', '.join(sorted(sources))}): no expert level")
+    ours = expert_level(robot, next(iter(sources))) if len(sources) == 1 else None
+    row["expert level"], row["paper expert level"] = ours, D4RL_EXPERT.get(robot)
+    for col in COLUMNS[number]:
+        if ours and row.get(col) is not None:
+            row[f"{col} of expert"] = row[col] / ours
+        if f"{col} paper" in row and row["paper expert level"]:
+            row[f"{col} paper of expert"] = row[f"{col} paper"] / row["paper expert level"]
+
+
 def average_row(name: str, rows: list[dict], members: list[str], notes: list[str]) -> dict:
-    """The mean of each numeric column over a group's datasets; incomplete groups are noted. Intervals and marks
-    are per dataset only: the uncertainty over datasets is in the aggregates."""
-    keys = {k for r in rows for k in r if k != "dataset" and not k.endswith(" n") and " ci95 " not in k
-            and " vs " not in k}
+    """The mean of each numeric column over a group's datasets, recomputed (the paper's printed averages differ
+    in places); incomplete groups are noted. Intervals, seed ranges and marks are per dataset only: the
+    uncertainty over datasets is in the aggregates."""
+    keys = {k for r in rows for k in r if k != "dataset" and not k.endswith((" n", " median", " min", " max",
+                                                                             " inside", "expert level"))
+            and " ci95 " not in k and " vs " not in k}
     out: dict = {"dataset": name}
     for k in sorted(keys):
         values = [r.get(k) for r in rows]
         if len(rows) < len(members) or any(v is None for v in values):
             out[k] = None
-            if not k.endswith(("std", "paper", "diff")):
+            if not k.endswith(("std", "sd", "paper", "diff", "expert")):
                 notes.append(f"{name} / {k}: not averaged, datasets missing")
             continue
         out[k] = float(np.mean(values))
@@ -266,150 +347,54 @@ def score_matrices(runs: list[dict], number: int) -> tuple[dict[str, np.ndarray]
 
 
 def statistics(runs: list[dict], number: int, reps: int, seed: int = 0) -> dict:
-    """rliable's aggregates of table ``number``: IQM and mean per column, P(X > Y) per comparison whose columns
-    both have runs, performance profiles, with 95 % stratified-bootstrap intervals (``reps`` resamples)."""
+    """rliable's aggregates of table ``number``: IQM and mean per column, P(X > Y) per compared pair (``pairs``)
+    whose columns both have runs, performance profiles, with 95 % stratified-bootstrap intervals (``reps``
+    resamples), and P(X > Y) on each dataset (``per_task``, in the order of ``envs``)."""
     matrices, envs, notes = score_matrices(runs, number)
     if not matrices:
         return {"envs": envs, "notes": notes or ["aggregates: no dataset has runs of every column"]}
-    pairs = {x: y for x, y in COMPARISONS[number].items() if x in matrices and y in matrices}
+    compared = [(x, y) for x, y in pairs(number) if x in matrices and y in matrices]
     taus = stats.thresholds(matrices)
     return {"envs": envs, "notes": notes, "runs": {c: m.shape[0] for c, m in matrices.items()},
             "aggregates": stats.aggregates(matrices, reps, seed), "improvement": stats.improvement(
-                matrices, pairs, reps, seed), "taus": taus, "profiles": stats.profiles(matrices, taus, reps, seed),
+                matrices, compared, reps, seed), "taus": taus, "profiles": stats.profiles(matrices, taus, reps, seed),
+            "per_task": {(x, y): stats.improvement_per_task(matrices[x], matrices[y]) for x, y in compared},
             "reps": reps}
 
 
-def _fmt(v) -> str:
-    return "" if v is None else f"{v:.1f}"
+def layout(number: int) -> tables.Layout:
+    """What table ``number`` shows (``wsrl.tables``)."""
+    return tables.Layout(number, list(COLUMNS[number]), COMPARISONS[number], pairs(number),
+                         list(dict.fromkeys(k for env in PAPER[number].values() for k in env)), ALPHA)
 
 
-def _cell(row: dict, col: str, number: int) -> str:
-    """'mean [low, high]' and the mark of the column's comparison, '—' for an empty cell."""
-    if row.get(col) is None:
-        return "—"
-    text = _fmt(row[col])
-    if row.get(f"{col} ci95 low") is not None:
-        text += f" [{_fmt(row[f'{col} ci95 low'])}, {_fmt(row[f'{col} ci95 high'])}]"
-    base = COMPARISONS[number].get(col)
-    return text + (f" {MARKS[row[f'{col} vs {base}']]}" if base and row.get(f"{col} vs {base}") in MARKS else "")
-
-
-def to_markdown(rows: list[dict], number: int, notes: list[str], failed: list[dict]) -> str:
-    cols = list(COLUMNS[number])
-    paper_cols = list(dict.fromkeys(k for env in PAPER[number].values() for k in env))
-    head = ["dataset"] + [f"{c} (95% CI)" for c in cols] + [f"{c} ep. std" for c in cols] + \
-        [f"{c} paper" for c in paper_cols] + [f"{c} diff" for c in cols if c in paper_cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        bold = "**" if r["dataset"].endswith("average") else ""
-        line = [f"{bold}{r['dataset']}{bold}"] + [_cell(r, c, number) for c in cols]
-        line += [_fmt(r.get(f"{c} episode std")) for c in cols]
-        line += [_fmt(r.get(f"{c} paper")) for c in paper_cols]
-        line += [f"{r[f'{c} diff']:+.1f}" if r.get(f"{c} diff") is not None else "" for c in cols if c in paper_cols]
-        lines.append("| " + " | ".join(line) + " |")
-    pairs = "; ".join(f"{c} against {b}" for c, b in COMPARISONS[number].items())
-    text = (f"## Table {number}\n\n" + "\n".join(lines) + "\n\nCells: mean over seeds [95 % Student-t interval over "
-            f"seeds]. ↑ / ↓: the interval lies entirely above / below that of the column it is compared with "
-            f"({pairs}).\n")
-    if notes or failed:
-        text += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
-        text += "".join(f"- failed: {f['dir']}: {f['type']}: {f['error']}\n" for f in failed)
-    return text
-
-
-def statistics_markdown(result: dict) -> str:
-    """The aggregates as Markdown: IQM and mean per column, P(X > Y) per comparison, and their notes."""
-    text = "\n### Aggregates over all datasets and seeds (rliable)\n\n"
-    if "aggregates" in result:
-        text += (f"Over {len(result['envs'])} datasets ({', '.join(result['envs'])}); 95 % stratified-bootstrap "
-                 f"intervals, {result['reps']} resamples.\n\n| method | runs per dataset | IQM | IQM 95% CI | mean | "
-                 "mean 95% CI |\n|---|---|---|---|---|---|\n")
-        for col, agg in result["aggregates"].items():
-            (iqm, ilo, ihi), (mean, mlo, mhi) = agg["IQM"], agg["mean"]
-            text += (f"| {col} | {result['runs'][col]} | {iqm:.1f} | [{ilo:.1f}, {ihi:.1f}] | {mean:.1f} | "
-                     f"[{mlo:.1f}, {mhi:.1f}] |\n")
-        if result["improvement"]:
-            text += "\n| claim | P(X > Y) | 95% CI |\n|---|---|---|\n"
-            text += "".join(f"| {x} > {y} | {p:.2f} | [{lo:.2f}, {hi:.2f}] |\n"
-                            for (x, y), (p, lo, hi) in result["improvement"].items())
-    if result["notes"]:
-        text += "\n" + "".join(f"- {n}\n" for n in result["notes"])
-    return text
-
-
-def aggregate_rows(result: dict) -> list[dict]:
-    """The aggregates as CSV rows: statistic, what, estimate, interval, datasets and runs per dataset."""
-    rows = [{"statistic": name, "what": col, "estimate": est, "ci95 low": lo, "ci95 high": hi,
-             "datasets": len(result["envs"]), "runs per dataset": str(result["runs"][col])}
-            for col, agg in result.get("aggregates", {}).items() for name, (est, lo, hi) in agg.items()]
-    rows += [{"statistic": "P(X > Y)", "what": f"{x} > {y}", "estimate": p, "ci95 low": lo, "ci95 high": hi,
-              "datasets": len(result["envs"]), "runs per dataset": f"{result['runs'][x]}, {result['runs'][y]}"}
-             for (x, y), (p, lo, hi) in result.get("improvement", {}).items()]
-    return rows
-
-
-def _keys(rows: list[dict]) -> list[str]:
-    """Every key of ``rows`` in order of appearance: the CSV and W&B table columns."""
-    return list(dict.fromkeys(k for r in rows for k in r))
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, _keys(rows))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def plot(rows: list[dict], number: int, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    data = [r for r in rows if not r["dataset"].endswith("average")]
-    cols = list(COLUMNS[number])
-    x = np.arange(len(data))
-    width = 0.8 / len(cols)
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(data) * max(1, len(cols) / 4)), 4))
-    for i, col in enumerate(cols):
-        pos = x + (i - (len(cols) - 1) / 2) * width
-        means = np.array([r.get(col) or 0 for r in data])
-        lo = np.array([r[f"{col} ci95 low"] if r.get(f"{col} ci95 low") is not None else m
-                       for r, m in zip(data, means, strict=True)])
-        hi = np.array([r[f"{col} ci95 high"] if r.get(f"{col} ci95 high") is not None else m
-                       for r, m in zip(data, means, strict=True)])
-        ax.bar(pos, means, width, yerr=[means - lo, hi - means], capsize=2, label=col)
-        paper = [r.get(f"{col} paper") for r in data]
-        ax.plot([p for p, v in zip(pos, paper, strict=True) if v is not None], [v for v in paper if v is not None],
-                "k_", markersize=12, markeredgewidth=2)
-    if PAPER[number]:
-        ax.plot([], [], "k_", markersize=12, markeredgewidth=2, label="paper")
-    ax.set_xticks(x, [r["dataset"].replace("_", "\n", 1) for r in data], fontsize=8)
-    ax.set(ylabel="D4RL normalized score", title=f"Table {number}: mean over seeds, 95 % interval over seeds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+def per_run(runs: list[dict], number: int) -> list[dict]:
+    """The rows of ``table<N>_runs.csv``: every run behind table ``number``, in its row and column order."""
+    by_cell = cells(runs, number)
+    return tables.run_rows([(env, col, r) for members in GROUPS.values() for env in members
+                            for col in COLUMNS[number] for r in sorted(by_cell.get((env, col), []),
+                                                                       key=lambda r: r["seed"])], RUN_DIR)
 
 
 def report(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = None, wandb_log: bool = False,
            reps: int = 2000) -> Path:
-    """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>.png``, ``table<N>_aggregates.csv`` and
-    ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir); ``reps`` bootstrap resamples.
-    Several sweep directories are pooled (``pool``)."""
+    """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>_runs.csv``, ``table<N>.png``,
+    ``table<N>_aggregates.csv`` and ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir), each
+    whole or not at all; ``reps`` bootstrap resamples. Several sweep directories are pooled (``pool``)."""
     sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
     runs, failed, seeds = pool(sweeps)
     rows, notes = table(runs, number, seeds)
     result = statistics(runs, number, reps)
     out = out or sweeps[0]
     out.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(rows, number, notes, failed) + statistics_markdown(result)
-    (out / f"table{number}.md").write_text(md)
-    _write_csv(out / f"table{number}.csv", rows)
-    plot(rows, number, out / f"table{number}.png")
+    md = tables.to_markdown(rows, layout(number), notes, failed) + tables.statistics_markdown(result)
+    write_text_atomic(out / f"table{number}.md", md)
+    tables.write_csv(out / f"table{number}.csv", rows)
+    tables.write_csv(out / f"table{number}_runs.csv", per_run(runs, number))
+    tables.plot(rows, layout(number), out / f"table{number}.png")
     figures = [out / f"table{number}.png"]
     if "aggregates" in result:
-        _write_csv(out / f"table{number}_aggregates.csv", aggregate_rows(result))
+        tables.write_csv(out / f"table{number}_aggregates.csv", tables.aggregate_rows(result))
         figures.append(out / f"table{number}_statistics.png")
         stats.plot(result["aggregates"], result["improvement"], result["taus"], result["profiles"],
                    f"Table {number}: over {len(result['envs'])} datasets and all seeds, 95 % stratified-bootstrap "
@@ -421,9 +406,10 @@ def report(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = No
 
         run = wandb.init(project="wsrl", group=sweeps[0].name, name=f"report-table{number}", job_type="report",
                          mode=os.environ.get("WANDB_MODE", "offline"), dir=str(out))
-        tables = {f"table{number}": rows, f"table{number}_aggregates": aggregate_rows(result)}
-        run.log({name: wandb.Table(columns=_keys(rs), data=[[r.get(k) for k in _keys(rs)] for r in rs])
-                 for name, rs in tables.items() if rs} | {png.stem: wandb.Image(str(png)) for png in figures})
+        logged = {f"table{number}": rows, f"table{number}_runs": per_run(runs, number),
+                  f"table{number}_aggregates": tables.aggregate_rows(result)}
+        run.log({name: wandb.Table(columns=tables.keys(rs), data=[[r.get(k) for k in tables.keys(rs)] for r in rs])
+                 for name, rs in logged.items() if rs} | {png.stem: wandb.Image(str(png)) for png in figures})
         run.finish()
     print(md)
     return out / f"table{number}.md"
@@ -468,7 +454,7 @@ def curve_report(sweep_dirs: Path | Sequence[Path], number: int, env: str, colum
     out = out or sweeps[0]
     out.mkdir(parents=True, exist_ok=True)
     stem = f"curve_{env}_{re.sub(r'[^a-z0-9]+', '_', column.lower()).strip('_')}"
-    _write_csv(out / f"{stem}.csv", rows)
+    tables.write_csv(out / f"{stem}.csv", rows)
 
     import matplotlib
 
@@ -493,7 +479,7 @@ def curve_report(sweep_dirs: Path | Sequence[Path], number: int, env: str, colum
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / f"{stem}.png", dpi=100)
+    write_figure_atomic(out / f"{stem}.png", fig, dpi=100)
     plt.close(fig)
     counts = "; ".join(f"{len(history)} seeds, {len(steps)} common evaluations" for _, history, steps, *_ in curves)
     print(f"learning curve of {env} / {column}: {counts} -> {out / (stem + '.png')}, {out / (stem + '.csv')}")
@@ -545,9 +531,7 @@ def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 
     out = out or sweep_dir
     save_figure(fig, out / "conditioning.png")
     numbers = out / "conditioning.json"
-    tmp = numbers.with_name(".conditioning.json.tmp")
-    tmp.write_text(json.dumps({"episodes": episodes, "seed": seed, "cells": summary}, indent=1))
-    tmp.replace(numbers)
+    write_json_atomic(numbers, {"episodes": episodes, "seed": seed, "cells": summary})
     print(f"conditioning curves of {len(cells)} cells ({points} targets x {episodes} episodes per seed) -> "
           f"{out / 'conditioning.png'}, {numbers}")
     return out / "conditioning.png"

@@ -1,22 +1,27 @@
-"""Uncertainty for the report: per-cell intervals over seeds and rliable's aggregate statistics.
+"""Uncertainty for the report: per-cell intervals over seeds, per-dataset differences and rliable's aggregates.
 
 Per cell (one dataset, one method) the report gives the Student-t 95 % interval of the mean over seeds: with
-3-5 seeds a bootstrap over seeds is too narrow. Over all datasets and seeds it follows Agarwal et al. (NeurIPS
-2021) with their package ``rliable``: interquartile mean (IQM) and mean with stratified-bootstrap intervals
-(runs resampled within each dataset), the probability of improvement P(X > Y) with its interval, and
-performance profiles (the fraction of runs scoring above each threshold). rliable (and arch, which it imports,
-~2 s) is imported only here, inside the functions that need it. Its bootstrap draws from NumPy's global
-generator; ``_seeded`` fixes that generator for one call so that a report is reproducible, then restores it.
+3-5 seeds a bootstrap over seeds is too narrow. Per dataset, two columns are compared by the difference of their
+means with Welch's 95 % interval and two-sided p-value (``welch``), Holm's step-down correction over all the
+comparisons of a table (``holm``). Over all datasets and seeds it follows Agarwal et al. (NeurIPS 2021) with
+their package ``rliable``: interquartile mean (IQM) and mean with stratified-bootstrap intervals (runs resampled
+within each dataset), the probability of improvement P(X > Y) with its interval and per dataset
+(``improvement_per_task``), and performance profiles (the fraction of runs scoring above each threshold).
+rliable (and arch, which it imports, ~2 s) is imported only here, inside the functions that need it. Its
+bootstrap draws from NumPy's global generator; ``_seeded`` fixes that generator for one call so that a report is
+reproducible, then restores it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+from wsrl.files import write_figure_atomic
 
 LEVEL = 0.95  # every interval in the report
 
@@ -33,16 +38,48 @@ def seed_interval(scores: np.ndarray, level: float = LEVEL) -> tuple[float, floa
     return float(lo), float(hi)
 
 
-def separation(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str | None:
-    """'higher' or 'lower' when interval ``a`` lies entirely above or below ``b``, 'overlap' when they share a
-    point, None when either is missing."""
-    if a is None or b is None:
+def spread(scores: np.ndarray) -> dict[str, float | None]:
+    """The seeds' median, lowest, highest and sample standard deviation (ddof=1; None for one seed)."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.size == 0:
+        return {"median": None, "min": None, "max": None, "sd": None}
+    return {"median": float(np.median(scores)), "min": float(scores.min()), "max": float(scores.max()),
+            "sd": float(scores.std(ddof=1)) if scores.size > 1 else None}
+
+
+def welch(x: np.ndarray, y: np.ndarray, level: float = LEVEL) -> dict[str, float | None] | None:
+    """mean(x) - mean(y) with Welch's interval (Welch-Satterthwaite degrees of freedom) and the two-sided p-value
+    of Welch's t-test; None when either has fewer than two values. Where neither varies the difference is given
+    without interval, degrees of freedom or p (the test is undefined)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 2 or y.size < 2:
         return None
-    if a[0] > b[1]:
-        return "higher"
-    if a[1] < b[0]:
-        return "lower"
-    return "overlap"
+    difference = float(x.mean() - y.mean())
+    vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    if vx + vy == 0:
+        return {"difference": difference, "low": None, "high": None, "df": None, "p": None}
+    df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
+    se = float(np.sqrt(vx + vy))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(difference) / se, df))  # scipy's ttest_ind(equal_var=False), written out
+    return {"difference": difference, "low": difference - half, "high": difference + half, "df": float(df), "p": p}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error) of ``pvalues``, in their order."""
+    adjusted = [0.0] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(range(len(pvalues)), key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def improvement_per_task(x: np.ndarray, y: np.ndarray) -> list[float]:
+    """P(X > Y) on each dataset (column) of two (runs x datasets) matrices: the fraction of pairs of runs where X
+    scores higher, ties counted half, as rliable's ``probability_of_improvement`` before it averages."""
+    return [float(np.mean(a[:, None] > b[None, :]) + 0.5 * np.mean(a[:, None] == b[None, :]))
+            for a, b in zip(np.asarray(x).T, np.asarray(y).T, strict=True)]
 
 
 @contextmanager
@@ -71,15 +108,16 @@ def aggregates(scores: Mapping[str, np.ndarray], reps: int, seed: int = 0) -> di
                 for i, name in enumerate(("IQM", "mean"))} for m in scores}
 
 
-def improvement(scores: Mapping[str, np.ndarray], pairs: Mapping[str, str], reps: int,
+def improvement(scores: Mapping[str, np.ndarray], pairs: Mapping[str, str] | Iterable[tuple[str, str]], reps: int,
                 seed: int = 0) -> dict[tuple[str, str], tuple[float, float, float]]:
-    """P(X > Y) for each ``X: Y`` of ``pairs`` (the chance that a run of X on a dataset beats a run of Y on the
-    same dataset, averaged over datasets), with its 95 % interval (runs of X and Y resampled independently)."""
+    """P(X > Y) for each ``(X, Y)`` of ``pairs`` (or ``X: Y`` of a mapping): the chance that a run of X on a
+    dataset beats a run of Y on the same dataset, averaged over datasets, with its 95 % interval (runs of X and Y
+    resampled independently)."""
     from rliable import library as rly
     from rliable import metrics
 
     out = {}
-    for x, y in pairs.items():
+    for x, y in pairs.items() if isinstance(pairs, Mapping) else pairs:
         with _seeded(seed):
             points, intervals = rly.get_interval_estimates({"p": [scores[x], scores[y]]},
                                                            metrics.probability_of_improvement, reps=reps,
@@ -140,5 +178,5 @@ def plot(agg: dict[str, dict], poi: dict[tuple[str, str], tuple[float, float, fl
     axes[3].set_title("performance profile")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
+    write_figure_atomic(png, fig, dpi=100)
     plt.close(fig)
