@@ -1,0 +1,71 @@
+"""Group evaluation (``wsrl.episodes.run_episodes_many``, ``wsrl.evaluation.evaluate_many``): every member's episodes
+are exactly those of its own ``run_episodes`` / ``evaluate``, in process and spread over worker processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wsrl.episodes import run_episodes, run_episodes_many
+
+# three robots with different observation and action sizes (11/3, 17/6, 17/6)
+ENV_IDS = ["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"]
+DIMS = {"Hopper-v5": (11, 3), "HalfCheetah-v5": (17, 6), "Walker2d-v5": (17, 6)}
+SEEDS = [0, 100, 7]
+EPISODES = 3
+LIMIT = 60  # HalfCheetah never falls: every episode ends at the limit; the others mostly fall before it
+
+
+def linear_act(env_id: str, k: int):
+    """A fixed random linear map + tanh of (observation, return so far, steps so far): RvS-R-like inputs."""
+    obs_dim, act_dim = DIMS[env_id]
+    w = np.random.default_rng(k).normal(0, 0.5, (obs_dim + 2, act_dim))
+
+    def act(obs, returns, steps):
+        x = np.concatenate([obs, returns[:, None] / 100.0, steps[:, None] / 100.0], axis=1)
+        return np.tanh(x @ w)
+
+    return act
+
+
+def group_act(acts, calls: list):
+    def act_many(obs, returns, steps):
+        calls.append([o.shape for o in obs])
+        return [a(o, r, s) for a, o, r, s in zip(acts, obs, returns, steps, strict=True)]
+
+    return act_many
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_group_episodes_equal_each_members_own_run_episodes(workers):
+    env_ids = ENV_IDS + ["Hopper-v5"]  # two members on one robot, with different policies and seeds
+    seeds = SEEDS + [3]
+    acts = [linear_act(e, k) for k, e in enumerate(env_ids)]
+    calls: list = []
+    group = run_episodes_many(env_ids, group_act(acts, calls), EPISODES, seeds, workers=workers,
+                              max_episode_steps=LIMIT)
+    assert len(group) == len(env_ids)
+    for k, env_id in enumerate(env_ids):
+        returns, lengths = run_episodes(env_id, acts[k], EPISODES, seeds[k], max_episode_steps=LIMIT)
+        np.testing.assert_array_equal(group[k][0], returns)  # bit for bit
+        np.testing.assert_array_equal(group[k][1], lengths)
+        assert group[k][1].dtype == lengths.dtype
+    # one call per step, shapes kept for every member until the longest member is done
+    assert len(calls) == max(int(lengths.max()) for _, lengths in group)
+    assert all(shapes == [(EPISODES, DIMS[e][0]) for e in env_ids] for shapes in calls)
+    assert any(group[k][1].min() < LIMIT for k in (0, 2, 3)), "the test should exercise early terminations"
+
+
+def test_more_workers_than_episodes_and_uneven_slices():
+    acts = [linear_act("Hopper-v5", 5)]
+    group = run_episodes_many(["Hopper-v5"], group_act(acts, []), 2, [11], workers=3, max_episode_steps=LIMIT)
+    returns, lengths = run_episodes("Hopper-v5", acts[0], 2, 11, max_episode_steps=LIMIT)
+    np.testing.assert_array_equal(group[0][0], returns)
+    np.testing.assert_array_equal(group[0][1], lengths)
+
+
+def test_a_failing_worker_is_reported():
+    with pytest.raises(RuntimeError, match="NoSuchEnv"):
+        run_episodes_many(["NoSuchEnv-v0"], group_act([linear_act("Hopper-v5", 0)], []), 1, [0], workers=1)
+    with pytest.raises(ValueError, match="seeds"):
+        run_episodes_many(["Hopper-v5"], group_act([], []), 1, [0, 1])
