@@ -69,3 +69,39 @@ def test_a_failing_worker_is_reported():
         run_episodes_many(["NoSuchEnv-v0"], group_act([linear_act("Hopper-v5", 0)], []), 1, [0], workers=1)
     with pytest.raises(ValueError, match="seeds"):
         run_episodes_many(["Hopper-v5"], group_act([], []), 1, [0, 1])
+
+
+def test_evaluate_many_equals_evaluate_for_each_module():
+    """Real policies (untrained WeightedBC: BC on hopper, RvS-R with the return to go on walker2d and on hopper):
+    the group's dicts are ``evaluate``'s, with a list of modules and with one act_many function."""
+    import torch
+
+    from wsrl.config import ResolvedEnv
+    from wsrl.evaluation import evaluate, evaluate_many
+    from wsrl.module import WeightedBC
+
+    bc = {"condition_on_return": False}
+    rvs = {"condition_on_return": True, "return_input": "to_go", "return_scale": 100.0}
+    members = [("Hopper-v5", bc), ("Walker2d-v5", rvs), ("Hopper-v5", rvs)]  # robots that fall: short episodes
+    modules, envs = [], []
+    for k, (env_id, method) in enumerate(members):
+        obs_dim, act_dim = DIMS[env_id]
+        torch.manual_seed(k)
+        modules.append(WeightedBC(obs_dim + int(method["condition_on_return"]), act_dim, {"hidden_dims": [16]},
+                                  method, {}, target_return=300.0, obs_mean=np.zeros(obs_dim),
+                                  obs_std=np.ones(obs_dim)))
+        envs.append(ResolvedEnv(f"test/{env_id}", env_id, -20.0 * (k + 1), 3000.0))
+    for m in modules:
+        m.eval()
+    modules[1].train()  # evaluate_many, like evaluate, scores in eval mode and gives the mode back
+    seeds = [5, 6, 7]
+    expected = [evaluate(m, e, 2, s) for m, e, s in zip(modules, envs, seeds, strict=True)]
+    got = evaluate_many(modules, envs, 2, seeds, workers=0)
+    assert got == expected
+    assert modules[1].training and not modules[0].training
+
+    def act_many(obs, returns, steps):
+        return [m.act(o, r, s) for m, o, r, s in zip(modules, obs, returns, steps, strict=True)]
+
+    modules[1].eval()
+    assert evaluate_many(act_many, envs, 2, seeds, workers=2) == expected
