@@ -7,10 +7,14 @@ datasets or Lightning, only an ``act`` function.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import os
+import socket
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 import gymnasium as gym
 import numpy as np
@@ -95,10 +99,13 @@ class _Shard:
             env.close()
 
 
-def _serve(conn, pieces: list[_Piece], max_episode_steps: int | None) -> None:
-    """A worker process: owns one shard, steps it on request until told to stop (None)."""
+def serve(fd: int) -> None:
+    """A worker process (``python -c "from wsrl.episodes import serve; serve(FD)"``): receives its pieces and its
+    episode limit over the socket ``fd``, owns their shard and steps it on request until told to stop (None)."""
+    conn = Connection(fd)
     shard = None
     try:
+        pieces, max_episode_steps = conn.recv()
         shard = _Shard(pieces, max_episode_steps)
         conn.send(("ok", shard.first))
         while (actions := conn.recv()) is not None:
@@ -133,36 +140,44 @@ def _split(env_ids: list[str], n_episodes: int, seeds: list[int], shards: int) -
 
 
 class _Remote:
-    """A shard in a worker process, driven through a pipe."""
+    """A shard in a worker process, driven through a socket. The worker is a fresh interpreter that imports only
+    ``wsrl.episodes`` (so gymnasium, MuJoCo and torch, whose import sets the subnormal flush that the physics of
+    ``run_episodes`` runs under): not a fork of a process whose torch or CUDA threads are running, and not a copy
+    of the program's main module, as multiprocessing's spawn and forkserver would import."""
 
-    def __init__(self, ctx, pieces: list[_Piece], max_episode_steps: int | None) -> None:
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, pieces, max_episode_steps), daemon=True)
-        self.proc.start()
-        child.close()
+    def __init__(self, pieces: list[_Piece], max_episode_steps: int | None) -> None:
+        ours, theirs = socket.socketpair()
+        path = os.pathsep.join([p for p in sys.path if p] + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        with theirs:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "import sys; from wsrl.episodes import serve; serve(int(sys.argv[1]))",
+                 str(theirs.fileno())], pass_fds=[theirs.fileno()], env={**os.environ, "PYTHONPATH": path},
+                stdin=subprocess.DEVNULL)
+        self.conn = Connection(ours.detach())
+        self.conn.send((pieces, max_episode_steps))
 
     def receive(self):
         try:
             status, payload = self.conn.recv()
         except EOFError:
-            raise RuntimeError(f"evaluation worker {self.proc.pid} died (exit code {self.proc.exitcode})") from None
+            raise RuntimeError(f"evaluation worker {self.proc.pid} died (exit code {self.proc.poll()})") from None
         if status != "ok":
             raise RuntimeError(f"evaluation worker {self.proc.pid} failed: {payload}")
         return payload
 
     def close(self) -> None:
-        with contextlib.suppress(OSError, BrokenPipeError):
+        with contextlib.suppress(OSError):
             self.conn.send(None)
-        self.proc.join(timeout=10)
-        if self.proc.is_alive():
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.join()
+            self.proc.wait()
         self.conn.close()
 
 
 def run_episodes_many(env_ids: list[str], act_many: ActManyFn, n_episodes: int, seeds: list[int], workers: int = 0,
-                      max_episode_steps: int | None = None,
-                      start_method: str = "forkserver") -> list[tuple[np.ndarray, np.ndarray]]:
+                      max_episode_steps: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``run_episodes`` for a group of policies at once: member ``k`` runs ``n_episodes`` episodes in ``env_ids[k]``,
     episode ``i`` reset with seed ``seeds[k] + i``, and every member's episodes are stepped in lockstep with one
     ``act_many`` call per step (lists over members; members may differ in observation and action sizes).
@@ -173,8 +188,8 @@ def run_episodes_many(env_ids: list[str], act_many: ActManyFn, n_episodes: int, 
     its last observations (and its actions are ignored), so that a batched forward keeps its shapes.
 
     ``workers``: the environments are spread over this many processes (each steps its slice of all members'
-    episodes); 0 steps them in this process. Workers start with ``start_method`` (forkserver by default: safe after
-    torch or CUDA started threads, and the server imports the program once).
+    episodes); 0 steps them in this process. Each worker is a fresh interpreter (see ``_Remote``) that lives for
+    this call; they start side by side (about an import of torch, gymnasium and MuJoCo each).
     """
     m = len(env_ids)
     if len(seeds) != m:
@@ -183,11 +198,10 @@ def run_episodes_many(env_ids: list[str], act_many: ActManyFn, n_episodes: int, 
         raise ValueError("need at least one member and one episode")
     shards = _split(env_ids, n_episodes, seeds, max(1, min(workers, m * n_episodes)))
     if workers > 0:
-        ctx = multiprocessing.get_context(start_method)
         remotes = []
         try:
             for pieces in shards:
-                remotes.append(_Remote(ctx, pieces, max_episode_steps))
+                remotes.append(_Remote(pieces, max_episode_steps))
             return _lockstep(shards, remotes, act_many, n_episodes, m)
         finally:
             for remote in remotes:
