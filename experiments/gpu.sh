@@ -12,8 +12,10 @@
 #                      [-- python -m wsrl.train -m experiment=table2 hydra/launcher=stacked ...]
 #
 # In the sweep command `{SWEEP_S}` is replaced by the seconds the sweep has before its SIGTERM (for a launcher's
-# own deadline), and a leading `python`/`python3` by $PYTHON. --smoke: small datasets (a tenth of the size) and,
-# without a command, a 2 x 2 sweep of a few hundred steps (with hydra/launcher=stacked where that plugin exists).
+# own deadline), a leading `python`/`python3` by $PYTHON, and a wsrl.train command gets wandb.mode=disabled and
+# trainer.progress_bar=false unless it sets them (W&B is not installed there). --smoke: small datasets (a tenth of
+# the size) and, without a command, a 2 x 2 sweep of a few hundred steps (with hydra/launcher=stacked where that
+# plugin exists).
 # Settings (environment): PYTHON (python3), OUT (./gpu-out), DEADLINE_S (570: the whole script, from its start),
 # GRACE_S (20), PACK_S (20: kept for step 4), SITE (/tmp/site), MINARI_DATASETS_PATH (/tmp/minari),
 # DATAGEN_JOBS (cores / 2 datasets at once), DATASETS (default: the nine), SKIP_INSTALL=1 (no wheels).
@@ -44,7 +46,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift ;;
     --datasets) DATASETS=$2; shift ;;
     --) shift; CMD=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "gpu.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -161,19 +163,23 @@ gen() {  # robot/quality: one dataset, its time recorded
   s=$(now)
   OMP_NUM_THREADS=1 timeout --kill-after=5 "$(( $(left) - PACK_S - GRACE_S > 1 ? $(left) - PACK_S - GRACE_S : 1 ))" \
     "$PY" -m wsrl.datasets generate "${item%/*}" "${item#*/}" --size "$SIZE" --workers 2 2>&1 \
-    | sed -u "s|^|  [$item] |"
+    | stdbuf -oL tr '\r' '\n' | grep --line-buffered -v -e '%|' -e '^ *$' -e 'warnings.warn' | sed -u "s|^|  [$item] |"
   r=${PIPESTATUS[0]}
   record "datagen/$item" "$(since "$s")"
   [ "$r" = 0 ] || echo "  [$item] FAILED (exit $r)"
   return "$r"
 }
-run_batch() {  # items: at most DATAGEN_JOBS at once
-  local item
+run_batch() {  # items: at most DATAGEN_JOBS at once (waits name their jobs: a bare wait would wait for the log's tee)
+  local item pids=() alive p
   for item in "$@"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$DATAGEN_JOBS" ]; do wait -n; done
+    while alive=(); for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+      [ ${#alive[@]} -ge "$DATAGEN_JOBS" ]; do
+      wait -n "${alive[@]}" 2>/dev/null
+    done
     gen "$item" &
+    pids+=($!)
   done
-  wait
+  wait "${pids[@]}"
 }
 first=() second=()
 for item in $missing; do
@@ -197,6 +203,11 @@ if [ "$SWEEP_S" -lt 10 ]; then
 fi
 case "${CMD[0]}" in python|python3) CMD[0]=$PY ;; esac
 CMD=("${CMD[@]//\{SWEEP_S\}/$SWEEP_S}")
+if [[ " ${CMD[*]} " == *" wsrl.train "* ]]; then
+  # W&B is not installed there (an explicit wandb.mode wins over WANDB_MODE), and progress bars only fill the log
+  [[ " ${CMD[*]}" == *" wandb.mode="* ]] || CMD+=(wandb.mode=disabled)
+  [[ " ${CMD[*]}" == *" trainer.progress_bar="* ]] || CMD+=(trainer.progress_bar=false)
+fi
 say "sweep, SIGTERM in $SWEEP_S s: ${CMD[*]}"
 timeout --kill-after="$GRACE_S" "$SWEEP_S" "${CMD[@]}" &
 SWEEP_PID=$!
