@@ -18,7 +18,8 @@
 # plugin exists).
 # Settings (environment): PYTHON (python3), OUT (./gpu-out), DEADLINE_S (570: the whole script, from its start),
 # GRACE_S (20), PACK_S (20: kept for step 4), SITE (/tmp/site), MINARI_DATASETS_PATH (/tmp/minari),
-# DATAGEN_JOBS (cores / 2 datasets at once), DATASETS (default: the nine), SKIP_INSTALL=1 (no wheels).
+# DATAGEN_JOBS (cores / 2 datasets at once), DATASETS (default: the nine; none: none), SKIP_INSTALL=1 (no
+# wheels), PACK_DIRS (more folders to pack, beside multirun/ and outputs/).
 set -u -o pipefail
 
 T0=$(date +%s.%N)
@@ -58,6 +59,7 @@ if [ ${#CMD[@]} -eq 0 ] && [ "$SMOKE" = 1 ]; then
   [ -d hydra_plugins/wsrl_stacked ] && CMD+=(hydra/launcher=stacked)
   DATASETS=${DATASETS:-hopper/medium walker2d/medium}
 fi
+[ "$DATASETS" = none ] && DATASETS=" "
 [ -z "$DATASETS" ] && for r in halfcheetah hopper walker2d; do
   for q in medium medium_replay medium_expert; do DATASETS+="$r/$q "; done
 done
