@@ -32,7 +32,8 @@ GRACE_S=${GRACE_S:-20}
 PACK_S=${PACK_S:-20}
 SITE=${SITE:-/tmp/site}
 CORES=$(nproc)
-DATAGEN_JOBS=${DATAGEN_JOBS:-$(( CORES / 2 > 0 ? CORES / 2 : 1 ))}
+DATAGEN_JOBS=${DATAGEN_JOBS:-$(( CORES / 2 ))}
+[ "$DATAGEN_JOBS" -ge 1 ] 2>/dev/null || DATAGEN_JOBS=1
 export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-/tmp/minari}
 export WANDB_MODE=disabled PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HYDRA_FULL_ERROR=1
 export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -68,6 +69,7 @@ mkdir -p "$OUT" || exit 1
 LOG=$OUT/log.txt
 exec > >(tee -a "$LOG") 2>&1
 TEE_PID=$!
+trap '' PIPE  # if whatever reads our output goes away, keep going (to the pack) rather than die on the next line
 WORK=$(mktemp -d)  # per-phase times, the pack's staging area
 
 now() { date +%s.%N; }
@@ -154,6 +156,11 @@ for item in want:
     for q in parts:
         if f"{robot}/{q}" not in need and not exists_locally(generated_id(robot, q, size)):
             need.append(f"{robot}/{q}")
+# the 1M-step rollouts first, then the replays, longest first (hopper's is 380k steps, walker2d's 280k, halfcheetah's
+# 60k): with 8 slots the six big ones and two replays start at once and the last replay ends before the big ones
+order = {"medium": 0, "expert": 0, "medium_replay": 1, "medium_expert": 2}
+replay = {"hopper": 0, "walker2d": 1, "halfcheetah": 2}
+need.sort(key=lambda item: (order[item.split("/")[1]], replay.get(item.split("/")[0], 3)))
 print(" ".join(need))
 EOF
 ) || { say "cannot list the datasets"; exit 4; }
