@@ -56,6 +56,24 @@ def test_group_episodes_equal_each_members_own_run_episodes(workers):
     assert any(group[k][1].min() < LIMIT for k in (0, 2, 3)), "the test should exercise early terminations"
 
 
+def test_a_pool_of_workers_serves_calls_one_after_another():
+    """The same two workers for two groups of different robots and sizes (the second needs only one of them)."""
+    from wsrl.episodes import EpisodeWorkers
+
+    groups = [(["Walker2d-v5", "Hopper-v5"], [4, 9], 3), (["Hopper-v5"], [21], 1)]
+    with EpisodeWorkers(2) as pool:
+        for env_ids, seeds, episodes in groups:
+            acts = [linear_act(e, 10 + k) for k, e in enumerate(env_ids)]
+            group = run_episodes_many(env_ids, group_act(acts, []), episodes, seeds, workers=pool,
+                                      max_episode_steps=LIMIT)
+            for k, env_id in enumerate(env_ids):
+                returns, lengths = run_episodes(env_id, acts[k], episodes, seeds[k], max_episode_steps=LIMIT)
+                np.testing.assert_array_equal(group[k][0], returns)
+                np.testing.assert_array_equal(group[k][1], lengths)
+        assert len(pool) == 2 and all(r.proc.poll() is None for r in pool.remotes)
+    assert len(pool) == 0
+
+
 def test_slices_cover_every_episode_once_cut_at_member_boundaries():
     from wsrl.episodes import _split
 
@@ -69,9 +87,14 @@ def test_slices_cover_every_episode_once_cut_at_member_boundaries():
         assert all(p.count > 0 and p.start + p.count <= episodes for pieces in slices for p in pieces)
 
 
-def test_a_failing_worker_is_reported():
+def test_a_failing_worker_is_reported_and_its_pool_closed():
+    from wsrl.episodes import EpisodeWorkers
+
+    pool = EpisodeWorkers(1)
+    proc = pool.remotes[0].proc
     with pytest.raises(RuntimeError, match="NoSuchEnv"):
-        run_episodes_many(["NoSuchEnv-v0"], group_act([linear_act("Hopper-v5", 0)], []), 1, [0], workers=1)
+        run_episodes_many(["NoSuchEnv-v0"], group_act([linear_act("Hopper-v5", 0)], []), 1, [0], workers=pool)
+    assert len(pool) == 0 and proc.poll() is not None
     with pytest.raises(ValueError, match="seeds"):
         run_episodes_many(["Hopper-v5"], group_act([], []), 1, [0, 1])
 

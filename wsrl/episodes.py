@@ -100,16 +100,22 @@ class _Shard:
 
 
 def serve(fd: int) -> None:
-    """A worker process (``python -c "from wsrl.episodes import serve; serve(FD)"``): receives its pieces and its
-    episode limit over the socket ``fd``, owns their shard and steps it on request until told to stop (None)."""
+    """A worker process (``python -c "from wsrl.episodes import serve; serve(FD)"``), driven over the socket ``fd``:
+    ``("reset", (pieces, max_episode_steps))`` builds and resets a new shard and answers its first observations,
+    ``("step", actions)`` steps it and answers the results, ``None`` ends the worker."""
     conn = Connection(fd)
     shard = None
     try:
-        pieces, max_episode_steps = conn.recv()
-        shard = _Shard(pieces, max_episode_steps)
-        conn.send(("ok", shard.first))
-        while (actions := conn.recv()) is not None:
-            conn.send(("ok", shard.step(actions)))
+        while (message := conn.recv()) is not None:
+            kind, payload = message
+            if kind == "reset":
+                if shard is not None:
+                    shard.close()
+                    shard = None
+                shard = _Shard(*payload)
+                conn.send(("ok", shard.first))
+            else:
+                conn.send(("ok", shard.step(payload)))
     except EOFError:
         pass
     except BaseException as err:  # noqa: BLE001 - handed to the parent, which raises it
@@ -140,12 +146,12 @@ def _split(env_ids: list[str], n_episodes: int, seeds: list[int], shards: int) -
 
 
 class _Remote:
-    """A shard in a worker process, driven through a socket. The worker is a fresh interpreter that imports only
+    """A worker process, driven through a socket. The worker is a fresh interpreter that imports only
     ``wsrl.episodes`` (so gymnasium, MuJoCo and torch, whose import sets the subnormal flush that the physics of
     ``run_episodes`` runs under): not a fork of a process whose torch or CUDA threads are running, and not a copy
     of the program's main module, as multiprocessing's spawn and forkserver would import."""
 
-    def __init__(self, pieces: list[_Piece], max_episode_steps: int | None) -> None:
+    def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         path = os.pathsep.join([p for p in sys.path if p] + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         with theirs:
@@ -154,7 +160,12 @@ class _Remote:
                  str(theirs.fileno())], pass_fds=[theirs.fileno()], env={**os.environ, "PYTHONPATH": path},
                 stdin=subprocess.DEVNULL)
         self.conn = Connection(ours.detach())
-        self.conn.send((pieces, max_episode_steps))
+
+    def send(self, kind: str, payload) -> None:
+        try:
+            self.conn.send((kind, payload))
+        except OSError:
+            raise RuntimeError(f"evaluation worker {self.proc.pid} is gone (exit code {self.proc.poll()})") from None
 
     def receive(self):
         try:
@@ -176,7 +187,39 @@ class _Remote:
         self.conn.close()
 
 
-def run_episodes_many(env_ids: list[str], act_many: ActManyFn, n_episodes: int, seeds: list[int], workers: int = 0,
+class EpisodeWorkers:
+    """``n`` worker processes for ``run_episodes_many`` that outlive one call: ``with EpisodeWorkers(14) as pool:
+    run_episodes_many(..., workers=pool)`` as often as needed (one call at a time), paying their start (about an
+    import of torch, gymnasium and MuJoCo each, side by side) once. A call that fails closes them."""
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"EpisodeWorkers({n}): need at least one worker")
+        self.remotes: list[_Remote] = []
+        try:
+            for _ in range(n):
+                self.remotes.append(_Remote())
+        except BaseException:
+            self.close()
+            raise
+
+    def __len__(self) -> int:
+        return len(self.remotes)
+
+    def close(self) -> None:
+        remotes, self.remotes = self.remotes, []
+        for remote in remotes:
+            remote.close()
+
+    def __enter__(self) -> EpisodeWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_episodes_many(env_ids: list[str], act_many: ActManyFn, n_episodes: int, seeds: list[int],
+                      workers: int | EpisodeWorkers = 0,
                       max_episode_steps: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``run_episodes`` for a group of policies at once: member ``k`` runs ``n_episodes`` episodes in ``env_ids[k]``,
     episode ``i`` reset with seed ``seeds[k] + i``, and every member's episodes are stepped in lockstep with one
@@ -187,37 +230,44 @@ def run_episodes_many(env_ids: list[str], act_many: ActManyFn, n_episodes: int, 
     the same seeds and actions. A member whose episodes have all ended is no longer stepped; ``act_many`` still gets
     its last observations (and its actions are ignored), so that a batched forward keeps its shapes.
 
-    ``workers``: the environments are spread over this many processes (each steps its slice of all members'
-    episodes); 0 steps them in this process. Each worker is a fresh interpreter (see ``_Remote``) that lives for
-    this call; they start side by side (about an import of torch, gymnasium and MuJoCo each).
+    ``workers``: the environments are spread over this many processes (each steps a contiguous slice of all
+    members' episodes), started for this call, or over an ``EpisodeWorkers`` pool kept across calls; 0 steps them
+    in this process.
     """
     m = len(env_ids)
     if len(seeds) != m:
         raise ValueError(f"{m} env ids but {len(seeds)} seeds")
     if n_episodes < 1 or m == 0:
         raise ValueError("need at least one member and one episode")
-    shards = _split(env_ids, n_episodes, seeds, max(1, min(workers, m * n_episodes)))
-    if workers > 0:
-        remotes = []
+    n_workers = len(workers) if isinstance(workers, EpisodeWorkers) else workers
+    if n_workers < 0:
+        raise ValueError(f"workers={n_workers} must be 0 (in this process) or more")
+    shards = _split(env_ids, n_episodes, seeds, max(1, min(n_workers, m * n_episodes)))
+    if n_workers == 0:
+        local = _Shard(shards[0], max_episode_steps)
         try:
-            for pieces in shards:
-                remotes.append(_Remote(pieces, max_episode_steps))
-            return _lockstep(shards, remotes, act_many, n_episodes, m)
+            return _lockstep(shards, local, None, act_many, n_episodes, m)
         finally:
-            for remote in remotes:
-                remote.close()
-    local = _Shard(shards[0], max_episode_steps)
+            local.close()
+    pool = workers if isinstance(workers, EpisodeWorkers) else EpisodeWorkers(n_workers)
     try:
-        return _lockstep(shards, [local], act_many, n_episodes, m)
+        remotes = pool.remotes[:len(shards)]
+        for remote, pieces in zip(remotes, shards, strict=True):
+            remote.send("reset", (pieces, max_episode_steps))
+        return _lockstep(shards, None, remotes, act_many, n_episodes, m)
+    except BaseException:
+        pool.close()  # replies may be left in the pipes: the pool cannot serve another call
+        raise
     finally:
-        local.close()
+        if pool is not workers:
+            pool.close()
 
 
-def _lockstep(shards: list[list[_Piece]], drivers: list, act_many: ActManyFn, n_episodes: int,
-              m: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The per-step loop over the group: gather observations, one ``act_many`` call, scatter actions."""
-    remote = not isinstance(drivers[0], _Shard)
-    firsts = [d.receive() for d in drivers] if remote else [drivers[0].first]
+def _lockstep(shards: list[list[_Piece]], local: _Shard | None, remotes: list[_Remote] | None, act_many: ActManyFn,
+              n_episodes: int, m: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The per-step loop over the group: gather observations, one ``act_many`` call, scatter actions. The shards are
+    stepped by ``local`` (in this process) or by ``remotes`` (already sent their pieces), one each."""
+    firsts = [r.receive() for r in remotes] if remotes is not None else [local.first]
     obs: list[list[np.ndarray]] = [[] for _ in range(m)]
     for pieces, first in zip(shards, firsts, strict=True):
         for p, o in zip(pieces, first, strict=True):
@@ -231,12 +281,12 @@ def _lockstep(shards: list[list[_Piece]], drivers: list, act_many: ActManyFn, n_
         actions = act_many(observations, returns, lengths)
         orders = [[actions[p.member][p.start:p.start + p.count] if running[p.member] else None for p in pieces]
                   for pieces in shards]
-        if remote:
-            for d, order in zip(drivers, orders, strict=True):
-                d.conn.send(order)
-            results = [d.receive() for d in drivers]
+        if remotes is not None:
+            for r, order in zip(remotes, orders, strict=True):
+                r.send("step", order)
+            results = [r.receive() for r in remotes]
         else:
-            results = [drivers[0].step(orders[0])]
+            results = [local.step(orders[0])]
         parts: list[list] = [[] for _ in range(m)]
         for pieces, result in zip(shards, results, strict=True):
             for p, r in zip(pieces, result, strict=True):

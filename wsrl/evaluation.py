@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wsrl.episodes import ActManyFn, run_episodes, run_episodes_many  # also public names here
+from wsrl.episodes import ActManyFn, EpisodeWorkers, run_episodes, run_episodes_many  # also public names here
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -47,9 +47,10 @@ def scores(env: ResolvedEnv, returns: np.ndarray, lengths: np.ndarray) -> dict:
 
 
 def evaluate_many(policies: Sequence[WeightedBC] | ActManyFn, envs: Sequence[ResolvedEnv], episodes: int,
-                  seeds: Sequence[int], workers: int = 0, **kwargs) -> list[dict]:
+                  seeds: Sequence[int], workers: int | EpisodeWorkers = 0, **kwargs) -> list[dict]:
     """``evaluate`` for a group: member k's ``episodes`` episodes in ``envs[k]`` with seeds ``seeds[k] + i``, all
-    members stepped together (``wsrl.episodes.run_episodes_many``, environments over ``workers`` processes).
+    members stepped together (``wsrl.episodes.run_episodes_many``, environments over ``workers`` processes, or over
+    an ``EpisodeWorkers`` pool kept across evaluations).
 
     ``policies``: the members' modules (each acts on its own slice, in eval mode, as ``evaluate`` runs it), or one
     ``act_many`` function that acts for all members at once (a stacked model's batched forward). Member k's dict
