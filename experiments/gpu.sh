@@ -92,6 +92,12 @@ pack() {
   mkdir -p "$WORK/stage/datasets"
   (cd "$MINARI_DATASETS_PATH" 2>/dev/null && find . -name metadata.json -print0 | xargs -0 -r cp --parents -t "$WORK/stage/datasets") || true
   tar czf "$OUT/results.tar.gz" -C "$ROOT" -T "$WORK/files" -C "$WORK/stage" datasets 2>&1 | head -5
+  if [ "$(stat -c %s "$OUT/results.tar.gz")" -gt $(( 15 * 1024 * 1024 )) ]; then  # a file comes back up to 16 MiB
+    say "results.tar.gz is over 15 MiB: packing again without the metrics (.csv)"
+    grep -v '\.csv$' "$WORK/files" >"$WORK/files.small"
+    mv "$WORK/files.small" "$WORK/files"
+    tar czf "$OUT/results.tar.gz" -C "$ROOT" -T "$WORK/files" -C "$WORK/stage" datasets 2>&1 | head -5
+  fi
   say "$(grep -c 'results\.json$' "$WORK/files") results.json, $(grep -c 'failed\.json$' "$WORK/files") failed.json," \
     "$(wc -l <"$WORK/files") files -> $OUT/results.tar.gz ($(du -h "$OUT/results.tar.gz" | cut -f1))"
   record pack "$(since "$t")"
