@@ -43,11 +43,13 @@ GPU_WHEELS ?= mujoco==4.0.0 mujoco-core==4.0.0 glfw==2.11.0 gymnasium==1.4.0 far
 GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
 	manylinux1_x86_64
 
-gpu-wheels: install  ## wheels for the GPU machine into .whl/ (git-ignored; carry it: carry [".whl"])
+PIP := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m pip
+
+gpu-wheels:  ## wheels for the GPU machine into .whl/ (git-ignored; carry it: carry [".whl"])
 	rm -rf .whl && mkdir -p .whl
-	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		$(addprefix --platform ,$(GPU_PLATFORMS)) -d .whl $(GPU_WHEELS)
-	$(BIN)/python -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
+	$(PIP) wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
 	@ls .whl && du -ch .whl/*.whl | tail -1
 
 gpu-smoke: install  ## experiments/gpu.sh --smoke on this machine (small datasets in /tmp, a tiny sweep, out in gpu-out/)
