@@ -8,6 +8,9 @@
    torch's default Adam; and how the gap grows with the batch size.
 3. Evaluation of 10 episodes: ``run_episodes`` (one vector env, one batched actor call per step) against one
    episode after another with one actor call per observation.
+3b. Group evaluation: 8 policies x 10 episodes with ``run_episodes_many`` (every member's episodes in lockstep,
+   one batched forward of the stacked policies per step, the environments over 2 worker processes and in process)
+   against ``run_episodes`` member after member.
 4. LDS weights for 2M labels, and drawing a weighted batch of 512 from 2M weights (IndexSampler) against
    ``np.random.choice(p=...)`` and ``torch.multinomial``.
 5. Dataset generation: env steps/s of ``wsrl.datasets.generate.rollout`` against bare env stepping.
@@ -60,7 +63,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_ID = "bench/halfcheetah/synthetic-v0"
 ENV_ID = "HalfCheetah-v5"  # episodes always last 1000 steps: every policy does the same amount of work
 OBS_DIM, ACT_DIM, EPISODE = 17, 6, 1000
-SECTIONS = ("train", "usual", "eval", "lds", "generate", "gpu", "memory", "steady", "behavior")
+SECTIONS = ("train", "usual", "eval", "group_eval", "lds", "generate", "gpu", "memory", "steady", "behavior")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # section 8 (behaviour training, ~10 min) runs when asked: --only behavior
 
 
@@ -557,6 +560,92 @@ def bench_eval(b: Bench) -> None:
           f"{act_batch * 1e6:.0f} us ({act_batch / act_one:.1f}x)")
 
 
+# ------------------------------------------------------------------------------------------ 3b group evaluation
+
+
+class StackedMLP:
+    """``members`` 2-layer tanh policies with their weights stacked on a leading member axis: ``act_many`` is one
+    batched forward for the whole group (as a stacked model's), ``act(k)`` member k's own forward."""
+
+    def __init__(self, members: int, obs_dim: int, act_dim: int, width: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.w1 = torch.randn(members, obs_dim + 1, width, generator=g) / (obs_dim + 1) ** 0.5
+        self.w2 = torch.randn(members, width, act_dim, generator=g) / width ** 0.5
+
+    def _inputs(self, obs, returns):
+        return torch.cat([torch.as_tensor(obs, dtype=torch.float32),
+                          torch.as_tensor(returns, dtype=torch.float32)[:, None] / 1000.0], dim=1)
+
+    @torch.no_grad()
+    def act_many(self, obs, returns, steps):
+        x = torch.stack([self._inputs(o, r) for o, r in zip(obs, returns, strict=True)])
+        return list(torch.tanh(torch.bmm(torch.relu(torch.bmm(x, self.w1)), self.w2)).numpy())
+
+    def act(self, k: int):
+        @torch.no_grad()
+        def act(obs, returns, steps):
+            return torch.tanh(torch.relu(self._inputs(obs, returns) @ self.w1[k]) @ self.w2[k]).numpy()
+
+        return act
+
+
+def bench_group_eval(b: Bench) -> None:
+    """Env steps/s of ``run_episodes_many`` (a group of policies, one batched forward per step, the environments
+    over worker processes) against ``run_episodes`` member after member, in HalfCheetah (fixed-length episodes)."""
+    from wsrl.episodes import EpisodeWorkers, run_episodes, run_episodes_many
+
+    members, episodes = (2, 2) if b.quick else (8, 10)
+    limit = 50 if b.quick else None  # HalfCheetah's own 1000 steps, or a short cut for --quick
+    workers = min(2, os.cpu_count() or 1)
+    policy = StackedMLP(members, OBS_DIM, ACT_DIM, 64 if b.quick else 256)
+    seeds = [1000 * k for k in range(members)]
+
+    def one_by_one() -> tuple[float, int]:
+        t0 = b.now()
+        with quiet():
+            lengths = [run_episodes(ENV_ID, policy.act(k), episodes, seeds[k], max_episode_steps=limit)[1]
+                       for k in range(members)]
+        return b.now() - t0, int(sum(x.sum() for x in lengths))
+
+    def grouped(n_workers):
+        def run() -> tuple[float, int]:
+            t0 = b.now()
+            with quiet():
+                out = run_episodes_many([ENV_ID] * members, policy.act_many, episodes, seeds, n_workers,
+                                        max_episode_steps=limit)
+            return b.now() - t0, int(sum(lengths.sum() for _, lengths in out))
+
+        return run
+
+    with quiet():
+        pool = EpisodeWorkers(workers)  # started before the clock: what a launcher that keeps its workers pays
+    runs = {"one_by_one": one_by_one, "group_in_process": grouped(0), f"group_{workers}_workers": grouped(workers),
+            f"group_{workers}_pool": grouped(pool)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    steps = {}
+    try:
+        for _ in range(1 if b.quick else 2):
+            for name, run in runs.items():
+                seconds, steps[name] = run()
+                times[name].append(seconds)
+    finally:
+        pool.close()
+    b.raw["group_eval"] = {"members": members, "episodes": episodes, "workers": workers, "env_steps": steps, **times}
+    base = min(times["one_by_one"])
+    sec = (f"3b. group evaluation (run_episodes_many), {members} policies x {episodes} episodes of {ENV_ID}, "
+           f"{b.clock} clock (worker processes' time counts only on the wall clock)")
+    b.add(sec, f"run_episodes member after member ({steps['one_by_one']:,} env steps)",
+          steps["one_by_one"] / base, "env steps/s")
+    for name in runs:
+        if name == "one_by_one":
+            continue
+        best = min(times[name])
+        label = {"process": "group in this process", "workers": f"group, {workers} worker processes started per call",
+                 "pool": f"group, {workers} worker processes kept (EpisodeWorkers)"}[name.rsplit("_", 1)[1]]
+        b.add(sec, f"{label}; ratio = speed-up", steps[name] / best, "env steps/s", base / best,
+              note=f"{best:.2f} s against {base:.2f} s")
+
+
 # ------------------------------------------------------------------------------------------ 4 LDS, sampling
 
 
@@ -987,7 +1076,8 @@ def main(argv: list[str] | None = None) -> Bench:
             if "usual" in only:
                 bench_batch_sweep(b, transitions)
             del transitions
-        for section, measure in (("eval", bench_eval), ("lds", bench_lds), ("generate", bench_generate),
+        for section, measure in (("eval", bench_eval), ("group_eval", bench_group_eval), ("lds", bench_lds),
+                                 ("generate", bench_generate),
                                  ("gpu", bench_gpu), ("steady", bench_steady), ("behavior", bench_behavior)):
             if section in only:
                 measure(b)

@@ -42,8 +42,8 @@ def test_quick_bench_reports_every_section(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     sections = {r.section.split(",")[0].split(" (")[0] for r in b.rows}
     for prefix in ("1. training", "2. vs the usual way", "2. gap vs batch size", "3. evaluation",
-                   "4. LDS weights and weighted sampling", "5. dataset generation", "6. GPU", "7. steady state",
-                   "memory"):
+                   "3b. group evaluation", "4. LDS weights and weighted sampling", "5. dataset generation", "6. GPU",
+                   "7. steady state", "memory"):
         assert prefix in sections, (prefix, sections)
     measured = [r for r in b.rows if r.value is not None]
     assert all(math.isfinite(r.value) and r.value > 0 for r in measured)

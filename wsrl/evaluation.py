@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wsrl.episodes import run_episodes  # also the public name for it here, as before
+from wsrl.episodes import ActManyFn, EpisodeWorkers, run_episodes, run_episodes_many  # also public names here
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from wsrl.config import ResolvedEnv
     from wsrl.module import WeightedBC
 
@@ -34,9 +36,46 @@ def evaluate(module: WeightedBC, env: ResolvedEnv, episodes: int, seed: int) -> 
     module.eval()
     returns, lengths = run_episodes(env.eval_env_id, module.act, episodes, seed)
     module.train(was_training)
+    return scores(env, returns, lengths)
+
+
+def scores(env: ResolvedEnv, returns: np.ndarray, lengths: np.ndarray) -> dict:
+    """What ``evaluate`` reports for these episodes."""
     norm = env.normalize(returns)
     return {"normalized_score": {"mean": float(norm.mean()), "std": float(norm.std())},
             "returns": returns.tolist(), "lengths": lengths.tolist()}
+
+
+def evaluate_many(policies: Sequence[WeightedBC] | ActManyFn, envs: Sequence[ResolvedEnv], episodes: int,
+                  seeds: Sequence[int], workers: int | EpisodeWorkers = 0, **kwargs) -> list[dict]:
+    """``evaluate`` for a group: member k's ``episodes`` episodes in ``envs[k]`` with seeds ``seeds[k] + i``, all
+    members stepped together (``wsrl.episodes.run_episodes_many``, environments over ``workers`` processes, or over
+    an ``EpisodeWorkers`` pool kept across evaluations).
+
+    ``policies``: the members' modules (each acts on its own slice, in eval mode, as ``evaluate`` runs it), or one
+    ``act_many`` function that acts for all members at once (a stacked model's batched forward). Member k's dict
+    equals ``evaluate(module_k, envs[k], episodes, seeds[k])``. ``kwargs`` go to ``run_episodes_many``.
+    """
+    env_ids = [env.eval_env_id for env in envs]
+    if callable(policies):
+        results = run_episodes_many(env_ids, policies, episodes, list(seeds), workers, **kwargs)
+    else:
+        modules = list(policies)
+        if len(modules) != len(envs):
+            raise ValueError(f"{len(modules)} policies for {len(envs)} environments")
+        was_training = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+
+        def act_many(obs, returns, steps):
+            return [m.act(o, r, s) for m, o, r, s in zip(modules, obs, returns, steps, strict=True)]
+
+        try:
+            results = run_episodes_many(env_ids, act_many, episodes, list(seeds), workers, **kwargs)
+        finally:
+            for m, training in zip(modules, was_training, strict=True):
+                m.train(training)
+    return [scores(env, returns, lengths) for env, (returns, lengths) in zip(envs, results, strict=True)]
 
 
 def load_checkpoint(path: str | Path, device: str = "auto") -> tuple[WeightedBC, ResolvedEnv]:
