@@ -18,7 +18,7 @@ import torch
 from scipy.signal import lfilter
 
 from wsrl.config import MethodConfig, SamplerConfig
-from wsrl.weighting import IndexSampler, lds_weights
+from wsrl.weighting import Episodes, IndexSampler, scheme_weights, weight_diagnostics
 
 
 class DataError(ValueError):
@@ -128,12 +128,18 @@ def sample_labels(data: Transitions, sampler: SamplerConfig, gamma: float) -> np
     return data.actions
 
 
+def trajectories(data: Transitions, sampler: SamplerConfig, gamma: float) -> Episodes:
+    """The dataset's trajectories (its episodes) as the weighting schemes see them."""
+    return Episodes(returns=data.episode_returns(), lengths=data.episode_lengths,
+                    initial_states=data.observations[data.episode_starts],
+                    lds_labels=lambda: sample_labels(data, sampler, gamma))
+
+
 def sample_weights(data: Transitions, sampler: SamplerConfig, gamma: float) -> np.ndarray | None:
-    """LDS weights with mean 1, or None for the uniform sampler."""
+    """The sampler's weights per transition (its ``scheme``, mean 1), or None where nothing is weighted."""
     if sampler.weighting == "none":
         return None
-    return lds_weights(sample_labels(data, sampler, gamma), sampler.bins, sampler.kernel, sampler.ks,
-                       sampler.sigma, sampler.reweight, sampler.clip_max)
+    return scheme_weights(sampler.scheme, trajectories(data, sampler, gamma), sampler, sampler.clip_max)
 
 
 class BatchStream:
@@ -197,10 +203,9 @@ class OfflineDataModule(L.LightningDataModule):
             inputs = np.concatenate([inputs, return_input(data, self.method)[:, None]], axis=1)
         weights = sample_weights(data, self.sampler_cfg, self.method.gamma)
         self.weights = weights
-        self.weight_stats = None if weights is None else {
-            "min": float(weights.min()), "max": float(weights.max()),
-            # Kish's effective sample size as a fraction of N: 1 for uniform weights, small when a few dominate
-            "effective_fraction": float(weights.sum() ** 2 / (len(weights) * np.square(weights).sum()))}
+        # how uneven the weights are and where they put the mass (wsrl.weighting.weight_diagnostics)
+        self.weight_stats = None if weights is None else weight_diagnostics(weights, data.episode_returns(),
+                                                                            data.episode_lengths)
         self.max_episode_return = float(data.episode_returns().max())
         dev = self.device
         self.inputs = torch.as_tensor(inputs, dtype=torch.float32, device=dev)
