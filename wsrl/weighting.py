@@ -260,7 +260,7 @@ def scheme_weights(scheme: str, episodes: Episodes, params: SchemeParams, clip_m
 TOP_SHARE = 0.1  # top10_share: the weight on the transitions of the top 10 % of trajectories (top_trajectories)
 MODE_BINS = 50  # the modes: peaks of the histogram of trajectory returns (one count per trajectory), 50 bins,
 MODE_SIGMA = 2.0  # smoothed with a Gaussian of 2 bins,
-MODE_PROMINENCE = 0.1  # peaks of prominence >= 10 % of the highest smoothed count; the two highest are the modes
+MODE_PROMINENCE = 0.25  # peaks of prominence >= 25 % of the highest smoothed count; the two highest are the modes
 VALLEY = 0.5  # between them: the bins where the smoothed count is below half the lower mode's
 
 
