@@ -271,3 +271,20 @@ def test_each_new_sampler_trains_and_records_its_diagnostics(tiny_dataset, tmp_p
     if sampler == "topk":  # every weight on the best trajectory (6 episodes: 10 % is 1)
         assert weights["top10_share"] == pytest.approx(1.0) and weights["min"] == 0
     assert results["weights"] == weights
+
+
+def test_weight_mass_figure_of_every_scheme(tiny_dataset, tmp_path, capsys):
+    from wsrl.weight_mass import DEFAULT_SCHEMES, main, resolve_dataset
+
+    assert resolve_dataset("hopper_medium_expert") == ("wsrl/hopper/medium-expert-v0", "hopper_medium_expert")
+    png = main([tiny_dataset, "--out", str(tmp_path / "weight_mass_tiny.png"), "--bins", "10"])
+    assert png.stat().st_size > 0
+    saved = json.loads(png.with_suffix(".json").read_text())
+    assert saved["dataset_id"] == tiny_dataset and list(saved["schemes"]) == DEFAULT_SCHEMES
+    assert len(saved["edges"]) == 11 and sum(saved["dataset"]) == pytest.approx(1.0)
+    for entry in saved["schemes"].values():
+        assert sum(entry["mass"]) == pytest.approx(1.0) and "effective_fraction" in entry["diagnostics"]
+    assert saved["schemes"]["topk"]["diagnostics"]["top10_share"] == pytest.approx(1.0)
+    assert "topk" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["nowhere_medium"])
