@@ -79,7 +79,7 @@ def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_con
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     assert set(options("experiment")) == {"quick", "table1", "table1_cpu", "table2", "table2_cpu", "table4",
-                                          "table4_cpu"}
+                                          "table4_cpu", "table5", "table5_cpu"}
     cfg = compose("train", overrides=[f"experiment={preset}"], return_hydra_config=True)
     assert cfg.name == preset
     params = dict(cfg.hydra.sweeper.params or {})
@@ -96,10 +96,10 @@ def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_con
             {k: v for k, v in params.items() if k != "seed"}
         assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.env.size == "full"
         assert cfg.eval.episodes == 10 and len(params["seed"].split(",")) >= 5
-    if preset.startswith("table4") or preset == "table1_cpu":  # Table 2's profile on another grid
-        profile = compose("train", overrides=[f"experiment={preset.replace('4', '2').replace('1', '2')}"])
+    if preset.startswith(("table4", "table5")) or preset == "table1_cpu":  # Table 2's profile on another grid
+        profile = compose("train", overrides=[f"experiment=table2{preset.removeprefix(preset[:6])}"])
         assert (cfg.trainer, cfg.policy, cfg.eval) == (profile.trainer, profile.policy, profile.eval)
-    if preset.startswith("table4"):
+    if preset.startswith(("table4", "table5")):
         dirs = {(job.hydra.sweep.subdir, job.hydra.run.dir) for job in (compose(
             "train", overrides=[f"experiment={preset}", f"sampler.target={t}"], return_hydra_config=True)
             for t in ("trajectory_return", "return_to_go", "action"))}

@@ -288,3 +288,71 @@ def test_weight_mass_figure_of_every_scheme(tiny_dataset, tmp_path, capsys):
     assert "topk" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["nowhere_medium"])
+
+
+def write_result(root, env, method, sampler, seed, score, target="trajectory_return", weights=None):
+    d = root / env / f"{method}-{sampler}-{target}" / f"seed{seed}"
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps({
+        "env": env, "method": method, "sampler": sampler, "policy": "unconditional", "seed": seed, "steps": 100,
+        "normalized_score": {"mean": score, "std": 1.0}, "weights": weights,
+        "config": {"sampler": {"target": target}}}))
+
+
+def test_table5_pools_tables_2_and_4_and_compares_every_column_with_uniform(tmp_path, capsys):
+    from wsrl.report import COLUMNS, COMPARISONS, GROUPS, report
+
+    envs = GROUPS["medium_replay"] + GROUPS["medium_expert"]
+    t2, t4, t5 = tmp_path / "table2_cpu", tmp_path / "table4_cpu", tmp_path / "table5_cpu"
+    w = {"min": 0.0, "max": 9.0, "mean": 1.0, "effective_fraction": 0.1, "top10_share": 1.0,
+         "top10_share_uniform": 0.1, "between_modes_share": None, "between_modes_share_uniform": None}
+    for seed in range(3):
+        for env in [*envs, "hopper_medium"]:  # Table 2's sweep has all nine datasets
+            for method in ("bc", "rvs_r"):
+                write_result(t2, env, method, "uniform", seed, 40.0 + seed)
+                write_result(t2, env, method, "lds", seed, 30.0 + seed, weights=w)
+        for env in GROUPS["medium_expert"]:  # Table 4's: the best LDS, and another label that Table 5 leaves out
+            write_result(t4, env, "rvs_r", "lds_sampling", seed, 50.0 + seed, "return_to_go", w)
+            write_result(t4, env, "rvs_r", "lds", seed, 0.0, "return_to_go", w)
+        for env in envs:
+            for sampler in ("topk", "rw", "aw", "cwbc"):
+                write_result(t5, env, "bc", sampler, seed, 60.0 + seed, weights=w)
+            for sampler in ("rw", "cwbc", "lds_rw"):
+                write_result(t5, env, "rvs_r", sampler, seed, 45.0 + seed, weights=w)
+        for env in GROUPS["medium_replay"]:
+            write_result(t5, env, "rvs_r", "lds_sampling", seed, 50.0 + seed, "return_to_go", w)
+    md = report([t5, t2, t4], 5, reps=50).read_text()
+    capsys.readouterr()
+    assert "hopper_medium |" not in md and "no runs" not in md  # six datasets, every cell filled
+    for column in COLUMNS[5]:
+        assert f"{column} (95% CI)" in md
+    assert "| RvS-R lds | 3 | 31.0 |" in md  # Table 4's other label (score 0) is not in the lds column
+    for x, y in COMPARISONS[5].items():
+        assert y.endswith(" uniform") and f"| {x} > {y} |" in md
+    assert len(COMPARISONS[5]) == len(COLUMNS[5]) - 2
+    assert "### What the weights do" in md and "0.10 / 9.00 / 1.00 / —" in md
+
+
+def test_table5_commands_make_every_column_in_its_own_directory():
+    """The four commands in table5.yaml's header launch exactly Table 5's columns, each in its own directory."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.test_train import CONF
+    from wsrl.config import register_configs, validate
+    from wsrl.report import COLUMNS
+
+    register_configs()
+    commands = [("bc", s, "trajectory_return") for s in ("topk", "rw", "aw", "cwbc")] + \
+        [("rvs_r", s, "trajectory_return") for s in ("rw", "cwbc", "lds_rw")] + \
+        [("rvs_r", "lds_sampling", "return_to_go")] + \
+        [(m, s, "trajectory_return") for m in ("bc", "rvs_r") for s in ("uniform", "lds")]
+    dirs = set()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        for method, sampler, target in commands:
+            overrides = ["experiment=table5_cpu", f"method={method}", f"sampler={sampler}", f"sampler.target={target}"]
+            validate(compose("train", overrides=overrides))
+            job = compose("train", overrides=overrides, return_hydra_config=True)
+            dirs.add(job.hydra.sweep.subdir)
+            got = (job.method.name, job.sampler.name, job.policy.name, job.sampler.target)
+            assert sum(got[:3] == col[:3] and col[3] in (None, got[3]) for col in COLUMNS[5].values()) == 1, got
+    assert len(dirs) == len(COLUMNS[5]) == len(commands)
