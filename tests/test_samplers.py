@@ -3,6 +3,7 @@ diagnostics, the same expected gradient in the loss and in the draw, and a short
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -271,6 +272,10 @@ def test_each_new_sampler_trains_and_records_its_diagnostics(tiny_dataset, tmp_p
     if sampler == "topk":  # every weight on the best trajectory (6 episodes: 10 % is 1)
         assert weights["top10_share"] == pytest.approx(1.0) and weights["min"] == 0
     assert results["weights"] == weights
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
+        logged = next(r for r in csv.DictReader(f) if r.get("data/weight_effective_fraction"))
+    for key in ("max", "mean", "effective_fraction", "top10_share"):
+        assert float(logged[f"data/weight_{key}"]) == pytest.approx(weights[key], rel=1e-6)
 
 
 def test_weight_mass_figure_of_every_scheme(tiny_dataset, tmp_path, capsys):
