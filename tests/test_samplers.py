@@ -258,7 +258,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("sampler", ["topk", "rw", "aw", "cwbc", "lds_rw", "rw_loss"])
+@pytest.mark.parametrize("sampler", ["topk", "rw", "aw", "cwbc", "lds_rw", "rw_loss", "cwbc_conservative"])
 def test_each_new_sampler_trains_and_records_its_diagnostics(tiny_dataset, tmp_path, one_thread, sampler):
     results = train(config("method=rvs_r", f"sampler={sampler}", "trainer.max_steps=10", "eval.episodes=1",
                            "sampler.cwbc_bins=4"), tmp_path / "run")
@@ -361,3 +361,43 @@ def test_table5_commands_make_every_column_in_its_own_directory():
             got = (job.method.name, job.sampler.name, job.policy.name, job.sampler.target)
             assert sum(got[:3] == col[:3] and col[3] in (None, got[3]) for col in COLUMNS[5].values()) == 1, got
     assert len(dirs) == len(COLUMNS[5]) == len(commands)
+
+
+@pytest.mark.parametrize("return_input", ["to_go", "average"])
+def test_the_conservative_loss_raises_the_best_trajectories_return_input(return_input):
+    """CWBC's conservative rows: the drawn transitions of the trajectories at or above the quantile, their return
+    input raised by (G* - G_i + |noise|) in return units, the same actions, and weights that make the batch's mean
+    loss the batch's NLL plus conservative_weight x the raised rows' mean NLL."""
+    data = hand_made()
+    method = MethodConfig(name="rvs_r", condition_on_return=True, return_input=return_input, return_scale=10.0,
+                          horizon=4)
+    sampler = SamplerConfig(name="mine", conservative_percentile=0.5, conservative_std=0.0, conservative_weight=2.0)
+    dm = OfflineDataModule("hand-made", method, sampler, batch_size=64, seed=0, device=torch.device("cpu"),
+                           transitions=data)
+    dm.setup()
+    # threshold: sorted returns [2, 4, 6, 9, 10][int(0.5 * 5)] = 6, so trajectories 1 (G 6), 2 (10), 4 (9): rows
+    # 2-4, 5 and 8, raised by 10 - G (std 0: no noise) times the return input's factor
+    np.testing.assert_array_equal(dm.stream.conservative.rows.numpy(), [0, 0, 1, 1, 1, 1, 0, 0, 1])
+    factor = np.full(N, 0.1) if return_input == "to_go" else 0.1 * 4 / np.maximum(4 - data.timesteps, 1)
+    stream = iter(dm.train_dataloader())
+    state = dm.generator.get_state()
+    inputs, actions, weights = next(stream)
+    dm.generator.set_state(state)
+    idx = dm.stream.sampler()
+    rows = idx[np.isin(idx.numpy(), [2, 3, 4, 5, 8])]
+    b, a = len(idx), len(rows)
+    assert len(inputs) == b + a and 0 < a < b
+    torch.testing.assert_close(inputs[:b], dm.inputs[idx])
+    torch.testing.assert_close(actions[b:], dm.actions[rows])
+    raise_by = (np.array([10 - G[i] for i in np.repeat(np.arange(5), T)]) * factor)[rows.numpy()]
+    torch.testing.assert_close(inputs[b:, -1], dm.inputs[rows, -1] + torch.as_tensor(raise_by, dtype=torch.float32))
+    torch.testing.assert_close(inputs[b:, :-1], dm.inputs[rows, :-1])
+    log_prob = torch.randn(b + a, dtype=torch.float64)
+    want = -(log_prob[:b].mean() + 2.0 * log_prob[b:].mean())
+    torch.testing.assert_close(weighted_nll(log_prob, weights.double()), want)
+    # with noise, every raise is at least G* - G_i
+    dm2 = OfflineDataModule("hand-made", method, SamplerConfig(name="mine", conservative_percentile=0.5), 64, 0,
+                            torch.device("cpu"), transitions=data)
+    dm2.setup()
+    inputs2, _, _ = next(iter(dm2.train_dataloader()))
+    assert (inputs2[b:, -1] - dm2.inputs[rows, -1] >= torch.as_tensor(raise_by, dtype=torch.float32) - 1e-6).all()

@@ -127,6 +127,10 @@ class SamplerConfig:
     cwbc_bins: int = 20  # cwbc: equal-width bins over the trajectory returns (Nguyen et al.)
     cwbc_lambda: float = 0.01  # cwbc: lambda of 1 / (f_b + lambda), f_b the share of trajectories in bin b
     cwbc_percentile: float = 0.9  # cwbc: kappa = G* - the return at this quantile of the trajectories (0.9: the 90th)
+    conservative_percentile: float | None = None  # RvS-R, CWBC's conservative loss on the trajectories whose return
+    # is >= this quantile (the paper: 0.95), their return input raised past the best; null: off (any scheme)
+    conservative_std: float = 1000.0  # its raise: G* - G_i + |N(0, std)| in return units (the reference's truncnorm)
+    conservative_weight: float = 1.0  # loss = NLL of the batch + this x NLL of its raised rows (the reference's w)
 
 
 @dataclass
@@ -240,6 +244,9 @@ def validate(cfg: TrainConfig) -> None:
     if not lo < hi:
         raise ConfigError(f"policy.log_std_bounds={[lo, hi]} must be increasing")
     _validate_sampler(cfg.sampler)
+    if cfg.sampler.conservative_percentile is not None and not cfg.method.condition_on_return:
+        raise ConfigError("sampler.conservative_percentile (CWBC's conservative loss) raises the return input: it "
+                          "needs method=rvs_r")
     if cfg.sampler.clip_max is not None and cfg.sampler.clip_max <= 1.0:
         raise ConfigError(f"sampler.clip_max={cfg.sampler.clip_max} must be > 1 (weights have mean 1) or null")
     size = list(cfg.eval.video_size)
@@ -264,6 +271,16 @@ def _validate_sampler(sampler: SamplerConfig) -> None:
             raise ConfigError(f"sampler.{key}={getattr(sampler, key)} must be >= 0")
     if not 0.0 <= sampler.cwbc_percentile <= 1.0:
         raise ConfigError(f"sampler.cwbc_percentile={sampler.cwbc_percentile} must be in [0, 1]")
+    if sampler.conservative_percentile is not None:
+        if not 0.0 <= sampler.conservative_percentile <= 1.0:
+            raise ConfigError(f"sampler.conservative_percentile={sampler.conservative_percentile} must be in [0, 1] "
+                              "or null")
+        if sampler.conservative_std < 0 or sampler.conservative_weight < 0:
+            raise ConfigError("sampler.conservative_std and sampler.conservative_weight must be >= 0")
+        if sampler.name in SAMPLER_NAMES:
+            raise ConfigError(f"sampler.conservative_percentile is set but sampler.name={sampler.name} names a sampler "
+                              "without the conservative loss: use sampler=cwbc_conservative or a sampler.name of "
+                              "your own")
     expected = sampler_name(sampler.scheme, sampler.weighting)
     if sampler.name in SAMPLER_NAMES and sampler.name != expected:  # its run directory and report column would lie
         raise ConfigError(f"sampler.name={sampler.name} names another scheme or placement than sampler.scheme="
