@@ -1,4 +1,6 @@
-"""Sample weights from imbalanced regression: label distribution smoothing (LDS, Yang et al. 2021).
+"""Sample weights: label distribution smoothing from imbalanced regression (LDS, Yang et al. 2021), the weighting
+schemes of offline RL beside it (``SCHEMES``: top-x % filtering, RW / AW, CWBC, LDS x RW; see below), their
+diagnostics (``weight_diagnostics``) and the index sampler that draws by weight.
 
 The paper weights each transition by ``w(y) = 1 / smoothed density(y)``. We follow the reference code of
 "Delving into Deep Imbalanced Regression" (``_prepare_weights``): count labels per bin, take the square root of
