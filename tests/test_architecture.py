@@ -15,7 +15,7 @@ LAYERS = [  # bottom first; keep in step with docs/architecture.md
      "wsrl.datasets.sources", "wsrl.datasets.info", "wsrl.datasets.__main__"},
     {"wsrl.config"},
     {"wsrl.policies", "wsrl.data", "wsrl.module", "wsrl.evaluation", "wsrl.video", "wsrl.conditioning",
-     "wsrl.dashboard", "wsrl.statistics", "wsrl.tables"},
+     "wsrl.dashboard", "wsrl.statistics", "wsrl.tables", "wsrl.weight_mass"},
     {"wsrl.runs", "wsrl.build"},
     {"wsrl.cli", "wsrl.train", "wsrl.report"},
 ]

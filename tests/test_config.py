@@ -15,6 +15,7 @@ from omegaconf.errors import ValidationError
 from tests.conftest import ROOT, child_env
 from wsrl.config import ConfigError, TrainConfig, register_configs, resolve_env, validate
 from wsrl.datasets.suite import ROBOT
+from wsrl.weighting import sampler_name
 
 CONF = ROOT / "conf"
 
@@ -37,14 +38,24 @@ def config(*overrides: str):
 def test_every_combination_composes_and_validates(hydra_conf):
     envs, methods, samplers, policies = (options(g) for g in ("env", "method", "sampler", "policy"))
     assert len(envs) == 9 and set(methods) == {"bc", "rvs_r"}
-    assert set(samplers) == {"uniform", "lds", "lds_sampling"} and set(policies) == {"unconditional",
-                                                                                       "diag_gaussian"}
-    for env, method, sampler, policy in itertools.product(envs, methods, samplers, policies):
+    assert set(samplers) == {"uniform", "lds", "lds_sampling", "cwbc_conservative", *(f"{scheme}{place}" for scheme in (
+        "topk", "rw", "aw", "cwbc", "lds_rw") for place in ("", "_loss"))}
+    assert set(policies) == {"unconditional", "diag_gaussian"}
+    # every env, method and policy; every sampler on one env (all 468 combinations would take 100 s)
+    combinations = [*itertools.product(envs, methods, ["uniform"], policies),
+                    *itertools.product(envs[:1], methods, samplers, policies)]
+    for env, method, sampler, policy in combinations:
         cfg = config(f"env={env}", f"method={method}", f"sampler={sampler}", f"policy={policy}")
+        if sampler == "cwbc_conservative" and method == "bc":  # the conservative loss raises the return input
+            with pytest.raises(ConfigError, match="needs method=rvs_r"):
+                validate(cfg)
+            continue
         validate(cfg)
         assert (cfg.env.name, cfg.method.name, cfg.sampler.name, cfg.policy.name) == (env, method, sampler, policy)
         assert cfg.method.condition_on_return == (method == "rvs_r")
-        assert cfg.sampler.weighting == {"uniform": "none", "lds": "loss", "lds_sampling": "sampling"}[sampler]
+        assert cfg.sampler.weighting == {"uniform": "none", "lds": "loss", "lds_sampling": "sampling"}.get(
+            sampler, "loss" if sampler.endswith("_loss") else "sampling")
+        assert sampler_name(cfg.sampler.scheme, cfg.sampler.weighting) == sampler.removesuffix("_conservative")
         resolved = resolve_env(cfg.env)
         robot = ROBOT[cfg.env.robot]
         assert resolved.eval_env_id == robot.env_id
@@ -72,7 +83,7 @@ def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_con
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     assert set(options("experiment")) == {"quick", "table1", "table1_cpu", "table2", "table2_cpu", "table4",
-                                          "table4_cpu"}
+                                          "table4_cpu", "table5", "table5_cpu"}
     cfg = compose("train", overrides=[f"experiment={preset}"], return_hydra_config=True)
     assert cfg.name == preset
     params = dict(cfg.hydra.sweeper.params or {})
@@ -89,10 +100,10 @@ def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_con
             {k: v for k, v in params.items() if k != "seed"}
         assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.env.size == "full"
         assert cfg.eval.episodes == 10 and len(params["seed"].split(",")) >= 5
-    if preset.startswith("table4") or preset == "table1_cpu":  # Table 2's profile on another grid
-        profile = compose("train", overrides=[f"experiment={preset.replace('4', '2').replace('1', '2')}"])
+    if preset.startswith(("table4", "table5")) or preset == "table1_cpu":  # Table 2's profile on another grid
+        profile = compose("train", overrides=[f"experiment=table2{preset.removeprefix(preset[:6])}"])
         assert (cfg.trainer, cfg.policy, cfg.eval) == (profile.trainer, profile.policy, profile.eval)
-    if preset.startswith("table4"):
+    if preset.startswith(("table4", "table5")):
         dirs = {(job.hydra.sweep.subdir, job.hydra.run.dir) for job in (compose(
             "train", overrides=[f"experiment={preset}", f"sampler.target={t}"], return_hydra_config=True)
             for t in ("trajectory_return", "return_to_go", "action"))}
@@ -113,6 +124,11 @@ def test_every_experiment_preset_composes_with_each_value_of_its_sweep(hydra_con
     ("policy.log_std_bounds=[2,-5]", "must be increasing"),
     ("sampler.clip_max=0.5", "sampler.clip_max=0.5 must be > 1"),
     ("device=gpu", "device=gpu must be auto, cpu, cuda or cuda:N"),
+    ("sampler.top_fraction=0", r"sampler.top_fraction=0.0 must be in \(0, 1\]"),
+    ("sampler.alpha=0", "sampler.alpha=0.0 must be > 0"),
+    ("sampler.cwbc_lambda=-1", "sampler.cwbc_lambda=-1.0 must be >= 0"),
+    ("sampler.cwbc_percentile=90", r"sampler.cwbc_percentile=90.0 must be in \[0, 1\]"),
+    ("sampler.aw_ridge=-0.5", "sampler.aw_ridge=-0.5 must be >= 0"),
     ("eval.video_frames=0", "eval.video_frames=0 must be > 0"),
     ("eval.video_fps=-5", "eval.video_fps=-5 must be > 0"),
     ("eval.video_size=[321,240]", r"eval.video_size=\[321, 240\] must be \[width, height\], both even"),
@@ -124,6 +140,18 @@ def test_out_of_range_values_fail_validation(hydra_conf, override, message):
     cfg = config(override)
     with pytest.raises(ConfigError, match=message):
         validate(cfg)
+
+
+@pytest.mark.parametrize("overrides,fix", [(["sampler=rw", "sampler.weighting=loss"], "use sampler=rw_loss"),
+                                           (["sampler=lds", "sampler.weighting=sampling"], "use sampler=lds_sampling"),
+                                           (["sampler=topk_loss", "sampler.scheme=cwbc"], "use sampler=cwbc_loss"),
+                                           (["sampler=cwbc", "method=rvs_r", "sampler.conservative_percentile=0.9"],
+                                            "use sampler=cwbc_conservative")])
+def test_a_sampler_name_of_another_scheme_or_placement_is_refused(hydra_conf, overrides, fix):
+    """The run directory and the report's column come from sampler.name: it must not name another sampler."""
+    with pytest.raises(ConfigError, match=f"names a.*{fix}"):
+        validate(config(*overrides))
+    validate(config(*overrides, "sampler.name=my_own"))  # a name of one's own is the user's to choose
 
 
 def test_d4rl_source_with_a_file_validates(hydra_conf, tmp_path):

@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from wsrl.datasets.suite import QUALITIES, ROBOT, ROBOTS, SIZES, SOURCES, dataset_id, normalize
+from wsrl.weighting import SAMPLER_NAMES, SCHEMES, sampler_name
 
 
 class Choice(str, Enum):
@@ -43,6 +44,7 @@ Size = choice("Size", SIZES)
 MethodName = choice("MethodName", ("bc", "rvs_r"))
 ReturnInput = choice("ReturnInput", ("to_go", "average"))
 Weighting = choice("Weighting", ("none", "loss", "sampling"))
+SchemeName = choice("SchemeName", tuple(SCHEMES))
 LdsTarget = choice("LdsTarget", ("trajectory_return", "return_to_go", "action"))
 Kernel = choice("Kernel", ("gaussian", "triangular", "laplace"))
 Reweight = choice("Reweight", ("sqrt_inv", "inverse"))
@@ -102,20 +104,33 @@ class MethodConfig:
 
 @dataclass
 class SamplerConfig:
-    """How transitions are weighted: LDS weights (Yang et al. 2021) in the loss (``lds``: the paper's IR) or in the
-    sampling (``lds_sampling``), or none (``uniform``). The Hydra group is called ``sampler`` for history (run
-    directories are named ``<method>-<sampler>-<policy>``), but it mostly chooses the loss weighting: only
-    ``weighting: sampling`` changes which transitions are drawn; every other option draws uniformly."""
+    """Which weights (``scheme``) act where (``weighting``: in the loss, in the draw, or nowhere). The schemes
+    (``wsrl.weighting.SCHEMES``): LDS (Yang et al. 2021; ``lds``: the paper's IR, in the loss; ``lds_sampling``: in
+    the draw), top-x % filtering, return- and advantage-weighted sampling (Hong et al. 2023), CWBC's return-bin
+    weights (Nguyen et al. 2022) and LDS times the return tilt; each config file in ``conf/sampler/`` picks one
+    scheme and placement, and its ``name`` (run directories, report columns) is ``wsrl.weighting.sampler_name``'s:
+    the new schemes are ``<scheme>`` in the draw and ``<scheme>_loss`` in the loss."""
 
-    name: str = "uniform"  # uniform | lds | lds_sampling
-    weighting: Weighting = Weighting.none  # none | loss (weights multiply the log-likelihood) | sampling (draws)
-    target: LdsTarget = LdsTarget.trajectory_return  # label to balance: trajectory_return | return_to_go | action
-    bins: int = 100  # equal-width bins over the label's range
+    name: str = "uniform"  # uniform | lds | lds_sampling | <scheme> (in the draw) | <scheme>_loss, as sampler_name
+    weighting: Weighting = Weighting.none  # none (no weights) | loss (they multiply the log-likelihood) | sampling
+    scheme: SchemeName = SchemeName.lds  # the weights (if weighted): lds | uniform | topk | rw | aw | cwbc | lds_rw
+    target: LdsTarget = LdsTarget.trajectory_return  # LDS's label: trajectory_return | return_to_go | action
+    bins: int = 100  # LDS: equal-width bins over the label's range
     kernel: Kernel = Kernel.gaussian  # LDS kernel: gaussian | triangular | laplace
-    ks: int = 5  # kernel size (odd)
-    sigma: float = 2.0  # kernel width, in bins
-    reweight: Reweight = Reweight.sqrt_inv  # sqrt_inv (square root of counts) | inverse (counts clipped to [5, 1000])
-    clip_max: float | None = None  # optional upper clip of the mean-1 weights (then renormalized)
+    ks: int = 5  # LDS kernel size (odd)
+    sigma: float = 2.0  # LDS kernel width, in bins
+    reweight: Reweight = Reweight.sqrt_inv  # LDS: sqrt_inv (root of counts) | inverse (counts clipped to [5, 1000])
+    clip_max: float | None = None  # optional upper clip of the mean-1 weights (then renormalized), any scheme
+    top_fraction: float = 0.1  # topk: the share of trajectories kept, ranked by undiscounted return (CORL, Hong et al.)
+    alpha: float = 0.1  # rw, aw, lds_rw: temperature of exp(G^ / alpha), G^ min-max over trajectories (Hong et al.)
+    aw_ridge: float = 1.0  # aw: ridge penalty of the fit of G on the standardised s0 (the reference's OLS is 0)
+    cwbc_bins: int = 20  # cwbc: equal-width bins over the trajectory returns (Nguyen et al.)
+    cwbc_lambda: float = 0.01  # cwbc: lambda of 1 / (f_b + lambda), f_b the share of trajectories in bin b
+    cwbc_percentile: float = 0.9  # cwbc: kappa = G* - the return at this quantile of the trajectories (0.9: the 90th)
+    conservative_percentile: float | None = None  # RvS-R, CWBC's conservative loss on the trajectories whose return
+    # is >= this quantile (the paper: 0.95), their return input raised past the best; null: off (any scheme)
+    conservative_std: float = 1000.0  # its raise: G* - G_i + |N(0, std)| in return units (the reference's truncnorm)
+    conservative_weight: float = 1.0  # loss = NLL of the batch + this x NLL of its raised rows (the reference's w)
 
 
 @dataclass
@@ -228,6 +243,10 @@ def validate(cfg: TrainConfig) -> None:
     lo, hi = cfg.policy.log_std_bounds
     if not lo < hi:
         raise ConfigError(f"policy.log_std_bounds={[lo, hi]} must be increasing")
+    _validate_sampler(cfg.sampler)
+    if cfg.sampler.conservative_percentile is not None and not cfg.method.condition_on_return:
+        raise ConfigError("sampler.conservative_percentile (CWBC's conservative loss) raises the return input: it "
+                          "needs method=rvs_r")
     if cfg.sampler.clip_max is not None and cfg.sampler.clip_max <= 1.0:
         raise ConfigError(f"sampler.clip_max={cfg.sampler.clip_max} must be > 1 (weights have mean 1) or null")
     size = list(cfg.eval.video_size)
@@ -238,6 +257,35 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.eval.conditioning_points < 0 or cfg.eval.conditioning_points == 1:
         raise ConfigError(f"eval.conditioning_points={cfg.eval.conditioning_points} must be 0 (off) or >= 2")
     check_device(cfg.device)
+
+
+def _validate_sampler(sampler: SamplerConfig) -> None:
+    """The schemes' knobs in range, and a sampler name that says which scheme and placement the run has."""
+    if not 0.0 < sampler.top_fraction <= 1.0:
+        raise ConfigError(f"sampler.top_fraction={sampler.top_fraction} must be in (0, 1]")
+    for key in ("alpha", "cwbc_bins"):
+        if not getattr(sampler, key) > 0:
+            raise ConfigError(f"sampler.{key}={getattr(sampler, key)} must be > 0")
+    for key in ("aw_ridge", "cwbc_lambda"):
+        if getattr(sampler, key) < 0:
+            raise ConfigError(f"sampler.{key}={getattr(sampler, key)} must be >= 0")
+    if not 0.0 <= sampler.cwbc_percentile <= 1.0:
+        raise ConfigError(f"sampler.cwbc_percentile={sampler.cwbc_percentile} must be in [0, 1]")
+    if sampler.conservative_percentile is not None:
+        if not 0.0 <= sampler.conservative_percentile <= 1.0:
+            raise ConfigError(f"sampler.conservative_percentile={sampler.conservative_percentile} must be in [0, 1] "
+                              "or null")
+        if sampler.conservative_std < 0 or sampler.conservative_weight < 0:
+            raise ConfigError("sampler.conservative_std and sampler.conservative_weight must be >= 0")
+        if sampler.name in SAMPLER_NAMES:
+            raise ConfigError(f"sampler.conservative_percentile is set but sampler.name={sampler.name} names a sampler "
+                              "without the conservative loss: use sampler=cwbc_conservative or a sampler.name of "
+                              "your own")
+    expected = sampler_name(sampler.scheme, sampler.weighting)
+    if sampler.name in SAMPLER_NAMES and sampler.name != expected:  # its run directory and report column would lie
+        raise ConfigError(f"sampler.name={sampler.name} names another scheme or placement than sampler.scheme="
+                          f"{sampler.scheme} with sampler.weighting={sampler.weighting}: use sampler={expected} "
+                          f"(or a sampler.name of your own)")
 
 
 @dataclass(frozen=True)

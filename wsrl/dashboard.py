@@ -14,6 +14,7 @@ import numpy as np
 
 from wsrl.conditioning import conditioning_curve, default_targets, plot_conditioning, save_figure
 from wsrl.video import Recording, record_episode
+from wsrl.weighting import SCHEMES, effective_fraction
 
 if TYPE_CHECKING:
     from wsrl.config import EvalConfig, ResolvedEnv, SamplerConfig
@@ -54,9 +55,9 @@ def plot_return_distribution(trajectory_returns: np.ndarray, weights: np.ndarray
     ax.bar(edges[:-1], data_share, width=np.diff(edges), align="edge", color="0.7", label="dataset (uniform)")
     if weighted is not None:
         seen = "the sampler draws" if sampler.weighting == "sampling" else "the loss sees"
-        effective = weights.sum() ** 2 / (len(weights) * np.square(weights).sum())
-        ax.stairs(weighted, edges, color="tab:red", linewidth=2, label=f"LDS-weighted: what {seen} (weights on "
-                  f"{sampler.target}; effective size {effective:.0%} of N)")
+        on = f" on {sampler.target}" if SCHEMES[sampler.scheme].labelled else ""
+        ax.stairs(weighted, edges, color="tab:red", linewidth=2, label=f"{sampler.scheme}-weighted{on}: what "
+                  f"{seen} (effective size {effective_fraction(weights):.0%} of N)")
     ax.set(xlabel="trajectory return of the transition (D4RL normalized)", ylabel="share of transitions",
            title=title)
     ax.legend(fontsize=8)

@@ -18,7 +18,7 @@ import torch
 from scipy.signal import lfilter
 
 from wsrl.config import MethodConfig, SamplerConfig
-from wsrl.weighting import IndexSampler, lds_weights
+from wsrl.weighting import Episodes, IndexSampler, scheme_weights, weight_diagnostics
 
 
 class DataError(ValueError):
@@ -119,6 +119,49 @@ def return_input(data: Transitions, method: MethodConfig) -> np.ndarray:
     return rtg / method.return_scale
 
 
+def return_input_factor(data: Transitions, method: MethodConfig) -> np.ndarray:
+    """Per transition, what one unit of return adds to its return input (``return_input``'s scaling)."""
+    factor = np.full(len(data.rewards), 1.0 / method.return_scale)
+    if method.return_input == "average":
+        factor *= method.horizon / np.maximum(method.horizon - data.timesteps, 1)
+    return factor
+
+
+class Conservative:
+    """CWBC's conservative loss for RvS-R (Nguyen et al. 2022, tung-nd/cwbc ``RVSTrainer.train_step_percentile``):
+    the drawn transitions of the trajectories whose return is at least the sorted returns' element at index
+    int(percentile * E) are repeated with their return input raised by G* - G_i + |N(0, std)| (return units; the
+    reference's truncated normal), so conditioning past the dataset's best return asks for the best trajectories'
+    actions. The loss is the batch's NLL plus ``weight`` times the mean NLL of the raised rows: the raised rows are
+    appended to the batch with weights that make the batch mean exactly that."""
+
+    def __init__(self, data: Transitions, method: MethodConfig, sampler: SamplerConfig, inputs: torch.Tensor,
+                 actions: torch.Tensor) -> None:
+        returns = data.episode_returns()
+        ranked = np.sort(returns)
+        threshold = ranked[min(int(sampler.conservative_percentile * len(ranked)), len(ranked) - 1)]
+        per_transition = data.trajectory_returns()
+        dev = inputs.device
+        self.inputs, self.actions = inputs, actions
+        self.rows = torch.as_tensor(per_transition >= threshold, device=dev)
+        self.gap = torch.as_tensor(ranked[-1] - per_transition, dtype=torch.float64, device=dev)
+        self.factor = torch.as_tensor(return_input_factor(data, method), dtype=torch.float64, device=dev)
+        self.std, self.weight = sampler.conservative_std, sampler.conservative_weight
+
+    def augment(self, idx: torch.Tensor, inputs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor | None,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        rows = idx[self.rows[idx]]
+        b, a = len(idx), len(rows)
+        if a == 0:
+            return inputs, actions, weights
+        noise = torch.randn(a, generator=generator, device=generator.device, dtype=torch.float64).abs_() * self.std
+        raised = self.inputs[rows].clone()
+        raised[:, -1] += ((self.gap[rows] + noise) * self.factor[rows]).float()
+        main = torch.ones(b, device=inputs.device) if weights is None else weights
+        weights = torch.cat([main * ((a + b) / b), torch.full((a,), self.weight * (a + b) / a, device=inputs.device)])
+        return torch.cat([inputs, raised]), torch.cat([actions, self.actions[rows]]), weights
+
+
 def sample_labels(data: Transitions, sampler: SamplerConfig, gamma: float) -> np.ndarray:
     """The label LDS balances: trajectory return, return-to-go, or the action (per dimension)."""
     if sampler.target == "trajectory_return":
@@ -128,12 +171,18 @@ def sample_labels(data: Transitions, sampler: SamplerConfig, gamma: float) -> np
     return data.actions
 
 
+def trajectories(data: Transitions, sampler: SamplerConfig, gamma: float) -> Episodes:
+    """The dataset's trajectories (its episodes) as the weighting schemes see them."""
+    return Episodes(returns=data.episode_returns(), lengths=data.episode_lengths,
+                    initial_states=data.observations[data.episode_starts],
+                    lds_labels=lambda: sample_labels(data, sampler, gamma))
+
+
 def sample_weights(data: Transitions, sampler: SamplerConfig, gamma: float) -> np.ndarray | None:
-    """LDS weights with mean 1, or None for the uniform sampler."""
+    """The sampler's weights per transition (its ``scheme``, mean 1), or None where nothing is weighted."""
     if sampler.weighting == "none":
         return None
-    return lds_weights(sample_labels(data, sampler, gamma), sampler.bins, sampler.kernel, sampler.ks,
-                       sampler.sigma, sampler.reweight, sampler.clip_max)
+    return scheme_weights(sampler.scheme, trajectories(data, sampler, gamma), sampler, sampler.clip_max)
 
 
 class BatchStream:
@@ -155,8 +204,9 @@ class BatchStream:
     """
 
     def __init__(self, inputs: torch.Tensor, actions: torch.Tensor, loss_weights: torch.Tensor | None,
-                 sampler: IndexSampler) -> None:
+                 sampler: IndexSampler, conservative: Conservative | None = None) -> None:
         self.inputs, self.actions, self.loss_weights, self.sampler = inputs, actions, loss_weights, sampler
+        self.conservative = conservative
         self.draws = 0
         self.recent_states: deque[tuple[int, torch.Tensor]] = deque(maxlen=4)
 
@@ -170,6 +220,10 @@ class BatchStream:
             self.draws += 1
             idx = self.sampler()
             weights = None if self.loss_weights is None else self.loss_weights[idx]
+            if self.conservative is not None:  # CWBC's raised rows, drawn from the same generator
+                yield self.conservative.augment(idx, self.inputs[idx], self.actions[idx], weights,
+                                                self.sampler.generator)
+                continue
             yield self.inputs[idx], self.actions[idx], weights
 
 
@@ -197,18 +251,20 @@ class OfflineDataModule(L.LightningDataModule):
             inputs = np.concatenate([inputs, return_input(data, self.method)[:, None]], axis=1)
         weights = sample_weights(data, self.sampler_cfg, self.method.gamma)
         self.weights = weights
-        self.weight_stats = None if weights is None else {
-            "min": float(weights.min()), "max": float(weights.max()),
-            # Kish's effective sample size as a fraction of N: 1 for uniform weights, small when a few dominate
-            "effective_fraction": float(weights.sum() ** 2 / (len(weights) * np.square(weights).sum()))}
+        # how uneven the weights are and where they put the mass (wsrl.weighting.weight_diagnostics)
+        self.weight_stats = None if weights is None else weight_diagnostics(weights, data.episode_returns(),
+                                                                            data.episode_lengths)
         self.max_episode_return = float(data.episode_returns().max())
         dev = self.device
         self.inputs = torch.as_tensor(inputs, dtype=torch.float32, device=dev)
         self.actions = torch.as_tensor(data.actions, dtype=torch.float32, device=dev)
         w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=dev)
         weighted_draw = w if self.sampler_cfg.weighting == "sampling" else None
+        conservative = None if self.sampler_cfg.conservative_percentile is None else Conservative(
+            data, self.method, self.sampler_cfg, self.inputs, self.actions)
         self.stream = BatchStream(self.inputs, self.actions, w if self.sampler_cfg.weighting == "loss" else None,
-                                  IndexSampler(len(data.actions), self.batch_size, weighted_draw, self.generator))
+                                  IndexSampler(len(data.actions), self.batch_size, weighted_draw, self.generator),
+                                  conservative)
 
     @property
     def input_dim(self) -> int:

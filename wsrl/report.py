@@ -18,7 +18,8 @@ at all.
 Table 4 (not in the paper) is the LDS ablation: which label LDS balances, in the loss or in the draw.
 Several sweeps of one budget can be pooled into one table (``python -m wsrl.report multirun/table4_cpu
 multirun/table2_cpu --table 4``: Table 2's sweep already has Table 4's reference and the paper's LDS cell).
-Tables 1 and 4 are on the medium-expert datasets only.
+Tables 1 and 4 are on the medium-expert datasets only. Table 5 (issue 24) compares the weighting schemes of
+``wsrl.weighting`` on the six mixed datasets (pool ``multirun/table5_cpu multirun/table2_cpu multirun/table4_cpu``).
 ``--curve ENV COLUMN`` draws one cell's learning curve from its runs' periodic evaluations (``eval.every_steps``).
 ``--conditioning`` draws, for each medium-expert cell with RvS-R runs, the return-conditioning curve
 (``wsrl.conditioning``) of its seeds' final checkpoints.
@@ -49,6 +50,7 @@ GROUPS = {  # the paper's row order
 
 # Column name -> (method, sampler, policy, LDS label) of the runs behind it; a label of None matches any run.
 _UNCOND = "unconditional"
+_TRAJ = "trajectory_return"
 COLUMNS: dict[int, dict[str, tuple[str, str, str, str | None]]] = {
     1: {"Old Return": ("rvs_r", "uniform", "diag_gaussian", None), "New Return": ("rvs_r", "uniform", _UNCOND, None)},
     2: {"BC": ("bc", "uniform", _UNCOND, None), "Own Return": ("rvs_r", "uniform", _UNCOND, None),
@@ -61,6 +63,13 @@ COLUMNS: dict[int, dict[str, tuple[str, str, str, str | None]]] = {
            for where, sampler in (("loss", "lds"), ("draw", "lds_sampling"))
            for name, target in (("return", "trajectory_return"), ("return-to-go", "return_to_go"),
                                 ("action", "action"))}},
+    # Table 5: the weighting schemes of the field beside LDS (issue 24; the new samplers weight the draw, lds the
+    # loss); "lds rtg draw" is Table 4's best LDS, on the return-to-go in the draw
+    5: {**{f"BC {s}": ("bc", s, _UNCOND, _TRAJ if s == "lds" else None)
+           for s in ("uniform", "topk", "rw", "aw", "cwbc", "lds")},
+        **{f"RvS-R {s}": ("rvs_r", s, _UNCOND, _TRAJ if s == "lds" else None)
+           for s in ("uniform", "rw", "cwbc", "lds", "lds_rw")},
+        "RvS-R lds rtg draw": ("rvs_r", "lds_sampling", _UNCOND, "return_to_go")},
 }
 
 # The claims each table tests, as column X -> column Y: per dataset the difference of means with Welch's interval
@@ -73,13 +82,15 @@ COMPARISONS: dict[int, dict[str, str]] = {
     2: {"Own Return": "BC", "IR": "Own Return", "BC + LDS": "BC"},
     3: {"RvS-R": "BC"},
     4: {"return / loss": "uniform", **{c: "return / loss" for c in list(COLUMNS[4])[2:]}},
+    5: {c: f"{c.split()[0]} uniform" for c in COLUMNS[5] if not c.endswith(" uniform")},  # P(X > uniform), each X
 }
 # A table's reference column: every other column is also compared with it (its reading asks "better than no
 # weights?"); these comparisons are in the differences and P(X > Y), not in the marks on the cells.
 REFERENCE: dict[int, str] = {4: "uniform"}
 ALPHA = 0.05  # a difference is marked where its Holm-adjusted Welch p-value is below this
 # The datasets each table is about, where not all nine: pooled runs of other datasets are left out.
-DATASETS: dict[int, list[str]] = {1: GROUPS["medium_expert"], 4: GROUPS["medium_expert"]}
+DATASETS: dict[int, list[str]] = {1: GROUPS["medium_expert"], 4: GROUPS["medium_expert"],
+                                  5: GROUPS["medium_replay"] + GROUPS["medium_expert"]}
 
 # The paper's numbers (paper.md): Table 1 (Old/New Return), Table 2 (BC, Own Return, IR with their Std
 # columns), Table 3 (ours and the SOTA RvS paper's BC and RvS-R). Keys: dataset -> column -> (score, std).
@@ -108,6 +119,7 @@ PAPER: dict[int, dict[str, dict[str, tuple[float, float | None]]]] = {
     3: {env: {"BC": (_T2[env][0][0], None), "RvS-R": (_T2[env][1][0], None), "BC (SOTA)": (sota[0], None),
               "RvS-R (SOTA)": (sota[1], None)} for env, sota in _SOTA.items()},
     4: {},  # not in the paper
+    5: {},
 }
 # The expert level of the paper's data: D4RL v2's expert datasets average about these normalized scores.
 D4RL_EXPERT = {"halfcheetah": 88.0, "hopper": 108.0, "walker2d": 107.0}
@@ -376,6 +388,38 @@ def per_run(runs: list[dict], number: int) -> list[dict]:
                                                                        key=lambda r: r["seed"])], RUN_DIR)
 
 
+WEIGHT_STATS = {"effective_fraction": "ESS", "max": "max", "top10_share": "top-10 %", "between_modes_share": "between"}
+
+
+def weights_markdown(runs: list[dict], number: int) -> str:
+    """Beside the scores, what each weighted cell's weights do (``results.json``'s ``weights``, the same for every
+    seed of a cell): Kish's effective sample fraction, the largest weight (mean 1), the weight's share on the top
+    10 % of trajectories and between the dataset's two modes (``wsrl.weighting.weight_diagnostics``; "—" for a
+    unimodal dataset), with the unweighted shares in the header. Empty where no run has these statistics."""
+    by_cell = cells(runs, number)
+    weighted = [c for c in COLUMNS[number] if any((by_cell.get((e, c)) or [{}])[0].get("weights") for e, _ in by_cell)]
+    envs = [e for members in GROUPS.values() for e in members if any((e, c) in by_cell for c in weighted)]
+    rows = []
+    for env in envs:
+        first = {c: (by_cell.get((env, c)) or [{}])[0].get("weights") or {} for c in weighted}
+        if not any("top10_share" in w for w in first.values()):
+            continue
+        base = next(w for w in first.values() if "top10_share" in w)
+        between = base.get("between_modes_share_uniform")
+        line = [f"{env} (top-10 % {base['top10_share_uniform']:.2f}, between "
+                f"{'—' if between is None else f'{between:.2f}'})"]
+        for c in weighted:
+            w = first[c]
+            line.append(" / ".join("—" if w.get(k) is None else f"{w[k]:.2f}" for k in WEIGHT_STATS) if w else "")
+        rows.append("| " + " | ".join(line) + " |")
+    if not rows:
+        return ""
+    return (f"\n### What the weights do\n\nPer cell: {' / '.join(WEIGHT_STATS.values())} (effective sample fraction, "
+            "largest weight of mean 1, share of the weight on the top 10 % of trajectories by return and between the "
+            "dataset's two modes; the dataset's own shares beside its name).\n\n| dataset | "
+            + " | ".join(weighted) + " |\n|" + "---|" * (len(weighted) + 1) + "\n" + "\n".join(rows) + "\n")
+
+
 def report(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = None, wandb_log: bool = False,
            reps: int = 2000) -> Path:
     """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>_runs.csv``, ``table<N>.png``,
@@ -387,7 +431,8 @@ def report(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = No
     result = statistics(runs, number, reps)
     out = out or sweeps[0]
     out.mkdir(parents=True, exist_ok=True)
-    md = tables.to_markdown(rows, layout(number), notes, failed) + tables.statistics_markdown(result)
+    md = (tables.to_markdown(rows, layout(number), notes, failed) + tables.statistics_markdown(result)
+          + weights_markdown(runs, number))
     write_text_atomic(out / f"table{number}.md", md)
     tables.write_csv(out / f"table{number}.csv", rows)
     tables.write_csv(out / f"table{number}_runs.csv", per_run(runs, number))
@@ -542,7 +587,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("sweep_dir", type=Path, nargs="+", help="a sweep's directory; several: one table of their "
                    "runs pooled (same budget, no run twice), or with --curve one curve each")
     p.add_argument("--table", type=int, choices=sorted(COLUMNS), default=2,
-                   help="1-3: the paper's tables; 4: the LDS ablation (which label, loss or draw)")
+                   help="1-3: the paper's tables; 4: the LDS ablation (which label, loss or draw); 5: the "
+                   "weighting schemes of the field beside LDS")
     p.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregates' intervals")
     p.add_argument("--wandb", action="store_true", help="also log the tables and figures to W&B")

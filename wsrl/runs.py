@@ -31,7 +31,7 @@ import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 
-from wsrl.config import ConfigError, TrainConfig, to_plain
+from wsrl.config import ConfigError, SamplerConfig, TrainConfig, to_plain
 from wsrl.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
 
 LOCK_NAME = ".wsrl.lock"
@@ -78,6 +78,23 @@ def run_identity(plain: dict) -> dict:
     keep = {k: v for k, v in plain.items() if k not in ("trainer", "wandb", "resume")}
     keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")}
     keep["eval"] = {k: v for k, v in plain["eval"].items() if k in ("episodes", "every_steps")}
+    keep["sampler"] = _sampler_identity(plain["sampler"])
+    return keep
+
+
+# The sampler fields added with the weighting schemes (issue 24). Runs made before them had LDS or no weights and
+# these defaults, so at those values the fields stay out of the identity and those runs stay the same run.
+_SCHEME_DEFAULTS = {k: getattr(SamplerConfig(), k) for k in (
+    "top_fraction", "alpha", "aw_ridge", "cwbc_bins", "cwbc_lambda", "cwbc_percentile", "conservative_percentile",
+    "conservative_std", "conservative_weight")}
+
+
+def _sampler_identity(sampler: dict) -> dict:
+    """The sampler config less the scheme where it does not act (no weights) or is LDS, and less the schemes'
+    knobs at their defaults."""
+    keep = {k: v for k, v in sampler.items() if not (k in _SCHEME_DEFAULTS and v == _SCHEME_DEFAULTS[k])}
+    if "scheme" in keep and (keep["weighting"] == "none" or keep["scheme"] == "lds"):
+        del keep["scheme"]
     return keep
 
 

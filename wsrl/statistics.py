@@ -151,7 +151,8 @@ def plot(agg: dict[str, dict], poi: dict[tuple[str, str], tuple[float, float, fl
     from rliable import plot_utils
 
     methods = list(agg)
-    colors = dict(zip(methods, plt.get_cmap("tab10").colors, strict=False))
+    palette = plt.get_cmap("tab10").colors
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(methods)}  # Table 5 has 12 columns: colours repeat
     fig, axes = plt.subplots(1, 4, figsize=(17, 0.5 * max(len(methods), len(poi)) + 2.8),
                              gridspec_kw={"width_ratios": [1, 1, 1.2, 1.8]})
     for ax, name in zip(axes[:2], ("IQM", "mean"), strict=True):

@@ -69,9 +69,9 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
     run = build_run(cfg, env, run_dir, signals)
     data, module, trainer = run.data, run.module, run.trainer
     try:
-        if data.weight_stats is not None:  # LDS weights, in the loss or in the sampling: how uneven they are
-            for lg in trainer.loggers:
-                lg.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items()}, step=0)
+        if data.weight_stats is not None:  # weights in the loss or the draw: how uneven, where their mass lies
+            for lg in trainer.loggers:  # (null: a unimodal dataset has no share between modes)
+                lg.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items() if v is not None}, step=0)
         record_run(run_dir, identity, run.config)
         dashboard.log_dataset(trainer.loggers, data.data.trajectory_returns(), data.weights, cfg.sampler, env,
                               run_dir)

@@ -1,4 +1,6 @@
-"""Sample weights from imbalanced regression: label distribution smoothing (LDS, Yang et al. 2021).
+"""Sample weights: label distribution smoothing from imbalanced regression (LDS, Yang et al. 2021), the weighting
+schemes of offline RL beside it (``SCHEMES``: top-x % filtering, RW / AW, CWBC, LDS x RW; see below), their
+diagnostics (``weight_diagnostics``) and the index sampler that draws by weight.
 
 The paper weights each transition by ``w(y) = 1 / smoothed density(y)``. We follow the reference code of
 "Delving into Deep Imbalanced Regression" (``_prepare_weights``): count labels per bin, take the square root of
@@ -10,6 +12,10 @@ convolution and one gather: well under a second for 2M samples.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -85,3 +91,231 @@ class IndexSampler:
             return torch.randint(self.n, (self.batch_size,), generator=self.generator, device=self.generator.device)
         u = self._uniform.uniform_(0.0, 1.0, generator=self.generator) * self.cdf[-1]
         return torch.searchsorted(self.cdf, u, right=True).clamp_(max=self.n - 1)
+
+
+# --- The weighting schemes of the field (issue 24), on one footing -----------------------------------------------
+#
+# Every scheme gives each transition a non-negative raw weight; ``scheme_weights`` rescales them to mean 1 over the
+# dataset (then applies ``clip_max``). The same weights act in the loss (they multiply each transition's
+# log-likelihood) or in the draw (each transition is drawn with probability weight / sum): in expectation the two
+# give the same gradient. A trajectory is an episode of the dataset (its boundaries: the termination or truncation
+# flag of its last transition); G_i is its undiscounted return, T_i its length, s0_i its first state.
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """What the schemes weight by: per trajectory its return, length and first state; per transition the label LDS
+    balances (a function, since return-to-go labels cost a pass over the data that only LDS needs)."""
+
+    returns: np.ndarray  # [E] undiscounted return G_i of each trajectory
+    lengths: np.ndarray  # [E] number of transitions T_i
+    initial_states: np.ndarray  # [E, obs_dim] s0_i, the state of each trajectory's first transition
+    lds_labels: Callable[[], np.ndarray]  # [N] or [N, d] labels LDS balances (SamplerConfig.target)
+
+    def per_transition(self, per_trajectory: np.ndarray) -> np.ndarray:
+        """Each transition given its trajectory's value."""
+        return np.repeat(per_trajectory, self.lengths)
+
+
+class SchemeParams(Protocol):
+    """The knobs the schemes read (SamplerConfig has them; see its comments for their meaning and defaults)."""
+
+    bins: int
+    kernel: str
+    ks: int
+    sigma: float
+    reweight: str
+    top_fraction: float
+    alpha: float
+    aw_ridge: float
+    cwbc_bins: int
+    cwbc_lambda: float
+    cwbc_percentile: float
+
+
+def min_max(values: np.ndarray) -> np.ndarray:
+    """(v - min) / (max - min); all zeros when every value is the same."""
+    lo, hi = values.min(), values.max()
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values, dtype=np.float64)
+
+
+def top_trajectories(returns: np.ndarray, fraction: float) -> np.ndarray:
+    """Mask of the top ``fraction`` of trajectories by return: k = max(1, floor(fraction * E)) of them (CORL's
+    any_percent_bc and Hong et al.'s TopK count trajectories); ties at the cut go to the earlier trajectory."""
+    k = max(1, int(np.floor(fraction * len(returns) + 1e-9)))
+    keep = np.zeros(len(returns), dtype=bool)
+    keep[np.argsort(-np.asarray(returns, dtype=np.float64), kind="stable")[:k]] = True
+    return keep
+
+
+def return_tilt(values: np.ndarray, alpha: float) -> np.ndarray:
+    """exp(v^ / alpha) with v^ the min-max normalised values, divided by exp(1 / alpha) so the largest is 1 (the
+    same probabilities as Hong et al.'s softmax, without overflow at small alpha)."""
+    return np.exp((min_max(np.asarray(values, dtype=np.float64)) - 1.0) / alpha)
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """Fitted values of a ridge regression of ``y`` on ``x`` with an unpenalised intercept, on standardised
+    columns of ``x`` (zero mean, unit std; constant columns drop out): beta = (Z'Z + lam I)^-1 Z'(y - mean y)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(y), -1)
+    std = x.std(0)
+    z = np.where(std > 0, (x - x.mean(0)) / np.where(std > 0, std, 1.0), 0.0)
+    y = np.asarray(y, dtype=np.float64)
+    beta = np.linalg.lstsq(z.T @ z + lam * np.eye(z.shape[1]), z.T @ (y - y.mean()), rcond=None)[0]
+    return y.mean() + z @ beta
+
+
+def cwbc_trajectory_weights(returns: np.ndarray, bins: int, lam: float, percentile: float) -> np.ndarray:
+    """CWBC's trajectory weight exp(-|c_b - G*| / kappa) / (f_b + lam) (Nguyen et al. 2022, tung-nd/cwbc
+    ``reweight_bin``): b the trajectory's bin of ``bins`` equal-width bins over [min, max] of the returns, c_b its
+    centre, f_b the share of *trajectories* in it (the reference histograms one return per trajectory), G* the best
+    return, kappa = G* - the sorted returns' element at index int(percentile * E) (the reference's percentile; 0.1
+    where that is 0, as there)."""
+    returns = np.asarray(returns, dtype=np.float64)
+    idx = bin_index(returns, bins)
+    share = np.bincount(idx, minlength=bins) / len(returns)
+    lo, hi = returns.min(), returns.max()
+    centres = lo + (np.arange(bins) + 0.5) * (hi - lo) / bins
+    ranked = np.sort(returns)
+    best = ranked[-1]
+    kappa = best - ranked[min(int(percentile * len(ranked)), len(ranked) - 1)]
+    kappa = kappa if kappa > 0 else 0.1
+    return np.exp(-np.abs(centres[idx] - best) / kappa) / (share[idx] + lam)
+
+
+def _lds(ep: Episodes, p: SchemeParams) -> np.ndarray:
+    return lds_weights(ep.lds_labels(), p.bins, p.kernel, p.ks, p.sigma, p.reweight)
+
+
+def _topk(ep: Episodes, p: SchemeParams) -> np.ndarray:
+    return ep.per_transition(top_trajectories(ep.returns, p.top_fraction).astype(np.float64))
+
+
+def _rw(ep: Episodes, p: SchemeParams) -> np.ndarray:
+    return ep.per_transition(return_tilt(ep.returns, p.alpha))
+
+
+def _aw(ep: Episodes, p: SchemeParams) -> np.ndarray:
+    advantage = ep.returns - ridge_fit(ep.initial_states, ep.returns, p.aw_ridge)
+    return ep.per_transition(return_tilt(advantage, p.alpha))
+
+
+def _cwbc(ep: Episodes, p: SchemeParams) -> np.ndarray:
+    # the reference draws a trajectory with probability proportional to its weight, then one of its steps
+    # uniformly: a transition's weight is its trajectory's divided by the trajectory's length
+    w = cwbc_trajectory_weights(ep.returns, p.cwbc_bins, p.cwbc_lambda, p.cwbc_percentile)
+    return ep.per_transition(w / ep.lengths)
+
+
+def _lds_rw(ep: Episodes, p: SchemeParams) -> np.ndarray:
+    return _lds(ep, p) * _rw(ep, p)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One weighting scheme: its raw per-transition weights (None: no weights) and the sampler names (config files,
+    run directories, report columns) of its two placements."""
+
+    weights: Callable[[Episodes, SchemeParams], np.ndarray] | None
+    draw_name: str  # weights in the draw (weighting: sampling)
+    loss_name: str  # weights in the loss (weighting: loss)
+    formula: str  # what a transition of trajectory i weighs, before the mean-1 rescaling
+    labelled: bool = False  # the weights depend on the LDS label (SamplerConfig.target)
+
+
+SCHEMES: dict[str, Scheme] = {
+    "uniform": Scheme(None, "uniform", "uniform", "1"),
+    "lds": Scheme(_lds, "lds_sampling", "lds", "1 / smoothed density of its label (Yang et al. 2021)", True),
+    "topk": Scheme(_topk, "topk", "topk_loss", "1 if G_i is in the top top_fraction of trajectories, else 0"),
+    "rw": Scheme(_rw, "rw", "rw_loss", "exp(G^_i / alpha), G^ min-max over trajectories (Hong et al. 2023)"),
+    "aw": Scheme(_aw, "aw", "aw_loss", "exp(A^_i / alpha), A_i = G_i - ridge fit of G on s0_i (Hong et al. 2023)"),
+    "cwbc": Scheme(_cwbc, "cwbc", "cwbc_loss", "exp(-|c_b - G*| / kappa) / (f_b + lambda) / T_i (Nguyen et al. 2022)"),
+    "lds_rw": Scheme(_lds_rw, "lds_rw", "lds_rw_loss", "LDS weight times exp(G^_i / alpha)", True),
+}
+
+
+def sampler_name(scheme: str, weighting: str) -> str:
+    """The sampler name of a scheme in a placement (weighting none or the uniform scheme: ``uniform``)."""
+    entry = SCHEMES[scheme]
+    if weighting == "none" or entry.weights is None:
+        return "uniform"
+    return entry.draw_name if weighting == "sampling" else entry.loss_name
+
+
+SAMPLER_NAMES = frozenset(sampler_name(s, w) for s in SCHEMES for w in ("none", "loss", "sampling"))
+
+
+def scheme_weights(scheme: str, episodes: Episodes, params: SchemeParams, clip_max: float | None = None
+                   ) -> np.ndarray | None:
+    """The scheme's weights per transition with mean 1 (clipped at ``clip_max``, then rescaled), None for uniform."""
+    entry = SCHEMES[scheme]
+    if entry.weights is None:
+        return None
+    raw = np.asarray(entry.weights(episodes, params), dtype=np.float64)
+    if not raw.sum() > 0:
+        raise ValueError(f"the {scheme} weights are all zero on this dataset")
+    return _rescale(raw, clip_max)
+
+
+# --- Diagnostics of a weighting: one implementation, for results.json, the loggers, the figures ------------------
+
+TOP_SHARE = 0.1  # top10_share: the weight on the transitions of the top 10 % of trajectories (top_trajectories)
+MODE_BINS = 50  # the modes: peaks of the histogram of trajectory returns (one count per trajectory), 50 bins,
+MODE_SIGMA = 2.0  # smoothed with a Gaussian of 2 bins,
+MODE_PROMINENCE = 0.25  # peaks of prominence >= 25 % of the highest smoothed count; the two highest are the modes
+VALLEY = 0.5  # between them: the bins where the smoothed count is below half the lower mode's
+
+
+def between_modes(returns: np.ndarray) -> np.ndarray | None:
+    """Mask of the trajectories whose return lies between the dataset's two modes, None for a unimodal dataset.
+
+    The histogram of trajectory returns (``MODE_BINS`` equal-width bins over [min, max], one count per trajectory)
+    is smoothed with a Gaussian of ``MODE_SIGMA`` bins; its peaks of prominence at least ``MODE_PROMINENCE`` of its
+    maximum (edge bins may be peaks) are the modes, and the two highest are the two modes. A trajectory is between
+    them when its bin lies strictly between the two modes' bins and the smoothed count there is below ``VALLEY``
+    times the lower mode's: the valley, not the modes' inner shoulders. Fewer than two such peaks: None.
+    """
+    from scipy.signal import find_peaks
+
+    returns = np.asarray(returns, dtype=np.float64)
+    idx = bin_index(returns, MODE_BINS)
+    smooth = gaussian_filter1d(np.bincount(idx, minlength=MODE_BINS).astype(np.float64), MODE_SIGMA, mode="constant")
+    peaks, _ = find_peaks(np.concatenate([[0.0], smooth, [0.0]]), prominence=MODE_PROMINENCE * smooth.max())
+    peaks = peaks - 1
+    if len(peaks) < 2:
+        return None
+    low, high = sorted(peaks[np.argsort(-smooth[peaks], kind="stable")[:2]])
+    valley = np.zeros(MODE_BINS, dtype=bool)
+    valley[low + 1:high] = smooth[low + 1:high] < VALLEY * min(smooth[low], smooth[high])
+    return valley[idx]
+
+
+def weight_diagnostics(weights: np.ndarray, returns: np.ndarray, lengths: np.ndarray) -> dict[str, float | None]:
+    """How uneven the per-transition ``weights`` are and where they put the mass, with ``returns`` and ``lengths``
+    per trajectory:
+
+    - min, max, mean: of the weights (mean 1 as rescaled);
+    - effective_fraction: Kish's effective sample size as a fraction of N, (sum w)^2 / (N sum w^2): 1 for equal
+      weights, small when a few dominate (topk: the kept share of transitions);
+    - top10_share: the share of the total weight on the transitions of the top 10 % of trajectories by return
+      (``top_trajectories``); top10_share_uniform: the same without weights (their share of transitions);
+    - between_modes_share (and _uniform): the share on trajectories between the dataset's two modes
+      (``between_modes``); None (null) for a unimodal dataset.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    ids = np.repeat(np.arange(len(returns)), lengths)
+    mass = np.bincount(ids, weights, minlength=len(returns)) / weights.sum()
+    share = np.asarray(lengths, dtype=np.float64) / np.sum(lengths)
+    top = top_trajectories(returns, TOP_SHARE)
+    between = between_modes(returns)
+    return {"min": float(weights.min()), "max": float(weights.max()), "mean": float(weights.mean()),
+            "effective_fraction": effective_fraction(weights),
+            "top10_share": float(mass[top].sum()), "top10_share_uniform": float(share[top].sum()),
+            "between_modes_share": None if between is None else float(mass[between].sum()),
+            "between_modes_share_uniform": None if between is None else float(share[between].sum())}
+
+
+def effective_fraction(weights: np.ndarray) -> float:
+    """Kish's effective sample size as a fraction of N: (sum w)^2 / (N sum w^2)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    return float(weights.sum() ** 2 / (len(weights) * np.square(weights).sum()))
