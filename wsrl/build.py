@@ -19,6 +19,7 @@ from wsrl import dashboard
 from wsrl.conditioning import return_histogram
 from wsrl.config import EvalConfig, ResolvedEnv, TrainConfig, resolve_device, to_plain
 from wsrl.data import DataError, OfflineDataModule, Transitions
+from wsrl.environ import scoped_environ
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.module import WeightedBC
 from wsrl.runs import AtomicCheckpointIO, StopAtStep, StopSignals
@@ -144,7 +145,10 @@ def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSi
               transitions: Transitions | None = None) -> Run:
     """Seed everything, load the dataset onto the device (``transitions``: already loaded, as the benchmark
     reuses them), check that it fits the evaluation env, and build the module and the Trainer."""
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # Lightning also writes PL_GLOBAL_SEED and PL_SEED_WORKERS into os.environ, for DDP processes and DataLoader
+    # workers, of which a run has none: keep them out of the environment of the process that builds the run
+    with scoped_environ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
     device = resolve_device(cfg.device)
     data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device,
                              transitions)
