@@ -202,3 +202,4 @@ def test_wandb_online_without_network_falls_back_to_offline(tiny_dataset, tmp_pa
     import wandb
 
     wandb.finish()
+    wandb.teardown()  # stops the W&B service this process started, and takes WANDB_SERVICE out of its environment
