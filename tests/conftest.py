@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny Minari datasets built with Minari's own API, in a temporary MINARI_DATASETS_PATH."""
+"""Shared fixtures: tiny Minari datasets built with Minari's own API, in a temporary MINARI_DATASETS_PATH; and
+``environment_unchanged``, which fails any test that leaves ``os.environ`` other than it found it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,48 @@ import pytest
 from wsrl.datasets.suite import ROBOT
 
 ROOT = Path(__file__).resolve().parents[1]
+# Variables that a library sets in the test process unavoidably and that no later test or child process depends
+# on, each with the reason. PYTEST_CURRENT_TEST: pytest's own (the test being run, set and cleared around each phase).
+ENVIRON_ALLOWED = frozenset({"PYTEST_CURRENT_TEST"})
+_BASELINE: dict[str, str] = {}  # os.environ once the tests are collected (imports done): what every test starts from
+
+
+def pytest_collection_finish(session) -> None:
+    _BASELINE.clear()
+    _BASELINE.update(os.environ)
+
+
+def environ_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """What differs between two snapshots of os.environ, one entry a key (``ENVIRON_ALLOWED`` left out)."""
+    def show(value: str | None) -> str:
+        return "unset" if value is None else repr(value if len(value) <= 60 else value[:57] + "...")
+
+    keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and k not in ENVIRON_ALLOWED)
+    return [f"{k}: {show(before.get(k))} -> {show(after.get(k))}" for k in keys]
+
+
+def _restore(environ: dict[str, str]) -> None:
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    os.environ.update(environ)
+
+
+@pytest.fixture(autouse=True)
+def environment_unchanged(request):
+    """Fail a test that leaves ``os.environ`` changed, naming the keys, and put it back so that no later test (nor
+    its child processes) inherits the change: a test that passes alone but fails after another is a bug. Changes
+    made by a session- or module-scoped fixture (set up before this one) are reported at the first test that sees
+    them. Use ``monkeypatch.setenv`` (or ``pytest.MonkeyPatch.context()`` in a wider-scoped fixture), or pass
+    ``env=`` to a child process, instead of writing ``os.environ``."""
+    before = dict(os.environ)
+    if _BASELINE and (changed := environ_changes(_BASELINE, before)):
+        _restore(_BASELINE)
+        pytest.fail(f"os.environ was changed before this test ran, by a fixture of wider scope or at its teardown "
+                    f"(fixtures here: {', '.join(request.fixturenames)}): {'; '.join(changed)}", pytrace=False)
+    yield
+    if changed := environ_changes(before, dict(os.environ)):
+        _restore(before)
+        pytest.fail(f"the test left os.environ changed: {'; '.join(changed)}", pytrace=False)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -19,6 +62,20 @@ def child_env(**extra: str) -> dict[str, str]:
     (a machine whose packages come from PYTHONPATH keeps them), plus ``extra``."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def can_render(env_id: str = "Hopper-v5") -> str | None:
+    """None where this machine renders ``env_id`` headless and writes MP4, else why not. With WSRL_REQUIRE_VIDEO=1
+    (CI, once libosmesa6 is installed) "cannot" fails the test instead: the video tests must run there."""
+    from wsrl.video import VideoUnavailable, check_video
+
+    try:
+        check_video(env_id)
+        return None
+    except VideoUnavailable as err:
+        if os.environ.get("WSRL_REQUIRE_VIDEO") == "1":
+            pytest.fail(f"WSRL_REQUIRE_VIDEO=1 but {err}", pytrace=False)
+        return str(err)
 
 
 def random_episodes(env_id: str, n_episodes: int, max_steps: int, seed: int) -> list:

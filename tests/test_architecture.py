@@ -9,8 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [  # bottom first; keep in step with docs/architecture.md
-    {"wsrl", "wsrl.datasets.suite", "wsrl.datasets.store", "wsrl.files", "wsrl.episodes", "wsrl.weighting",
-     "wsrl.launch"},
+    {"wsrl", "wsrl.environ", "wsrl.datasets.suite", "wsrl.datasets.store", "wsrl.files", "wsrl.episodes",
+     "wsrl.weighting", "wsrl.launch"},
     {"wsrl.datasets", "wsrl.datasets.behavior", "wsrl.datasets.generate", "wsrl.datasets.importers",
      "wsrl.datasets.sources", "wsrl.datasets.info", "wsrl.datasets.__main__"},
     {"wsrl.config"},

@@ -10,7 +10,7 @@ import pytest
 import torch
 import wandb
 
-from tests.conftest import make_tiny_dataset
+from tests.conftest import can_render, make_tiny_dataset
 from tests.test_train import config
 from wsrl.conditioning import conditioning_curve
 from wsrl.config import ConfigError
@@ -20,7 +20,6 @@ from wsrl.evaluation import main as evaluate_cli
 from wsrl.report import conditioning_report
 from wsrl.report import main as report_cli
 from wsrl.train import train
-from wsrl.video import VideoUnavailable, check_video
 from wsrl.weighting import lds_weights
 
 RVS = "hopper_medium_expert/rvs_r-uniform-unconditional/seed{}"
@@ -29,7 +28,8 @@ RVS = "hopper_medium_expert/rvs_r-uniform-unconditional/seed{}"
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """Two RvS-R seeds and a BC run on a tiny hopper medium-expert dataset, laid out as a sweep; yields the sweep
-    directory, the dataset's episode returns and an empty MINARI_DATASETS_PATH (where the dataset is gone)."""
+    directory, the dataset's episode returns, the MINARI_DATASETS_PATH that holds the dataset and an empty one
+    (where the dataset is gone). The tests set the one they need: none is left set for them."""
     root = tmp_path_factory.mktemp("conditioning")
     (root / "minari").mkdir()
     (root / "empty").mkdir()
@@ -42,12 +42,12 @@ def sweep(tmp_path_factory):
         for seed in (0, 1):
             train(config("method=rvs_r", f"seed={seed}"), root / "sweep" / RVS.format(seed))
         train(config(), root / "sweep" / "hopper_medium_expert" / "bc-uniform-unconditional" / "seed0")
-        yield root / "sweep", returns, root / "empty"
+    yield root / "sweep", returns, root / "minari", root / "empty"
     torch.set_num_threads(threads)
 
 
 def test_curve_from_a_checkpoint_alone(sweep, monkeypatch, tmp_path, capsys):
-    runs, returns, empty = sweep
+    runs, returns, _, empty = sweep
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(empty))  # no dataset: the checkpoint carries its returns
     ckpt = runs / RVS.format(0) / "checkpoints" / "last.ckpt"
     png = tmp_path / "plots" / "curve.png"
@@ -70,7 +70,8 @@ def test_curve_from_a_checkpoint_alone(sweep, monkeypatch, tmp_path, capsys):
 
 
 def test_bc_and_checkpoints_without_returns(sweep, monkeypatch, tmp_path):
-    runs, returns, empty = sweep
+    runs, returns, minari_path, empty = sweep
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_path))
     bc = runs / "hopper_medium_expert" / "bc-uniform-unconditional" / "seed0" / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit, match=r"^error: .*last\.ckpt: a BC policy \(method=bc\) takes no target return"):
         evaluate_cli([str(bc), "--targets"])
@@ -88,8 +89,9 @@ def test_bc_and_checkpoints_without_returns(sweep, monkeypatch, tmp_path):
     assert evaluate_cli([*args, "--targets", "100"])["targets"] == [100.0]  # explicit targets need no dataset
 
 
-def test_report_draws_each_medium_expert_cell(sweep, tmp_path):
-    runs, _, _ = sweep
+def test_report_draws_each_medium_expert_cell(sweep, tmp_path, monkeypatch):
+    runs, _, minari_path, _ = sweep
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_path))
     png = conditioning_report(runs, tmp_path, points=3, episodes=1)
     cells = json.loads((tmp_path / "conditioning.json").read_text())["cells"]
     assert [(c["env"], c["sampler"], c["policy"]) for c in cells] == [
@@ -118,15 +120,12 @@ def test_weighted_return_distribution_is_what_the_weights_make_it():
     assert return_distribution(returns, None)[2] is None
 
 
+@pytest.mark.video
 def test_one_wandb_run_shows_every_panel(tiny_dataset, tmp_path, monkeypatch):
     """An offline W&B run: the metric curves, the weight statistics, the dataset's returns with the weights' effect,
     the conditioning curve and, where this machine renders, the final video."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    try:
-        check_video("Hopper-v5")
-        video = ["eval.video=true", "eval.video_frames=3", "eval.video_size=[32,32]"]
-    except VideoUnavailable:
-        video = []
+    video = ["eval.video=true", "eval.video_frames=3", "eval.video_size=[32,32]"] if can_render() is None else []
     run_dir = tmp_path / "run"
     results = train(config("method=rvs_r", "sampler=lds", "wandb.mode=offline", "eval.every_steps=30",
                            "eval.conditioning_points=3", *video), run_dir)

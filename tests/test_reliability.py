@@ -15,10 +15,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import ROOT, child_env
-from wsrl.config import ConfigError, register_configs
+from wsrl.config import ConfigError, register_configs, to_plain
 from wsrl.data import DataError
 from wsrl.module import NonFiniteLossError
+from wsrl.runs import record_run, run_identity
 from wsrl.train import train
+from wsrl.video import VideoUnavailable
 
 CONF = str(ROOT / "conf")
 SMALL = ["policy.hidden_dims=[32,32]", "trainer.batch_size=32", "eval.episodes=2", "wandb.mode=disabled",
@@ -177,6 +179,51 @@ def test_dataset_that_does_not_fit_the_eval_env_is_refused(tiny_dataset, tmp_pat
     assert list((tmp_path / "run").iterdir()) == []  # refused before writing anything
 
 
+def test_every_refusal_comes_before_the_data_is_made(minari_root, tmp_path, monkeypatch):
+    """What would refuse the run, checked before the missing dataset is generated (minutes at full size): the
+    device, the video, another run's directory and, known from the robot's env, the dataset's shapes."""
+    def make_dataset(*args):
+        raise AssertionError("the dataset was being made before the run was refused")
+
+    monkeypatch.setattr("wsrl.datasets.sources.ensure_dataset", make_dataset)
+    make = ("generate_if_missing=true", "trainer.max_steps=5")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device=cuda but CUDA is not available"):
+            train(config(*make, "device=cuda"), tmp_path / "cuda")
+    with pytest.raises(DataError, match="expects 17 and 6"):  # hopper's data, HalfCheetah's env
+        train(config(*make, "env.eval_env_id=HalfCheetah-v5"), tmp_path / "shapes")
+
+    def no_renderer(env_id):
+        raise VideoUnavailable("no renderer here")
+
+    monkeypatch.setattr("wsrl.train.check_video", no_renderer)
+    with pytest.raises(ConfigError, match="eval.video=true: no renderer here"):
+        train(config(*make, "eval.video=true"), tmp_path / "video")
+    plain = to_plain(config(*make))
+    record_run(tmp_path / "other", run_identity(plain), plain)
+    with pytest.raises(ConfigError, match="different trainer config"):
+        train(config(*make, "trainer.lr=0.1"), tmp_path / "other")
+    assert list(minari_root.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: device=cuda runs here")
+def test_cuda_on_a_machine_without_it_is_refused_at_once_and_writes_nothing(tmp_path):
+    """device=cuda without CUDA and without the dataset: one line within seconds, no data made (the default dataset
+    at full size would take minutes of CPU to generate) and no run directory left."""
+    root = tmp_path / "minari"
+    root.mkdir()
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "wsrl.train", "device=cuda", "wandb.mode=disabled"], cwd=tmp_path,
+                          env=child_env(MINARI_DATASETS_PATH=str(root)), capture_output=True, text=True, timeout=180)
+    seconds = time.monotonic() - start
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1, proc.stderr
+    assert lines == ["error: device=cuda but CUDA is not available; use device=cpu or device=auto"], proc.stderr
+    assert proc.stdout == ""
+    assert seconds < 60, f"refused only after {seconds:.0f} s"
+    assert list(root.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["minari"]
+
+
 def test_nan_loss_stops_with_step_and_hint(tiny_dataset, tmp_path):
     with pytest.raises(NonFiniteLossError, match="by step .*lower trainer.lr"):
         train(config("trainer.max_steps=200", "trainer.lr=1e30", "trainer.log_every_n_steps=1"), tmp_path)
@@ -202,3 +249,4 @@ def test_wandb_online_without_network_falls_back_to_offline(tiny_dataset, tmp_pa
     import wandb
 
     wandb.finish()
+    wandb.teardown()  # stops the W&B service this process started, and takes WANDB_SERVICE out of its environment

@@ -18,6 +18,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from tests.conftest import make_tiny_dataset
+from wsrl.environ import scoped_environ
 from wsrl.launch import pin_worker_gpu
 from wsrl.report import BEHAVIOR, COLUMNS, ReportError, collect, curve_report, main, pool, report, swept_seeds, table
 from wsrl.statistics import aggregates, holm, improvement, seed_interval, spread, welch
@@ -401,4 +402,5 @@ def test_each_worker_process_gets_its_own_gpu(tmp_path):
     with ctx.Pool(2) as pool:
         got = pool.map(_pin, [(tmp_path / "b", "4,6,7")] * 2, chunksize=1)
     assert sorted(v for _, _, v in got) == ["4", "6"]
-    assert _pin((tmp_path / "c", "5")) == (None, None, "5")  # already a single device: left alone
+    with scoped_environ("WSRL_PINNED_GPU", "CUDA_VISIBLE_DEVICES"):  # in this process: put back afterwards
+        assert _pin((tmp_path / "c", "5")) == (None, None, "5")  # already a single device: left alone

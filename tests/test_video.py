@@ -11,23 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import make_tiny_dataset
+from tests.conftest import can_render, child_env, make_tiny_dataset
 from tests.test_train import config
 from wsrl.evaluation import main as evaluate_cli
 from wsrl.train import train
-from wsrl.video import VideoUnavailable, check_video
+from wsrl.video import VideoUnavailable, check_video, render_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_VIDEO = ["eval.video=true", "eval.video_frames=5", "eval.video_size=[64,48]"]
 
 
+pytestmark = pytest.mark.video
+
+
 @pytest.fixture(scope="session")
 def renderer() -> None:
     """Skip, with the reason, where this machine cannot render MuJoCo headless (no libosmesa6, no EGL)."""
-    try:
-        check_video("Hopper-v5")
-    except VideoUnavailable as err:
-        pytest.skip(str(err))
+    if (reason := can_render("Hopper-v5")) is not None:
+        pytest.skip(reason)
 
 
 def read_mp4(path: Path) -> tuple[dict, np.ndarray]:
@@ -74,6 +75,40 @@ def test_missing_library_or_encoder_is_named_with_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
     with pytest.raises(VideoUnavailable, match=r"needs imageio-ffmpeg .*pip install -e '\.\[video\]'"):
         check_video("Hopper-v5")
+
+
+def test_checking_video_changes_nothing_in_this_process(monkeypatch):
+    """Probing (and refusing) leaves os.environ as it was: the backend goes to the probe's child only, so no later
+    child of this process inherits MUJOCO_GL=osmesa (which fails `import mujoco` where libOSMesa is missing)."""
+    for key in ("MUJOCO_GL", "PYOPENGL_PLATFORM"):
+        monkeypatch.delenv(key, raising=False)
+    before = dict(os.environ)
+    try:
+        check_video("Hopper-v5")
+    except VideoUnavailable:
+        pass
+    assert dict(os.environ) == before
+    assert render_environ()["MUJOCO_GL"] in ("egl", "osmesa") and "MUJOCO_GL" not in os.environ
+    monkeypatch.setenv("MUJOCO_GL", "glfw")  # the user's choice is kept, and glfw needs no PYOPENGL_PLATFORM
+    assert render_environ() == {"MUJOCO_GL": "glfw"}
+
+
+def test_a_run_without_video_never_needs_opengl(tiny_dataset, minari_root, tmp_path):
+    """MUJOCO_GL=osmesa where OpenGL cannot load (a stand-in PyOpenGL that fails as the real one does without
+    libOSMesa): a run with eval.video=false trains and evaluates all the same."""
+    broken = tmp_path / "broken"
+    (broken / "OpenGL").mkdir(parents=True)
+    (broken / "OpenGL" / "__init__.py").write_text(
+        "raise AttributeError(\"'NoneType' object has no attribute 'glGetError'\")\n")
+    env = child_env(MINARI_DATASETS_PATH=str(minari_root), MUJOCO_GL="osmesa", PYOPENGL_PLATFORM="osmesa")
+    env["PYTHONPATH"] = os.pathsep.join([str(broken), env["PYTHONPATH"]])
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "wsrl.train", "wandb.mode=disabled", "generate_if_missing=false",
+                           "trainer.max_steps=3", "policy.hidden_dims=[16]", "eval.episodes=1",
+                           "trainer.progress_bar=false", f"hydra.run.dir={run_dir}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / "results.json").exists()
 
 
 def test_video_is_refused_before_training_where_rendering_fails(tiny_dataset, minari_root, tmp_path):

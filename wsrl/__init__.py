@@ -1,6 +1,10 @@
 """wsrl: weighted sampling for offline RL on imbalanced datasets."""
 
+import sys
+
 import torch
+
+from wsrl.environ import scoped_environ
 
 
 def flush_subnormals() -> None:
@@ -22,6 +26,20 @@ def subnormals_flushed(threads: int = 4) -> bool:
     return bool((torch.full((1 << 22,), 1e-39) * 0.5 == 0).all())
 
 
+def import_mujoco() -> None:
+    """Import MuJoCo without its OpenGL context (``MUJOCO_GL=disable`` for the import only).
+
+    ``import mujoco`` otherwise imports the OpenGL backend that ``MUJOCO_GL`` names, and with ``MUJOCO_GL=osmesa``
+    (or ``egl``) on a machine without that library the import itself fails, physics included. Nothing here needs
+    MuJoCo's own context: only rendering needs OpenGL, and Gymnasium's renderer imports the backend that
+    ``MUJOCO_GL`` names when it renders (``wsrl.video``). So a run without a video never depends on OpenGL, and
+    importing ``wsrl`` first makes every later ``import mujoco`` (Gymnasium's, Minari's) this one."""
+    if "mujoco" not in sys.modules:
+        with scoped_environ(MUJOCO_GL="disable"):
+            import mujoco  # noqa: F401
+
+
 flush_subnormals()
+import_mujoco()
 
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -17,8 +18,9 @@ import torch
 
 from wsrl import dashboard
 from wsrl.conditioning import return_histogram
-from wsrl.config import EvalConfig, ResolvedEnv, TrainConfig, resolve_device, to_plain
+from wsrl.config import EnvConfig, EvalConfig, ResolvedEnv, TrainConfig, resolve_device, to_plain
 from wsrl.data import DataError, OfflineDataModule, Transitions
+from wsrl.environ import scoped_environ
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.module import WeightedBC
 from wsrl.runs import AtomicCheckpointIO, StopAtStep, StopSignals
@@ -37,6 +39,39 @@ def check_shapes(eval_env_id: str, dataset_id: str, obs_dim: int, act_dim: int) 
         raise DataError(f"{dataset_id} has observations of size {obs_dim} and actions of size {act_dim} but "
                         f"{eval_env_id} expects {want_obs[0]} and {want_act[0]}; set env.eval_env_id to the env "
                         "the data came from")
+
+
+def known_dataset_shapes(env_cfg: EnvConfig, dataset_id: str) -> tuple[int, int] | None:
+    """The observation and action sizes of ``dataset_id`` where they are known without making or loading it: a
+    local dataset's Minari metadata, or, for a generated dataset not made yet, the robot's environment it will be
+    generated in. None where only the data would tell (a download, a D4RL file not converted yet, odd metadata)."""
+    import gymnasium as gym
+
+    from wsrl.datasets.store import datasets_root, exists_locally
+    from wsrl.datasets.suite import ROBOT, generated_id
+
+    if exists_locally(dataset_id):
+        try:
+            meta = json.loads((datasets_root() / dataset_id / "data" / "metadata.json").read_text())
+            obs, act = (json.loads(meta[key]) for key in ("observation_space", "action_space"))
+            if obs["type"] == act["type"] == "Box" and len(obs["shape"]) == len(act["shape"]) == 1:
+                return int(obs["shape"][0]), int(act["shape"][0])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+    if env_cfg.source == "generated" and dataset_id == generated_id(env_cfg.robot, env_cfg.quality, env_cfg.size):
+        env = gym.make(ROBOT[env_cfg.robot].env_id)
+        shapes = env.observation_space.shape[0], env.action_space.shape[0]
+        env.close()
+        return shapes
+    return None
+
+
+def check_shapes_early(env_cfg: EnvConfig, env: ResolvedEnv) -> None:
+    """``check_shapes`` before any data is made or loaded, where the dataset's sizes are known without it
+    (``known_dataset_shapes``); ``build_run`` checks again on the loaded data."""
+    if (shapes := known_dataset_shapes(env_cfg, env.dataset_id)) is not None:
+        check_shapes(env.eval_env_id, env.dataset_id, *shapes)
 
 
 class PeriodicEval(L.Callback):
@@ -144,7 +179,10 @@ def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSi
               transitions: Transitions | None = None) -> Run:
     """Seed everything, load the dataset onto the device (``transitions``: already loaded, as the benchmark
     reuses them), check that it fits the evaluation env, and build the module and the Trainer."""
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # Lightning also writes PL_GLOBAL_SEED and PL_SEED_WORKERS into os.environ, for DDP processes and DataLoader
+    # workers, of which a run has none: keep them out of the environment of the process that builds the run
+    with scoped_environ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
     device = resolve_device(cfg.device)
     data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device,
                              transitions)

@@ -92,8 +92,9 @@ ALPHA = 0.05  # a difference is marked where its Holm-adjusted Welch p-value is 
 DATASETS: dict[int, list[str]] = {1: GROUPS["medium_expert"], 4: GROUPS["medium_expert"],
                                   5: GROUPS["medium_replay"] + GROUPS["medium_expert"]}
 
-# The paper's numbers (paper.md): Table 1 (Old/New Return), Table 2 (BC, Own Return, IR with their Std
-# columns), Table 3 (ours and the SOTA RvS paper's BC and RvS-R). Keys: dataset -> column -> (score, std).
+# The paper's numbers (its full citation and these tables: docs/references.md): Table 1 (Old/New Return),
+# Table 2 (BC, Own Return, IR with their Std columns), Table 3 (ours and the SOTA RvS paper's BC and RvS-R).
+# Keys: dataset -> column -> (score, std).
 _T2 = {
     "halfcheetah_medium_replay": ((31.00, 7.40), (21.00, 7.69), (10.10, 5.90)),
     "hopper_medium_replay": ((18.10, 5.97), (35.50, 6.49), (33.50, 5.85)),

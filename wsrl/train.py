@@ -1,9 +1,10 @@
 """Train and evaluate one policy: ``python -m wsrl.train env=hopper_medium_expert method=rvs_r``.
 
 The entry point, read top to bottom: ``cli`` checks the command line (``wsrl.cli``), ``main`` is the thin Hydra
-job, and ``train(cfg, run_dir)`` does one run: compose (validate, resolve the env, make the dataset if missing),
-build (``wsrl.build``), fit for ``trainer.max_steps`` steps (resuming from the run directory's last checkpoint),
-evaluate, and record (``results.json`` and the run directory's other files, ``wsrl.runs``).
+job, and ``train(cfg, run_dir)`` does one run: compose (validate, resolve the env, refuse whatever cannot run
+here, then, the first work, make the dataset if missing), build (``wsrl.build``), fit for ``trainer.max_steps``
+steps (resuming from the run directory's last checkpoint), evaluate, and record (``results.json`` and the run
+directory's other files, ``wsrl.runs``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from wsrl import dashboard
-from wsrl.build import build_run, checkpoint_interval
+from wsrl.build import build_run, check_shapes_early, checkpoint_interval
 from wsrl.cli import check_command_line, report_failure
-from wsrl.config import ConfigError, TrainConfig, register_configs, resolve_env, validate
+from wsrl.config import ConfigError, TrainConfig, register_configs, resolve_device, resolve_env, validate
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.runs import (
     RunInterrupted,
@@ -48,22 +49,25 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
 
 
 def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
-    # compose: everything that can refuse the run does so before any data is loaded or any file written
+    # compose: everything that can refuse the run does so before any data is made or loaded and before any file is
+    # written, the quickest first: the device, the video, the run directory's identity, the data's shapes
     env = resolve_env(cfg.env)
+    resolve_device(cfg.device)  # device=cuda without CUDA (build_run resolves it again, for the run)
     if cfg.eval.video:  # refused before any data or training when this machine cannot render
         try:
             check_video(env.eval_env_id)
         except VideoUnavailable as err:
             raise ConfigError(f"eval.video=true: {err}") from err
-    if cfg.generate_if_missing:
-        from wsrl.datasets.sources import ensure_dataset
-
-        ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size,
-                       cfg.env.d4rl_file)
     identity = check_same_run(cfg, run_dir)
     if (done := finished_results(run_dir, cfg.trainer.max_steps)) is not None:
         log.info("%s already finished (%s steps): choose another name= to run again", run_dir, done["steps"])
         return done
+    check_shapes_early(cfg.env, env)
+    if cfg.generate_if_missing:  # the first work: minutes of CPU for a full-size generated dataset
+        from wsrl.datasets.sources import ensure_dataset
+
+        ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size,
+                       cfg.env.d4rl_file)
     start = time.time()
     # build
     run = build_run(cfg, env, run_dir, signals)

@@ -2,9 +2,14 @@
 
 Without a display MuJoCo renders into an OpenGL context of its own: OSMesa (software, Debian package
 ``libosmesa6``) on a CPU machine, EGL where a GPU is present; ``MUJOCO_GL`` chooses, and a value the user has set
-is kept. Rendering is the cost, not the physics: Hopper-v5 at 320 x 240 renders about 14 frames/s on one idle CPU
-core (6 with both cores busy), so a video holds at most ``frames`` frames, taken every few steps so that it plays
-in real time. The episode itself runs to its end, so its return is the evaluation's. Frames go to ffmpeg through
+is kept. The choice is given only to the code that renders: the probe's child process gets it in its environment,
+``record_episode`` sets it around the episode and puts the environment back, so checking or refusing a video
+changes nothing in the calling process (nor in the processes it starts later), and nothing else depends on
+OpenGL (``wsrl.import_mujoco``).
+
+Rendering is the cost, not the physics: Hopper-v5 at 320 x 240 renders about 14 frames/s on one idle CPU core (6
+with both cores busy), so a video holds at most ``frames`` frames, taken every few steps so that it plays in real
+time. The episode itself runs to its end, so its return is the evaluation's. Frames go to ffmpeg through
 ``imageio-ffmpeg`` (the ``video`` extra, which bundles the binary).
 """
 
@@ -21,6 +26,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from wsrl.environ import scoped_environ
 from wsrl.episodes import ActFn
 
 INSTALL_HINT = "install MuJoCo's software OpenGL with `apt-get install -y libosmesa6`"
@@ -43,16 +49,17 @@ class Recording:
     seconds: float  # wall time of the whole recording, encoding included
 
 
-def select_backend() -> str:
-    """The headless OpenGL backend: ``MUJOCO_GL`` if set, else EGL with a GPU and OSMesa without. Sets
-    ``MUJOCO_GL`` and ``PYOPENGL_PLATFORM`` for this process and its children (PyOpenGL reads the latter once,
-    when OpenGL is first imported, which nothing here does before rendering)."""
+def render_environ() -> dict[str, str]:
+    """The variables headless rendering runs with: ``MUJOCO_GL`` (the user's, else EGL with a GPU and OSMesa
+    without) and, for EGL and OSMesa, the ``PYOPENGL_PLATFORM`` PyOpenGL needs (again the user's if set). Only
+    computed: ``check_video`` passes them to its child, ``record_episode`` sets them while it renders."""
     import torch
 
-    backend = os.environ.setdefault("MUJOCO_GL", "egl" if torch.cuda.is_available() else "osmesa")
+    backend = os.environ.get("MUJOCO_GL") or ("egl" if torch.cuda.is_available() else "osmesa")
+    values = {"MUJOCO_GL": backend}
     if backend in ("egl", "osmesa"):
-        os.environ.setdefault("PYOPENGL_PLATFORM", backend)
-    return backend
+        values["PYOPENGL_PLATFORM"] = os.environ.get("PYOPENGL_PLATFORM") or backend
+    return values
 
 
 _PROBE = ("import sys, gymnasium as gym\n"
@@ -69,11 +76,13 @@ def check_video(env_id: str) -> None:
         imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as err:
         raise VideoUnavailable(f"writing MP4 needs imageio-ffmpeg ({err}): `pip install -e '.[video]'`") from err
-    backend = select_backend()
+    render = render_environ()
+    backend = render["MUJOCO_GL"]
     if backend == "osmesa" and ctypes.util.find_library("OSMesa") is None:
         raise VideoUnavailable(f"cannot render {env_id} headless: libOSMesa is missing; {INSTALL_HINT} "
                                "(or render with EGL where a GPU is present: MUJOCO_GL=egl)")
-    probe = subprocess.run([sys.executable, "-c", _PROBE, env_id], capture_output=True, text=True, timeout=300)
+    probe = subprocess.run([sys.executable, "-c", _PROBE, env_id], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, **render})
     if probe.returncode:
         errors = [line for line in probe.stderr.splitlines() if line[:1].isalpha() and ("Error" in line or
                                                                                         "error" in line)]
@@ -86,9 +95,20 @@ def record_episode(env_id: str, act: ActFn, seed: int, path: Path, frames: int =
                    size: tuple[int, int] = (320, 240)) -> Recording:
     """Run one episode reset with ``seed`` (the first episode of an evaluation with that seed) and write at most
     ``frames`` of it, one every round(env fps / ``fps``) steps, to ``path`` as H.264 MP4 (atomically). The renderer's
-    OpenGL context is closed before returning, so none is left for the interpreter's shutdown to trip over."""
-    select_backend()
+    OpenGL context is closed before returning, so none is left for the interpreter's shutdown to trip over. The
+    rendering variables (``render_environ``) hold only while the episode runs; MuJoCo's OSMesa and EGL modules,
+    which set ``PYOPENGL_PLATFORM`` themselves when first imported, are imported inside that stretch too."""
     start = time.time()
+    with scoped_environ(**render_environ()):
+        images, total, steps, env_fps, stride = _render_episode(env_id, act, seed, frames, fps, size)
+    render_seconds = time.time() - start
+    write_mp4(path, images, env_fps / stride)
+    return Recording(path, total, steps, len(images), env_fps / stride, render_seconds, time.time() - start)
+
+
+def _render_episode(env_id: str, act: ActFn, seed: int, frames: int, fps: int,
+                    size: tuple[int, int]) -> tuple[list[np.ndarray], float, int, float, int]:
+    """The frames, return and length of one rendered episode, with the environment's frame rate and the stride."""
     # the model's camera that follows the robot (all three robots have one; without it, a fixed free camera)
     env = gym.make(env_id, render_mode="rgb_array", width=size[0], height=size[1], camera_name="track")
     try:
@@ -106,9 +126,7 @@ def record_episode(env_id: str, act: ActFn, seed: int, path: Path, frames: int =
                 images.append(env.render())
     finally:
         env.close()
-    render_seconds = time.time() - start
-    write_mp4(path, images, env_fps / stride)
-    return Recording(path, total, steps, len(images), env_fps / stride, render_seconds, time.time() - start)
+    return images, total, steps, env_fps, stride
 
 
 def write_mp4(path: Path, images: list[np.ndarray], fps: float) -> None:

@@ -6,8 +6,9 @@ Three commands (``python -m wsrl.datasets.behavior <command> --help``):
   robot, ``DEFAULT_LEARNER``, was chosen by pilot runs, see the README). Every ``snapshot_every`` transitions it
   saves the actor (float16, 150-260 kB) and scores it on ``eval_episodes`` episodes with the actions drawn as the
   data will be collected. A run's record, snapshots and agent (networks and optimizers, ``model.zip``) live in
-  ``experiments/behavior/<robot>-<learner>-seed<seed>/`` and are committed; its replay buffer and RNG states of the
-  same step live in a cache outside the repository. Every few minutes both are saved; the same command resumes
+  ``experiments/behavior/<robot>-<learner>-seed<seed>/`` (the shipped datasets' runs are in the repository's
+  history, tag ``behavior-history``, not in its working tree); its replay buffer and RNG states of the same step
+  live in a cache outside the repository. Every few minutes both are saved; the same command resumes
   exactly, or, with the cache gone (a new machine), warm from the committed agent with an empty replay buffer,
   and the record says so. It stops at ``--steps`` or once the mean of the last three evaluations reaches
   ``--stop-at``.
