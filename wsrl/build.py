@@ -140,12 +140,13 @@ class Run:
     config: dict  # the resolved config as plain Python, kept in checkpoints and results
 
 
-def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSignals,
-              transitions: Transitions | None = None) -> Run:
-    """Seed everything, load the dataset onto the device (``transitions``: already loaded, as the benchmark
-    reuses them), check that it fits the evaluation env, and build the module and the Trainer."""
+def build_policy(cfg: TrainConfig, env: ResolvedEnv, transitions: Transitions | None = None,
+                 device: torch.device | None = None) -> tuple[torch.device, OfflineDataModule, WeightedBC]:
+    """Seed everything, load the dataset onto the device (``device``: another than the config's, as the stacked
+    launcher builds its members on the CPU), check that it fits the evaluation env and build the module: a run's
+    initial state, shared by ``build_run`` and the stacked launcher's members (``wsrl.stacked``)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device) if device is None else device
     data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device,
                              transitions)
     data.setup()
@@ -155,6 +156,15 @@ def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSi
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
                         target, data.obs_mean, data.obs_std, config=plain,
                         dataset_returns=return_histogram(data.data.episode_returns()))
+    return device, data, module
+
+
+def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSignals,
+              transitions: Transitions | None = None) -> Run:
+    """``build_policy`` (``transitions``: the dataset already loaded, as the benchmark reuses them), then the
+    Trainer with its loggers and callbacks."""
+    device, data, module = build_policy(cfg, env, transitions)
+    target, plain = module.target_return, module.hparams.config
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed,
                              cfg.eval if cfg.eval.video_periodic else None, run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"

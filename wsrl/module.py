@@ -26,6 +26,15 @@ def weighted_nll(log_prob: torch.Tensor, weights: torch.Tensor | None) -> torch.
     return -(log_prob if weights is None else log_prob * weights).mean()
 
 
+def adam(params: list[torch.nn.Parameter], cfg: TrainerConfig) -> torch.optim.Optimizer:
+    """Adam with the fused kernel (one kernel for all parameters) where this torch has it for the device."""
+    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except RuntimeError:
+        return torch.optim.Adam(params, **kwargs)
+
+
 class WeightedBC(L.LightningModule):
     """Gaussian behaviour cloning with per-sample weights, optionally conditioned on the return-to-go."""
 
@@ -95,13 +104,7 @@ class WeightedBC(L.LightningModule):
             torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng"]])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam with the fused kernel (one kernel for all parameters) where this torch has it for the device."""
-        params, kwargs = list(self.policy.parameters()), {"lr": self.train_cfg.lr,
-                                                          "weight_decay": self.train_cfg.weight_decay}
-        try:
-            return torch.optim.Adam(params, fused=True, **kwargs)
-        except RuntimeError:
-            return torch.optim.Adam(params, **kwargs)
+        return adam(list(self.policy.parameters()), self.train_cfg)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, returns_so_far: np.ndarray, steps: np.ndarray) -> np.ndarray:

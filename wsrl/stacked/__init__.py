@@ -1,0 +1,12 @@
+"""Training a sweep's runs at once: one model whose parameters carry a leading member axis (issue 23).
+
+- ``model``: ``StackedPolicy``, N members' policies as ``[N, out, in]`` weights, zero-padded to the group's largest
+  input and action sizes (padded action dimensions are masked out of the likelihood), built from and unstacked
+  back into each member's own ``WeightedBC``.
+- ``draws``: all of a group's randomness (batch indices and dropout masks), ``exact`` (each member draws as its
+  single run would) or ``fast`` (one generator for the group).
+- ``group``: build a group from its members' configs with the single-run builder, train it (the sum over members
+  of each member's mean loss, one Adam), checkpoint and resume it.
+- ``record``: what each member leaves in its run directory, as a single run does.
+- ``launch``: the stacked Hydra launcher's work (``hydra_plugins/wsrl_stacked`` is its thin plugin).
+"""
