@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import make_tiny_dataset
+from tests.conftest import child_env, make_tiny_dataset
 from wsrl.build import build_run
 from wsrl.config import register_configs, resolve_env
+from wsrl.evaluation import eval_seed, evaluate, load_checkpoint
+from wsrl.report import collect
 from wsrl.runs import StopSignals
 from wsrl.stacked.group import build_group
 
@@ -81,3 +86,49 @@ def test_exact_members_equal_their_single_runs(two_robots, tmp_path, one_thread,
     # the control: a mean over members instead of the sum is another optimisation, and the test sees it
     averaged = stacked_parameters(cfgs, torch.mean)
     assert min(max_gap(s, k) for s, k in zip(singles, averaged, strict=True)) > 1e-4
+
+
+def sweep(launcher: str, sweep_dir: Path, minari_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A 2 x 2 sweep (bc / rvs_r x two seeds) on the tiny hopper set through ``hydra/launcher=<launcher>``."""
+    cmd = [sys.executable, "-m", "wsrl.train", "-m", f"hydra/launcher={launcher}", "method=bc,rvs_r", "seed=0,1",
+           "generate_if_missing=false", "trainer.max_steps=12", "policy.hidden_dims=[16]", "trainer.batch_size=16",
+           "eval.episodes=1", "wandb.mode=disabled", "trainer.progress_bar=false", "trainer.log_every_n_steps=4",
+           "device=cpu", f"hydra.sweep.dir={sweep_dir}", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=sweep_dir.parent, timeout=600,
+                          env=child_env(MINARI_DATASETS_PATH=str(minari_root), OMP_NUM_THREADS="1"))
+
+
+def run_files(sweep_dir: Path) -> dict[str, set[str]]:
+    """Each run directory (relative) -> the files a run must leave there that it holds."""
+    wanted = {"results.json", "config.yaml", "run_config.json", "checkpoints/last.ckpt", "csv/metrics.csv",
+              "returns.png"}
+    return {str(p.parent.relative_to(sweep_dir)): {w for w in wanted if (p.parent / w).exists()}
+            for p in sweep_dir.rglob("results.json")}
+
+
+def test_stacked_sweep_writes_what_the_basic_launcher_writes(tiny_dataset, minari_root, tmp_path):
+    basic, stacked = tmp_path / "basic", tmp_path / "stacked"
+    for launcher, where in (("basic", basic), ("stacked", stacked)):
+        proc = sweep(launcher, where, minari_root)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run_files(stacked) == run_files(basic) and len(run_files(basic)) == 4
+    assert all(len(files) == 6 for files in run_files(stacked).values()), run_files(stacked)
+    for path in basic.rglob("results.json"):
+        single = json.loads(path.read_text())
+        member = json.loads((stacked / path.relative_to(basic)).read_text())
+        assert set(member) - set(single) == {"stacked"} and set(single) <= set(member)
+        assert member["stacked"]["size"] == 4 and member["stacked"]["rng"] == "fast"
+        assert member["config"] == single["config"]
+        assert (stacked / path.relative_to(basic)).with_name("run_config.json").read_text() == \
+            path.with_name("run_config.json").read_text()
+        # its checkpoint alone reproduces its score (the member's own, un-padded weights)
+        module, env = load_checkpoint(stacked / path.relative_to(basic).parent / "checkpoints" / "last.ckpt", "cpu")
+        again = evaluate(module, env, 1, eval_seed(member["seed"], member["steps"]))
+        assert again["returns"] == member["returns"]
+    runs, failed = collect(stacked)
+    assert len(runs) == 4 and not failed
+    # the same command again reports the finished members and trains nothing
+    before = {p: p.stat().st_mtime_ns for p in stacked.rglob("results.json")}
+    proc = sweep("stacked", stacked, minari_root)
+    assert proc.returncode == 0 and proc.stdout.count("already finished") == 4, proc.stdout[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in stacked.rglob("results.json")} == before
