@@ -17,7 +17,7 @@ from wsrl.config import register_configs, resolve_env
 from wsrl.evaluation import eval_seed, evaluate, load_checkpoint
 from wsrl.report import collect
 from wsrl.runs import StopSignals
-from wsrl.stacked.group import build_group
+from wsrl.stacked.group import GroupStopped, build_group
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 TINY = ["policy.hidden_dims=[32,32]", "trainer.batch_size=16", "eval.episodes=1", "wandb.mode=disabled",
@@ -132,3 +132,45 @@ def test_stacked_sweep_writes_what_the_basic_launcher_writes(tiny_dataset, minar
     proc = sweep("stacked", stacked, minari_root)
     assert proc.returncode == 0 and proc.stdout.count("already finished") == 4, proc.stdout[-3000:]
     assert {p: p.stat().st_mtime_ns for p in stacked.rglob("results.json")} == before
+
+
+def trained(group, steps: int) -> list[torch.Tensor]:
+    group.fit(steps)
+    return [p.detach().clone() for p in group.model.parameters()]
+
+
+@pytest.mark.parametrize("rng", ["exact", "fast"])
+def test_stop_and_resume_equals_uninterrupted(two_robots, tmp_path, one_thread, rng):
+    cfgs = [config(*m, "trainer.max_steps=40") for m in MIXED]
+    envs, names = [resolve_env(c.env) for c in cfgs], [str(i) for i in range(len(cfgs))]
+    whole = trained(build_group(cfgs, envs, rng, names), 40)
+    checkpoint = tmp_path / "group.pt"
+    first = build_group(cfgs, envs, rng, names)
+    with pytest.raises(GroupStopped, match="stopped by test: saved step 20"):
+        first.fit(40, checkpoint, 0, lambda: "test" if first.step == 20 else None)
+    resumed = build_group(cfgs, envs, rng, names)
+    resumed.load(checkpoint)
+    assert resumed.step == 20
+    assert all(torch.equal(a, b) for a, b in zip(whole, trained(resumed, 40), strict=True))
+    assert resumed.starts == [0, 20]
+    with pytest.raises(ValueError, match="another group"):
+        build_group(cfgs[:2], envs[:2], rng, names[:2]).load(checkpoint)
+
+
+def test_a_non_finite_member_fails_alone(two_robots, one_thread):
+    cfgs = [config(*m, "trainer.max_steps=40", "trainer.log_every_n_steps=10") for m in (MIXED[0], MIXED[2])]
+    envs = [resolve_env(c.env) for c in cfgs]
+    alone = build_group(cfgs[:1], envs[:1], "exact", ["0"])
+    alone.fit(40)
+    alone.unstack()
+    group = build_group(cfgs, envs, "exact", ["0", "1"])
+    hopper_rows = len(group.draws.inputs) - int(group.draws.sizes[1])
+    group.draws.inputs[hopper_rows:] = float("nan")  # the halfcheetah member's data turns non-finite
+    logged: list[list[dict]] = []
+    group.fit(40, log=lambda step, rows: logged.append(rows))
+    assert list(group.failed) == [1] and "loss became nan by step 0" in group.failed[1]
+    assert all(rows[1] == {} for rows in logged) and all(rows[0]["train/loss"] > 0 for rows in logged)
+    assert all(torch.isfinite(p).all() for p in group.model.parameters())
+    group.unstack()
+    policy = [[p.detach() for p in g.members[0].module.policy.parameters()] for g in (group, alone)]
+    assert max_gap(*policy) < 1e-6  # the other member trained as it would have without the failed one

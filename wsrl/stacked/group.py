@@ -110,6 +110,10 @@ class StackedGroup:
         losses = -(log_prob * weights).mean(1)
         self.optimizer.zero_grad()
         self.combine(torch.where(self.alive, losses, 0.0)).backward()
+        if self.failed:  # a failed member's data may still be non-finite: keep its gradients (and slot) at zero
+            dead = torch.tensor(list(self.failed), device=self.device)
+            for p in self.model.parameters():
+                p.grad[dead] = 0.0
         self.optimizer.step()
         return losses.detach(), inputs, weights
 
