@@ -13,10 +13,10 @@ from hydra import compose, initialize_config_dir
 
 from tests.conftest import child_env, make_tiny_dataset
 from wsrl.build import build_run
-from wsrl.config import register_configs, resolve_env
+from wsrl.config import register_configs, resolve_env, to_plain
 from wsrl.evaluation import eval_seed, evaluate, load_checkpoint
 from wsrl.report import collect
-from wsrl.runs import StopSignals
+from wsrl.runs import StopSignals, run_identity
 from wsrl.stacked.group import GroupStopped, build_group
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -174,3 +174,14 @@ def test_a_non_finite_member_fails_alone(two_robots, one_thread):
     group.unstack()
     policy = [[p.detach() for p in g.members[0].module.policy.parameters()] for g in (group, alone)]
     assert max_gap(*policy) < 1e-6  # the other member trained as it would have without the failed one
+
+
+def test_precision_is_configuration_identity_and_honoured_by_single_runs(two_robots, tmp_path, one_thread):
+    short = [*MIXED[0], "trainer.max_steps=20"]
+    default, fast = config(*short), config(*short, "trainer.autocast=bf16", "trainer.matmul_precision=high")
+    assert "autocast" not in run_identity(to_plain(default))["trainer"]  # runs made before the setting: unchanged
+    assert run_identity(to_plain(fast))["trainer"].items() >= {"autocast": "bf16", "matmul_precision": "high"}.items()
+    fp32, bf16 = (single_run_parameters(c, tmp_path / str(i)) for i, c in enumerate((default, fast)))
+    assert torch.get_float32_matmul_precision() == "high"
+    torch.set_float32_matmul_precision("highest")
+    assert 1e-5 < max_gap(fp32, bf16) < 0.05  # bfloat16 matmuls: another run, not a broken one

@@ -141,15 +141,20 @@ class Run:
 
 
 def build_policy(cfg: TrainConfig, env: ResolvedEnv, transitions: Transitions | None = None,
-                 device: torch.device | None = None) -> tuple[torch.device, OfflineDataModule, WeightedBC]:
+                 device: torch.device | None = None, data: OfflineDataModule | None = None
+                 ) -> tuple[torch.device, OfflineDataModule, WeightedBC]:
     """Seed everything, load the dataset onto the device (``device``: another than the config's, as the stacked
     launcher builds its members on the CPU), check that it fits the evaluation env and build the module: a run's
-    initial state, shared by ``build_run`` and the stacked launcher's members (``wsrl.stacked``)."""
+    initial state, shared by ``build_run`` and the stacked launcher's members (``wsrl.stacked``). ``data``: a
+    data module already set up for the same dataset, method and sampler (the stacked launcher's members with those
+    in common share one; its generator is not theirs)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision(str(cfg.trainer.matmul_precision))
     device = resolve_device(cfg.device) if device is None else device
-    data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device,
-                             transitions)
-    data.setup()
+    if data is None:
+        data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device,
+                                 transitions)
+        data.setup()
     check_shapes(env.eval_env_id, env.dataset_id, data.obs_mean.shape[0], data.action_dim)
     target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
     plain = to_plain(cfg)

@@ -7,6 +7,7 @@ input's settings and the RvS-R target, all saved in its checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import lightning as L
@@ -63,7 +64,8 @@ class WeightedBC(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], batch_idx: int):
         inputs, actions, weights = batch
-        loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
+        with self.precision():
+            loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
         if self.global_step % self.train_cfg.log_every_n_steps == 0:
             self._log_metrics(loss, weights)
         optimizer = self.optimizers()
@@ -71,6 +73,12 @@ class WeightedBC(L.LightningModule):
         self.manual_backward(loss)
         optimizer.step()
         return loss
+
+    def precision(self) -> contextlib.AbstractContextManager:
+        """The training forward's precision (``trainer.autocast``)."""
+        if self.train_cfg.autocast == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _log_metrics(self, loss: torch.Tensor, weights: torch.Tensor | None) -> None:
         value = loss.item()  # the one host sync per logging interval

@@ -123,7 +123,9 @@ def run_results(plain: dict, env: ResolvedEnv, steps: int, target_return: float,
         "dataset_id": env.dataset_id, "eval_env_id": env.eval_env_id, "ref_min_score": env.ref_min_score,
         "ref_max_score": env.ref_max_score, "target_return": target_return, "weights": weight_stats,
         **final, "eval_history": history + [{"step": steps, **final["normalized_score"]}],
-        "started_at_steps": starts, "wall_seconds": seconds, "device": str(device), **media, "config": plain,
+        "started_at_steps": starts, "wall_seconds": seconds, "device": str(device),
+        "precision": {"matmul": plain["trainer"]["matmul_precision"], "autocast": plain["trainer"]["autocast"]},
+        **media, "config": plain,
     }
 
 

@@ -29,7 +29,7 @@ class StackedLauncherConf:
     max_group: int = 180  # the most members one stacked model holds
     group_by: str = "all"  # all | robot | dataset
     rng: str = "fast"  # fast (one generator per group) | exact (each member draws as its single run would)
-    eval_workers: int = 0  # evaluation worker processes (0: one per free core)
+    eval_workers: int = 0  # evaluation worker processes for group evaluation (0: in this process)
     deadline_minutes: float = 0.0  # wall-clock budget of the launch (0: none): then save, exit, print the resume
 
 

@@ -24,7 +24,7 @@ import torch
 
 from wsrl.build import build_policy
 from wsrl.config import ResolvedEnv, TrainerConfig, resolve_device, to_plain
-from wsrl.data import Transitions, load_transitions
+from wsrl.data import OfflineDataModule
 from wsrl.files import write_bytes_atomic
 from wsrl.module import WeightedBC, adam
 from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
@@ -49,33 +49,41 @@ class Member:
     cfg: Any  # TrainConfig or its DictConfig
     env: ResolvedEnv
     module: WeightedBC
-    weight_stats: dict | None  # as OfflineDataModule.weight_stats: what results.json records of the LDS weights
-    trajectory_returns: Any  # numpy, each transition's episode return (for the dataset plot)
-    weights: Any  # numpy LDS weights or None (for the dataset plot)
+    data: OfflineDataModule  # set up on the CPU, shared with the members of the same dataset, method and sampler
 
 
-def member_data(cfg: Any, data) -> MemberData:
-    """What the group keeps of a member's set-up data module (the rest is freed)."""
-    m, s = cfg.method, cfg.sampler
-    source = data.dataset_id + (f"|{m.return_input}|{m.gamma}|{m.return_scale}|{m.horizon}"
-                                if m.condition_on_return else "")
-    weighting = str(s.weighting)
-    return MemberData(source=source, weights_key=f"{source}|{json.dumps(to_plain(cfg)['sampler'], sort_keys=True)}",
+def input_key(cfg: Any, dataset_id: str) -> str:
+    """Members with the same key have the same policy inputs and actions."""
+    m = cfg.method
+    return dataset_id + (f"|{m.return_input}|{m.gamma}|{m.return_scale}|{m.horizon}" if m.condition_on_return else "")
+
+
+def data_key(cfg: Any, env: ResolvedEnv) -> str:
+    """Members with the same key have the same data module, seeds aside (inputs, actions and weights)."""
+    return f"{input_key(cfg, env.dataset_id)}|{json.dumps(to_plain(cfg)['sampler'], sort_keys=True)}"
+
+
+def member_data(cfg: Any, env: ResolvedEnv, data: OfflineDataModule) -> MemberData:
+    """What the group's flat store needs of a member's set-up data module."""
+    weighting = str(cfg.sampler.weighting)
+    return MemberData(source=input_key(cfg, env.dataset_id), weights_key=data_key(cfg, env),
                       inputs=data.inputs.numpy(), actions=data.actions.numpy(),
                       loss_weights=data.weights if weighting == "loss" else None,
                       draw_weights=data.weights if weighting == "sampling" else None, seed=int(cfg.seed))
 
 
-def build_member(cfg: Any, env: ResolvedEnv, device: torch.device, loaded: dict[str, Transitions]
+def build_member(cfg: Any, env: ResolvedEnv, device: torch.device, built: dict[str, OfflineDataModule]
                  ) -> tuple[Member, MemberData, torch.Tensor]:
-    """A member as its single run starts (built on the CPU; ``loaded``: datasets read so far, shared), its data,
-    and the state of the generator its single run's dropout would draw from."""
-    if env.dataset_id not in loaded:
-        loaded[env.dataset_id] = load_transitions(env.dataset_id)
-    _, data, module = build_policy(cfg, env, loaded[env.dataset_id], torch.device("cpu"))
+    """A member as its single run starts (built on the CPU), its data, and the state of the generator its single
+    run's dropout would draw from. ``built``: data modules set up so far, shared by members with the same dataset,
+    method and sampler (setting one up costs seconds at the paper's size); a new one is added."""
+    key = data_key(cfg, env)
+    if key not in built:
+        same_dataset = next((d.data for d in built.values() if d.dataset_id == env.dataset_id), None)
+        built[key] = build_policy(cfg, env, same_dataset, torch.device("cpu"))[1]
+    _, data, module = build_policy(cfg, env, device=torch.device("cpu"), data=built[key])
     dropout_state = run_dropout_state(device, int(cfg.seed))
-    member = Member(cfg, env, module, data.weight_stats, data.data.trajectory_returns(), data.weights)
-    return member, member_data(cfg, data), dropout_state
+    return Member(cfg, env, module, data), member_data(cfg, env, data), dropout_state
 
 
 class StackedGroup:
@@ -99,7 +107,7 @@ class StackedGroup:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The forward's precision (``trainer.autocast``)."""
-        enabled = getattr(self.trainer_cfg, "autocast", "none") == "bf16"
+        enabled = self.trainer_cfg.autocast == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -157,7 +165,7 @@ class StackedGroup:
         """Train to ``max_steps``, saving to ``checkpoint`` every ``every`` steps and at the end; ``should_stop``
         (checked after each step) names a reason to save and raise ``GroupStopped``; ``log(step, metrics)`` gets
         each member's metrics every ``trainer.log_every_n_steps``."""
-        torch.set_float32_matmul_precision(getattr(self.trainer_cfg, "matmul_precision", "highest"))
+        torch.set_float32_matmul_precision(str(self.trainer_cfg.matmul_precision))
         self.model.train()
         self.starts.append(self.step)
         while self.step < max_steps:
@@ -206,7 +214,7 @@ def build_group(cfgs: list[Any], envs: list[ResolvedEnv], rng: str, names: list[
     """Build every member with the single-run builder, then stack them (``names``: one per member, kept in the
     group checkpoint to refuse another group's)."""
     device = resolve_device(cfgs[0].device)
-    loaded: dict[str, Transitions] = {}
-    built = [build_member(cfg, env, device, loaded) for cfg, env in zip(cfgs, envs, strict=True)]
+    data: dict[str, OfflineDataModule] = {}
+    built = [build_member(cfg, env, device, data) for cfg, env in zip(cfgs, envs, strict=True)]
     members, datas, states = (list(column) for column in zip(*built, strict=True))
     return StackedGroup(members, datas, states, rng, names, combine)

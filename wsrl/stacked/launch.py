@@ -1,7 +1,8 @@
 """The stacked launcher's work: group a sweep's jobs, train each group as one model, record every member as a run.
 
 Jobs share a group when they can share one model: the same policy (architecture and width), the same trainer
-settings (steps, batch size, lr, weight decay, precision, logging and checkpoint cadence) and device, and, with
+settings (steps, batch size, lr, weight decay, precision, logging and checkpoint cadence), device and number of
+evaluation episodes, and, with
 ``group_by=robot`` or ``dataset``, the same robot or dataset; groups hold at most ``max_group`` members. A finished
 member (``results.json`` at its steps) is reported, not trained again; an unfinished group resumes from its group
 checkpoint (``<sweep dir>/.stacked/<group>.pt``). A stop signal or the deadline saves the group and exits
@@ -41,7 +42,7 @@ class Options:
     max_group: int = 180  # the most members one model holds
     group_by: str = "all"  # all | robot | dataset: what members of one group must share beyond the model
     rng: str = "fast"  # fast (one generator per group) | exact (each member draws as its single run)
-    eval_workers: int = 0  # evaluation worker processes (0: one per free core); used by group evaluation
+    eval_workers: int = 0  # evaluation worker processes for group evaluation (0: in this process)
     deadline_minutes: float = 0.0  # wall-clock budget of the whole launch (0: none); then save and exit
 
 
@@ -59,7 +60,8 @@ def group_key(job: Job, group_by: str) -> str:
     plain = to_plain(job.cfg)
     trainer = {k: v for k, v in plain["trainer"].items() if k != "progress_bar"}
     extra = {"all": None, "robot": plain["env"]["robot"], "dataset": resolve_env(job.cfg.env).dataset_id}[group_by]
-    return json.dumps([plain["policy"], trainer, plain["device"], extra], sort_keys=True)
+    # one episode count per group: the group's evaluation runs all its members' episodes side by side
+    return json.dumps([plain["policy"], trainer, plain["device"], plain["eval"]["episodes"], extra], sort_keys=True)
 
 
 def plan(jobs: list[Job], options: Options) -> list[list[Job]]:
@@ -125,19 +127,16 @@ def record_members(group: StackedGroup, jobs: list[Job], identities: list[dict |
     from wsrl.train import run_results
 
     scores = [float("nan")] * len(jobs)
-    tc = group.trainer_cfg
     for k, final in zip(alive, finals, strict=True):
         m, run_dir = group.members[k], jobs[k].run_dir
         seed = eval_seed(int(m.cfg.seed), group.step)
         media = dashboard.final_media([loggers[k]], m.module, m.env, m.cfg.eval, seed, group.step, run_dir,
                                       f"{m.cfg.env.name} {m.cfg.method.name}/{m.cfg.sampler.name}/"
                                       f"{m.cfg.policy.name} seed {m.cfg.seed}, step {group.step} (stacked)")
-        results = run_results(m.module.hparams.config, m.env, group.step, m.module.target_return, m.weight_stats,
+        results = run_results(m.module.hparams.config, m.env, group.step, m.module.target_return, m.data.weight_stats,
                               final, [], group.starts, time.time() - started, group.device, media)
         results["stacked"] = {"group": name, "size": len(jobs), "slot": k, "rng": options.rng,
-                              "group_seed": group.group_seed,
-                              "precision": {"matmul": getattr(tc, "matmul_precision", "highest"),
-                                            "autocast": getattr(tc, "autocast", "none")}}
+                              "group_seed": group.group_seed, "precision": results["precision"]}
         write_results(run_dir, results)
         loggers[k].log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
                                 "eval/final_normalized_std": final["normalized_score"]["std"]}, step=group.step)

@@ -26,9 +26,10 @@ def csv_logger(run_dir: Path) -> L.pytorch.loggers.CSVLogger:
 
 def log_dataset(member: Member, run_dir: Path, logger: L.pytorch.loggers.CSVLogger) -> None:
     """The dataset's return plot and the LDS weight statistics, as a single run records them at its start."""
-    if member.weight_stats is not None:
-        logger.log_metrics({f"data/weight_{k}": v for k, v in member.weight_stats.items()}, step=0)
-    dashboard.log_dataset([logger], member.trajectory_returns, member.weights, member.cfg.sampler, member.env,
+    data = member.data
+    if data.weight_stats is not None:
+        logger.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items()}, step=0)
+    dashboard.log_dataset([logger], data.data.trajectory_returns(), data.weights, member.cfg.sampler, member.env,
                           run_dir)
 
 
