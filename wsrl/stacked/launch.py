@@ -160,11 +160,11 @@ def run_group(jobs: list[Job], options: Options, sweep_dir: Path, signals: StopS
         if checkpoint.exists():
             log.info("resuming group %s (%d members) from %s", name, len(jobs), checkpoint)
             group.load(checkpoint)
-        loggers = [csv_logger(j.run_dir) for j in jobs]
+        loggers, plotted = [csv_logger(j.run_dir) for j in jobs], {}
         for job, identity, member, logger in zip(jobs, identities, group.members, loggers, strict=True):
             record_run(job.run_dir, identity, member.module.hparams.config)
             if identity is not None:
-                log_dataset(member, job.run_dir, logger)
+                log_dataset(member, job.run_dir, logger, plotted)
 
         def write_metrics(step: int, rows: list[dict]) -> None:
             for logger, row in zip(loggers, rows, strict=True):
