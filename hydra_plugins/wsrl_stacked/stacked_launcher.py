@@ -9,6 +9,7 @@ string annotations). Options (``hydra.launcher.*``) are ``wsrl.stacked.launch.Op
 import copy
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,13 @@ ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=Stacke
 
 class StackedLauncher(Launcher):
     def __init__(self, **options) -> None:
+        from wsrl.config import ConfigError
         from wsrl.stacked.launch import Options
 
-        self.options = Options(**options)
+        try:
+            self.options = Options(**options)
+        except ConfigError as err:
+            sys.exit(f"error: {err}")
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 

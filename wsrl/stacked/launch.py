@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from wsrl.cli import report_failure
-from wsrl.config import resolve_env, to_plain, validate
+from wsrl.config import ConfigError, resolve_env, to_plain, validate
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.runs import StopSignals, check_same_run, finished_results, record_run, run_lock, write_results
 from wsrl.stacked.group import GroupStopped, Member, StackedGroup, build_group
@@ -44,6 +44,14 @@ class Options:
     rng: str = "fast"  # fast (one generator per group) | exact (each member draws as its single run)
     eval_workers: int = 0  # evaluation worker processes for group evaluation (0: in this process)
     deadline_minutes: float = 0.0  # wall-clock budget of the whole launch (0: none); then save and exit
+
+    def __post_init__(self) -> None:
+        if self.group_by not in GROUP_BY:
+            raise ConfigError(f"hydra.launcher.group_by={self.group_by} must be one of {', '.join(GROUP_BY)}")
+        if self.rng not in ("exact", "fast"):
+            raise ConfigError(f"hydra.launcher.rng={self.rng} must be exact or fast")
+        if self.max_group < 1 or self.eval_workers < 0 or self.deadline_minutes < 0:
+            raise ConfigError("hydra.launcher.max_group must be >= 1, eval_workers and deadline_minutes >= 0")
 
 
 @dataclass
@@ -66,10 +74,6 @@ def group_key(job: Job, group_by: str) -> str:
 
 def plan(jobs: list[Job], options: Options) -> list[list[Job]]:
     """The groups, in the order of their first job, each cut into pieces of at most ``max_group``."""
-    if options.group_by not in GROUP_BY:
-        raise ValueError(f"hydra.launcher.group_by={options.group_by} must be one of {', '.join(GROUP_BY)}")
-    if options.max_group < 1:
-        raise ValueError(f"hydra.launcher.max_group={options.max_group} must be >= 1")
     keyed: dict[str, list[Job]] = {}
     for job in jobs:
         keyed.setdefault(group_key(job, options.group_by), []).append(job)
