@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -17,6 +18,7 @@ from wsrl.config import register_configs, resolve_env, to_plain
 from wsrl.evaluation import eval_seed, evaluate, load_checkpoint
 from wsrl.report import collect
 from wsrl.runs import StopSignals, run_identity
+from wsrl.stacked.draws import GroupDraws, MemberData
 from wsrl.stacked.group import GroupStopped, build_group
 from wsrl.stacked.launch import DEADLINE_EXIT
 
@@ -201,3 +203,24 @@ def test_a_deadline_stop_resumes_to_the_same_numbers(tiny_dataset, minari_root, 
         a, b = json.loads(path.read_text()), json.loads((cut / path.relative_to(whole)).read_text())
         assert b["returns"] == a["returns"] and b["steps"] == a["steps"] == 12
         assert a["started_at_steps"] == [0] and b["started_at_steps"][0] == 0 and len(b["started_at_steps"]) == 2
+
+
+def test_fast_draws_follow_each_members_distribution():
+    """Fast mode's one generator serves every member its own law: uniform over its own dataset, or in proportion to
+    its own weights (two weighted members of different sizes share one concatenated search)."""
+    rng = np.random.default_rng(0)
+    sizes, w_a, w_b = (7, 5, 3), rng.uniform(0.1, 3, 5), np.array([1.0, 0.0, 3.0])
+    members = [MemberData(f"s{i}", f"w{i}", np.full((n, 2 + i), float(i)), np.zeros((n, 1 + i)), None, w, seed=i)
+               for i, (n, w) in enumerate(zip(sizes, (None, w_a, w_b), strict=True))]
+    members[1].loss_weights = w_a  # loss weights gather from their own segment
+    draws = GroupDraws(members, 4000, 0.0, "fast", torch.device("cpu"), [], 0)
+    idx = draws.indices()
+    for k, (n, w) in enumerate(zip(sizes, (np.ones(7), w_a, w_b), strict=True)):
+        counts = np.bincount(idx[k].numpy(), minlength=n)
+        assert len(counts) == n and counts.sum() == 4000
+        np.testing.assert_allclose(counts / 4000, w / w.sum(), atol=0.03)
+    inputs, actions, weights = draws.batch()
+    assert inputs.shape == (3, 4000, 4) and actions.shape == (3, 4000, 3)
+    assert all((inputs[k, :, :2 + k] == k).all() and (inputs[k, :, 2 + k:] == 0).all() for k in range(3))
+    assert (weights[0] == 1).all() and (weights[2] == 1).all()
+    assert set(np.round(weights[1].numpy(), 5)) <= set(np.round(w_a.astype(np.float32), 5))
