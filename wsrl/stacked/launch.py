@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsrl import dashboard
 from wsrl.cli import report_failure
 from wsrl.config import ConfigError, resolve_env, to_plain, validate
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.runs import StopSignals, check_same_run, finished_results, record_run, run_lock, write_results
 from wsrl.stacked.group import GroupStopped, Member, StackedGroup, build_group
 from wsrl.stacked.record import csv_logger, log_dataset, write_checkpoint, write_failure
+from wsrl.train import run_results
 
 log = logging.getLogger("wsrl")
 DEADLINE_EXIT = 75  # EX_TEMPFAIL: stopped at the deadline, saved; the same command resumes
@@ -115,7 +117,7 @@ def stop_reason(signals: StopSignals, deadline: float | None) -> str | None:
     return None
 
 
-def record_members(group: StackedGroup, jobs: list[Job], identities: list[dict | None], loggers: list,
+def record_members(group: StackedGroup, jobs: list[Job], loggers: list,
                    name: str, options: Options, started: float) -> list[float]:
     """Checkpoint, evaluate and record each member once the group has trained; returns the scores (NaN: failed)."""
     group.unstack()
@@ -127,9 +129,6 @@ def record_members(group: StackedGroup, jobs: list[Job], identities: list[dict |
         group.members[k].module.to(group.device)
         write_checkpoint(group.members[k], group.step, jobs[k].run_dir / "checkpoints" / "last.ckpt")
     finals = evaluate_members([group.members[k] for k in alive], group.step, options.eval_workers)
-    from wsrl import dashboard
-    from wsrl.train import run_results
-
     scores = [float("nan")] * len(jobs)
     for k, final in zip(alive, finals, strict=True):
         m, run_dir = group.members[k], jobs[k].run_dir
@@ -184,7 +183,7 @@ def run_group(jobs: list[Job], options: Options, sweep_dir: Path, signals: StopS
             signals.deferred = False
             for logger in loggers:
                 logger.save()
-        return record_members(group, jobs, identities, loggers, name, options, started)
+        return record_members(group, jobs, loggers, name, options, started)
 
 
 def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
