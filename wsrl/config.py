@@ -144,7 +144,7 @@ class TrainerConfig:
     checkpoint_every_steps: int = 10_000  # resumable checkpoint interval (0: only at the end)
     progress_bar: bool = True  # tqdm bar while training (refreshed every log_every_n_steps)
     # float32 matmuls (torch.set_float32_matmul_precision): highest = full FP32 | high = TF32 on a GPU that has it
-    # (about 2x faster; changes results in the last bits, so it is part of the run's identity)
+    # (faster on Ampere and later GPUs; it changes results, so it is part of the run's identity)
     matmul_precision: MatmulPrecision = MatmulPrecision.highest
     # the training forward under torch.autocast: none (float32) | bf16 (bfloat16 matmuls; the weights, the
     # optimizer and the loss's sums stay float32). Part of the run's identity

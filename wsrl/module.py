@@ -64,7 +64,7 @@ class WeightedBC(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], batch_idx: int):
         inputs, actions, weights = batch
-        with self.precision():
+        with self.forward_precision():
             loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
         if self.global_step % self.train_cfg.log_every_n_steps == 0:
             self._log_metrics(loss, weights)
@@ -74,7 +74,7 @@ class WeightedBC(L.LightningModule):
         optimizer.step()
         return loss
 
-    def precision(self) -> contextlib.AbstractContextManager:
+    def forward_precision(self) -> contextlib.AbstractContextManager:
         """The training forward's precision (``trainer.autocast``)."""
         if self.train_cfg.autocast == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
