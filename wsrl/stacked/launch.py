@@ -86,6 +86,9 @@ def accept(job: Job) -> dict | None:
     """Refuse a bad job before any training (ConfigError, DataError...), make its dataset if missing, and return
     its identity to record (None: recorded before)."""
     validate(job.cfg)
+    if job.cfg.eval.every_steps or job.cfg.eval.video_periodic:
+        raise ConfigError("the stacked launcher evaluates at the end only: set eval.every_steps=0 and "
+                          "eval.video_periodic=false, or use another launcher for periodic evaluation")
     env = resolve_env(job.cfg.env)
     if job.cfg.generate_if_missing:
         from wsrl.datasets.sources import ensure_dataset
