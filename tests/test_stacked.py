@@ -228,3 +228,13 @@ def test_fast_draws_follow_each_members_distribution():
     assert all((inputs[k, :, :2 + k] == k).all() and (inputs[k, :, 2 + k:] == 0).all() for k in range(3))
     assert (weights[0] == 1).all() and (weights[2] == 1).all()
     assert set(np.round(weights[1].numpy(), 5)) <= set(np.round(w_a.astype(np.float32), 5))
+
+
+def test_a_refused_job_fails_alone(tiny_dataset, minari_root, tmp_path):
+    where = tmp_path / "sweep"
+    proc = sweep("stacked", where, minari_root, "seed=0", "eval.every_steps=0,5", "hydra.sweep.subdir="
+                 "${method.name}-every${eval.every_steps}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs, failed = collect(where)
+    assert sorted(r["method"] for r in runs) == ["bc", "rvs_r"] and len(failed) == 2
+    assert all("evaluates at the end only" in f["error"] and f["dir"].endswith("every5") for f in failed)

@@ -151,10 +151,10 @@ def record_members(group: StackedGroup, jobs: list[Job], loggers: list,
     return scores
 
 
-def run_group(jobs: list[Job], options: Options, sweep_dir: Path, signals: StopSignals,
-              deadline: float | None) -> list[float]:
-    """Train one group (resuming its group checkpoint), then record its members; returns their scores."""
-    identities = [accept(job) for job in jobs]
+def run_group(jobs: list[Job], identities: list[dict | None], options: Options, sweep_dir: Path,
+              signals: StopSignals, deadline: float | None) -> list[float]:
+    """Train one group of accepted jobs (``identities``: from ``accept``), resuming its group checkpoint, then
+    record its members; returns their scores."""
     name = group_name(jobs)
     checkpoint = sweep_dir / ".stacked" / f"{name}.pt"
     with contextlib.ExitStack() as held:
@@ -193,21 +193,26 @@ def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
     """Every job's score (NaN: failed), in the jobs' order; finished jobs are reported, not trained again."""
     deadline = time.time() + 60 * options.deadline_minutes if options.deadline_minutes > 0 else None
     scores: dict[int, float] = {}
-    todo = []
-    for i, job in enumerate(jobs):
-        if (done := finished_results(job.run_dir, job.cfg.trainer.max_steps)) is not None:
-            log.info("%s already finished (%s steps)", job.run_dir, done["steps"])
-            scores[i] = done["normalized_score"]["mean"]
-        else:
-            todo.append(job)
-    index = {id(job): i for i, job in enumerate(jobs)}
+    todo, identity = [], {}
     with StopSignals() as signals:
+        for i, job in enumerate(jobs):
+            if (done := finished_results(job.run_dir, job.cfg.trainer.max_steps)) is not None:
+                log.info("%s already finished (%s steps)", job.run_dir, done["steps"])
+                scores[i] = done["normalized_score"]["mean"]
+                continue
+            try:
+                identity[i] = accept(job)
+                todo.append(job)
+            except Exception as err:  # refused alone, as a job of a sweep
+                scores[i] = report_failure(err, job.run_dir, True, job.overrides)
+        index = {id(job): i for i, job in enumerate(jobs)}
         for number, group in enumerate(plan(todo, options)):
             log.info("group %d: %d members", number, len(group))
             try:
-                results = run_group(group, options, sweep_dir, signals, deadline)
+                results = run_group(group, [identity[index[id(j)]] for j in group], options, sweep_dir, signals,
+                                    deadline)
             except GroupStopped as err:
-                again = "python " + " ".join(map(shlex.quote, sys.argv))
+                again = "python -m wsrl.train " + " ".join(map(shlex.quote, sys.argv[1:]))
                 print(f"{err}; to resume, run the same command: {again}", file=sys.stderr, flush=True)
                 sys.exit(128 + signals.signum if signals.signum is not None else DEADLINE_EXIT)
             except Exception as err:  # the group's jobs fail as one job of a sweep does; the other groups go on
