@@ -22,6 +22,10 @@
    (one matmul on a weight with subnormal entries against a fresh one, flush off).
 8. Behaviour training (only with ``--only behavior``, ~10 min): SAC's speed in process-CPU time with and without
    the subnormal flush, continued from the committed walker2d agent.
+9. Stacked training (only with ``--only stacked``; issue 23): member-steps/s of a stacked group (``wsrl.stacked``)
+   against its size N and precision (on a GPU: 2 x 1024, batch 512, N = 1, 8, 30, 60, 180 in FP32, TF32 and bf16,
+   with peak memory; on the CPU 2 x 256, batch 256, N = 1, 8, 30 in FP32; ``--stacked-n`` chooses N), the single
+   run's steps/s beside it, and the step hosted by a Lightning Trainer against the launcher's bare loop.
 Plus the peak memory of loading a 2M-transition dataset (in a fresh process).
 
 The data is a synthetic Minari dataset (HalfCheetah shapes, 1000-step episodes of random numbers with
@@ -63,8 +67,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_ID = "bench/halfcheetah/synthetic-v0"
 ENV_ID = "HalfCheetah-v5"  # episodes always last 1000 steps: every policy does the same amount of work
 OBS_DIM, ACT_DIM, EPISODE = 17, 6, 1000
-SECTIONS = ("train", "usual", "eval", "group_eval", "lds", "generate", "gpu", "memory", "steady", "behavior")
-DEFAULT_SECTIONS = SECTIONS[:-1]  # section 8 (behaviour training, ~10 min) runs when asked: --only behavior
+SECTIONS = ("train", "usual", "eval", "group_eval", "lds", "generate", "gpu", "memory", "steady", "behavior",
+            "stacked")
+DEFAULT_SECTIONS = SECTIONS[:-2]  # sections 8 (behaviour training, ~10 min) and 9 (stacked) run when asked
 
 
 
@@ -97,6 +102,7 @@ class Bench:
     steady_steps: int = 10_000  # steps of the steady-state run (section 7)
     steady_keep: bool = False  # also run section 7 without the subnormal flush (minutes longer)
     behavior_steps: int = 40_000  # transitions per run of section 8
+    stacked_n: list[int] | None = None  # group sizes of section 9 (None: its defaults for the device)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wsrl-bench-")))
     rows: list[Row] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
@@ -787,6 +793,123 @@ def bench_gpu(b: Bench) -> None:
         b.clock = saved_clock
 
 
+# ------------------------------------------------------------------------------------------ 9 stacked
+
+PRECISIONS = {"fp32": ("highest", "none"), "tf32": ("high", "none"), "bf16": ("highest", "bf16")}
+
+
+def stacked_group(cfg, n: int):
+    """A stacked group (fast rng) of ``n`` copies of ``cfg`` with seeds 0..n-1, as the stacked launcher builds it."""
+    from wsrl.config import resolve_env
+    from wsrl.stacked.group import build_group
+
+    cfgs = []
+    for seed in range(n):
+        member = cfg.copy()
+        member.seed = seed
+        cfgs.append(member)
+    return build_group(cfgs, [resolve_env(c.env) for c in cfgs], "fast", [str(i) for i in range(n)])
+
+
+def stacked_rate(b: Bench, group, warmup: int, steps: int) -> float:
+    """Member-steps/s of the bare stacked loop (``StackedGroup.train_step``, what the launcher runs)."""
+    cuda = group.device.type == "cuda"
+    for _ in range(warmup):
+        group.train_step()
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = b.now()
+    for _ in range(steps):
+        group.train_step()
+    if cuda:
+        torch.cuda.synchronize()
+    return group.model.size * steps / (b.now() - t0)
+
+
+class EndlessZeros:
+    """A dataloader for a module that draws its own batches (a None batch would make Lightning skip the step)."""
+
+    def __iter__(self):
+        while True:
+            yield torch.zeros(())
+
+
+class HostedGroup(L.LightningModule):
+    """The stacked step hosted in a LightningModule (manual optimization), to price Lightning's share of a step."""
+
+    def __init__(self, group) -> None:
+        super().__init__()
+        self.group, self.model = group, group.model
+        self.automatic_optimization = False
+
+    def on_train_start(self) -> None:
+        self.group.optimizer = self.optimizers()  # Lightning's wrapper: its step counts the global step
+
+    def on_train_end(self) -> None:
+        self.group.optimizer = self.group.optimizer.optimizer
+
+    def training_step(self, batch, batch_idx):
+        return self.group.train_step()[0].sum()
+
+    def configure_optimizers(self):
+        return self.group.optimizer
+
+
+def hosted_rate(b: Bench, group, warmup: int, steps: int) -> float:
+    """Member-steps/s of the same step run by a Lightning Trainer."""
+    cuda = group.device.type == "cuda"
+    timer = StepTimer(warmup, warmup + steps, b.now, cuda)
+    trainer = L.Trainer(max_steps=warmup + steps + 1, accelerator=group.device.type, devices=1, logger=False,
+                        callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    with quiet():
+        trainer.fit(HostedGroup(group), train_dataloaders=EndlessZeros())
+    return group.model.size * timer.rate()
+
+
+def bench_stacked(b: Bench) -> None:
+    """Member-steps/s of the stacked step against group size and precision, the single run beside it, peak memory,
+    and Lightning-hosted against the bare loop at 30 members (the issue's bar: Lightning under 5 % of a step)."""
+    cuda = torch.cuda.is_available()
+    width, batch, sizes, precisions = ((1024, 512, b.stacked_n or [1, 8, 30, 60, 180], list(PRECISIONS)) if cuda
+                                       else (32 if b.quick else 256, 32 if b.quick else 256,
+                                             b.stacked_n or ([1, 2] if b.quick else [1, 8, 30]), ["fp32"]))
+    sec = f"9. stacked training (2 x {width}, batch {batch}, {'GPU' if cuda else 'CPU'}); member-steps/s"
+    device = "cuda" if cuda else "cpu"
+    transitions = load_transitions(DATASET_ID)
+    warmup, steps = (2, 3) if b.quick else (10, 50 if cuda else 10)
+    b.raw["stacked"] = raw = {}
+    for precision in precisions:
+        matmul, autocast = PRECISIONS[precision]
+        cfg = train_config(width, batch, warmup + steps + 2, device=device)
+        cfg.trainer.matmul_precision, cfg.trainer.autocast = matmul, autocast
+        single = wsrl_rate(b, cfg, transitions, warmup, steps)
+        b.add(sec, f"single run (wsrl.train path), {precision}", single, "steps/s")
+        raw[f"single/{precision}"] = single
+    for n in sizes:
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        group = stacked_group(train_config(width, batch, 1, device=device), n)
+        for precision in precisions:
+            matmul, autocast = PRECISIONS[precision]
+            torch.set_float32_matmul_precision(matmul)
+            group.trainer_cfg.autocast = autocast
+            rate = stacked_rate(b, group, warmup, steps)
+            raw[f"{n}/{precision}"] = rate
+            b.add(sec, f"N = {n}, {precision}; ratio = it / single run", rate, "member-steps/s",
+                  rate / raw[f"single/{precision}"], note=f"{1e3 * n / rate:.2f} ms/step")
+        torch.set_float32_matmul_precision("highest")
+        group.trainer_cfg.autocast = "none"
+        if cuda:
+            b.add(sec, f"N = {n}: peak GPU memory", torch.cuda.max_memory_allocated() / 2**20, "MiB")
+        if n == max(x for x in sizes if x <= 30):
+            bare, hosted = stacked_rate(b, group, warmup, steps), hosted_rate(b, group, warmup, steps)
+            b.add(sec, f"N = {n}: Lightning-hosted step; ratio = hosted / bare loop", hosted, "member-steps/s",
+                  hosted / bare, ">= 0.95", check(hosted / bare, ">= 0.95"),
+                  note="the launcher drives a bare loop; under 0.95 Lightning would cost > 5 % of a step")
+        del group
+
 # ------------------------------------------------------------------------------------------ memory
 
 
@@ -1027,6 +1150,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but behavior)")
     p.add_argument("--behavior-steps", type=int, default=40_000, help="transitions per run of section 8")
     p.add_argument("--behavior-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--stacked-n", default=None, help="group sizes of section 9, comma-separated (default: 1,8,30 "
+                   "on the CPU at 2 x 256; 1,8,30,60,180 on a GPU at 2 x 1024 in fp32, tf32 and bf16)")
     p.add_argument("--json", type=Path, default=None, help="also write every figure and raw timing here")
     p.add_argument("--steady-steps", type=int, default=10_000, help="steps of the steady-state run (section 7)")
     p.add_argument("--steady-keep", action="store_true",
@@ -1059,14 +1184,15 @@ def main(argv: list[str] | None = None) -> Bench:
               rounds=args.rounds or (1 if args.quick else 3), warmup=2 if args.quick else 10, clock=args.clock,
               threads=torch.get_num_threads(), transitions=args.transitions or (5_000 if args.quick else 2_000_000),
               only=only, steady_steps=args.steady_steps, steady_keep=args.steady_keep,
-              behavior_steps=args.behavior_steps)
+              behavior_steps=args.behavior_steps,
+              stacked_n=[int(n) for n in args.stacked_n.split(",")] if args.stacked_n else None)
     print(f"wsrl bench: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}, clock={b.clock}, rounds={b.rounds}, steps={b.steps}"
           f"{', QUICK (figures meaningless)' if b.quick else ''}", flush=True)
     start = time.perf_counter()
     minari_path = os.environ.get("MINARI_DATASETS_PATH")
     try:
-        if only & {"train", "usual", "memory", "gpu"} or (b.quick and "steady" in only):
+        if only & {"train", "usual", "memory", "gpu", "stacked"} or (b.quick and "steady" in only):
             make_dataset(b.root, b.transitions)
         if "memory" in only:
             bench_memory(b)
@@ -1077,8 +1203,8 @@ def main(argv: list[str] | None = None) -> Bench:
                 bench_batch_sweep(b, transitions)
             del transitions
         for section, measure in (("eval", bench_eval), ("group_eval", bench_group_eval), ("lds", bench_lds),
-                                 ("generate", bench_generate),
-                                 ("gpu", bench_gpu), ("steady", bench_steady), ("behavior", bench_behavior)):
+                                 ("generate", bench_generate), ("gpu", bench_gpu), ("steady", bench_steady),
+                                 ("behavior", bench_behavior), ("stacked", bench_stacked)):
             if section in only:
                 measure(b)
     finally:

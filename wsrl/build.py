@@ -175,24 +175,39 @@ class Run:
     config: dict  # the resolved config as plain Python, kept in checkpoints and results
 
 
-def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSignals,
-              transitions: Transitions | None = None) -> Run:
-    """Seed everything, load the dataset onto the device (``transitions``: already loaded, as the benchmark
-    reuses them), check that it fits the evaluation env, and build the module and the Trainer."""
+def build_policy(cfg: TrainConfig, env: ResolvedEnv, transitions: Transitions | None = None,
+                 device: torch.device | None = None, data: OfflineDataModule | None = None
+                 ) -> tuple[torch.device, OfflineDataModule, WeightedBC]:
+    """Seed everything, load the dataset onto the device (``device``: another than the config's, as the stacked
+    launcher builds its members on the CPU), check that it fits the evaluation env and build the module: a run's
+    initial state, shared by ``build_run`` and the stacked launcher's members (``wsrl.stacked``). ``data``: a
+    data module already set up for the same dataset, method and sampler (the stacked launcher's members with those
+    in common share one; its generator is not theirs)."""
     # Lightning also writes PL_GLOBAL_SEED and PL_SEED_WORKERS into os.environ, for DDP processes and DataLoader
     # workers, of which a run has none: keep them out of the environment of the process that builds the run
     with scoped_environ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-    device = resolve_device(cfg.device)
-    data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device,
-                             transitions)
-    data.setup()
+    torch.set_float32_matmul_precision(str(cfg.trainer.matmul_precision))
+    device = resolve_device(cfg.device) if device is None else device
+    if data is None:
+        data = OfflineDataModule(env.dataset_id, cfg.method, cfg.sampler, cfg.trainer.batch_size, cfg.seed, device,
+                                 transitions)
+        data.setup()
     check_shapes(env.eval_env_id, env.dataset_id, data.obs_mean.shape[0], data.action_dim)
     target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
     plain = to_plain(cfg)
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
                         target, data.obs_mean, data.obs_std, config=plain,
                         dataset_returns=return_histogram(data.data.episode_returns()))
+    return device, data, module
+
+
+def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSignals,
+              transitions: Transitions | None = None) -> Run:
+    """``build_policy`` (``transitions``: the dataset already loaded, as the benchmark reuses them), then the
+    Trainer with its loggers and callbacks."""
+    device, data, module = build_policy(cfg, env, transitions)
+    target, plain = module.target_return, module.hparams.config
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed,
                              cfg.eval if cfg.eval.video_periodic else None, run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"

@@ -50,6 +50,8 @@ Kernel = choice("Kernel", ("gaussian", "triangular", "laplace"))
 Reweight = choice("Reweight", ("sqrt_inv", "inverse"))
 PolicyName = choice("PolicyName", ("unconditional", "diag_gaussian"))
 WandbMode = choice("WandbMode", ("offline", "online", "disabled"))
+MatmulPrecision = choice("MatmulPrecision", ("highest", "high"))
+Autocast = choice("Autocast", ("none", "bf16"))
 
 
 class ConfigError(ValueError):
@@ -156,6 +158,12 @@ class TrainerConfig:
     log_every_n_steps: int = 100  # metrics (and the one host sync they need) every N steps
     checkpoint_every_steps: int = 10_000  # resumable checkpoint interval (0: only at the end)
     progress_bar: bool = True  # tqdm bar while training (refreshed every log_every_n_steps)
+    # float32 matmuls (torch.set_float32_matmul_precision): highest = full FP32 | high = TF32 on a GPU that has it
+    # (faster on Ampere and later GPUs; it changes results, so it is part of the run's identity)
+    matmul_precision: MatmulPrecision = MatmulPrecision.highest
+    # the training forward under torch.autocast: none (float32) | bf16 (bfloat16 matmuls; the weights, the
+    # optimizer and the loss's sums stay float32). Part of the run's identity
+    autocast: Autocast = Autocast.none
 
 
 @dataclass

@@ -7,6 +7,7 @@ input's settings and the RvS-R target, all saved in its checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import lightning as L
@@ -24,6 +25,15 @@ class NonFiniteLossError(FloatingPointError):
 def weighted_nll(log_prob: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """-(1/N) sum_i w_i log pi(a_i | s_i); uniform when ``weights`` is None."""
     return -(log_prob if weights is None else log_prob * weights).mean()
+
+
+def adam(params: list[torch.nn.Parameter], cfg: TrainerConfig) -> torch.optim.Optimizer:
+    """Adam with the fused kernel (one kernel for all parameters) where this torch has it for the device."""
+    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except RuntimeError:
+        return torch.optim.Adam(params, **kwargs)
 
 
 class WeightedBC(L.LightningModule):
@@ -54,7 +64,8 @@ class WeightedBC(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], batch_idx: int):
         inputs, actions, weights = batch
-        loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
+        with self.forward_precision():
+            loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
         if self.global_step % self.train_cfg.log_every_n_steps == 0:
             self._log_metrics(loss, weights)
         optimizer = self.optimizers()
@@ -62,6 +73,12 @@ class WeightedBC(L.LightningModule):
         self.manual_backward(loss)
         optimizer.step()
         return loss
+
+    def forward_precision(self) -> contextlib.AbstractContextManager:
+        """The training forward's precision (``trainer.autocast``)."""
+        if self.train_cfg.autocast == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _log_metrics(self, loss: torch.Tensor, weights: torch.Tensor | None) -> None:
         value = loss.item()  # the one host sync per logging interval
@@ -95,13 +112,7 @@ class WeightedBC(L.LightningModule):
             torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng"]])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam with the fused kernel (one kernel for all parameters) where this torch has it for the device."""
-        params, kwargs = list(self.policy.parameters()), {"lr": self.train_cfg.lr,
-                                                          "weight_decay": self.train_cfg.weight_decay}
-        try:
-            return torch.optim.Adam(params, fused=True, **kwargs)
-        except RuntimeError:
-            return torch.optim.Adam(params, **kwargs)
+        return adam(list(self.policy.parameters()), self.train_cfg)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, returns_so_far: np.ndarray, steps: np.ndarray) -> np.ndarray:

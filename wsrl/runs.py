@@ -37,6 +37,7 @@ from wsrl.files import WriteError, os_reason, write_bytes_atomic, write_json_ato
 LOCK_NAME = ".wsrl.lock"
 RESULTS = "results.json"
 IDENTITY = "run_config.json"
+PRECISION_DEFAULTS = {"matmul_precision": "highest", "autocast": "none"}
 
 
 class RunLockedError(RuntimeError):
@@ -76,7 +77,8 @@ def run_identity(plain: dict) -> dict:
     (budget, logging, W&B, resume) and without the looks-only evaluation extras (videos, the conditioning curve),
     so runs made before those existed stay the same run."""
     keep = {k: v for k, v in plain.items() if k not in ("trainer", "wandb", "resume")}
-    keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")}
+    keep["trainer"] = {k: v for k, v in plain["trainer"].items() if k not in ("max_steps", "progress_bar")
+                       and PRECISION_DEFAULTS.get(k) != v}  # precision at its default: as runs made before it
     keep["eval"] = {k: v for k, v in plain["eval"].items() if k in ("episodes", "every_steps")}
     keep["sampler"] = _sampler_identity(plain["sampler"])
     return keep

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from wsrl import dashboard
 from wsrl.build import build_run, check_shapes_early, checkpoint_interval
 from wsrl.cli import check_command_line, report_failure
-from wsrl.config import ConfigError, TrainConfig, register_configs, resolve_device, resolve_env, validate
+from wsrl.config import ConfigError, ResolvedEnv, TrainConfig, register_configs, resolve_device, resolve_env, validate
 from wsrl.evaluation import eval_seed, evaluate
 from wsrl.runs import (
     RunInterrupted,
@@ -100,16 +100,8 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
             lg.finalize("failed")
         raise
     # record
-    plain = run.config
-    results = {
-        "env": plain["env"]["name"], "method": plain["method"]["name"], "sampler": plain["sampler"]["name"],
-        "policy": plain["policy"]["name"], "seed": cfg.seed, "steps": trainer.global_step,
-        "dataset_id": env.dataset_id, "eval_env_id": env.eval_env_id, "ref_min_score": env.ref_min_score,
-        "ref_max_score": env.ref_max_score, "target_return": run.target_return, "weights": data.weight_stats,
-        **final, "eval_history": run.evaluator.history + [{"step": trainer.global_step, **final["normalized_score"]}],
-        "started_at_steps": run.stopper.starts, "wall_seconds": time.time() - start, "device": str(run.device),
-        **media, "config": plain,
-    }
+    results = run_results(run.config, env, trainer.global_step, run.target_return, data.weight_stats, final,
+                          run.evaluator.history, run.stopper.starts, time.time() - start, run.device, media)
     results_path = write_results(run_dir, results)
     for lg in trainer.loggers:
         lg.log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
@@ -124,6 +116,21 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
           f"score {score['mean']:.1f} +- {score['std']:.1f} over {cfg.eval.episodes} episodes "
           f"({trainer.global_step} steps, {results['wall_seconds']:.0f} s) -> {results_path}")
     return results
+
+
+def run_results(plain: dict, env: ResolvedEnv, steps: int, target_return: float, weight_stats: dict | None,
+                final: dict, history: list[dict], starts: list[int], seconds: float, device, media: dict) -> dict:
+    """A run's ``results.json``: what ``wsrl.report`` reads (the stacked launcher's members write the same)."""
+    return {
+        "env": plain["env"]["name"], "method": plain["method"]["name"], "sampler": plain["sampler"]["name"],
+        "policy": plain["policy"]["name"], "seed": plain["seed"], "steps": steps,
+        "dataset_id": env.dataset_id, "eval_env_id": env.eval_env_id, "ref_min_score": env.ref_min_score,
+        "ref_max_score": env.ref_max_score, "target_return": target_return, "weights": weight_stats,
+        **final, "eval_history": history + [{"step": steps, **final["normalized_score"]}],
+        "started_at_steps": starts, "wall_seconds": seconds, "device": str(device),
+        "precision": {"matmul": plain["trainer"]["matmul_precision"], "autocast": plain["trainer"]["autocast"]},
+        **media, "config": plain,
+    }
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

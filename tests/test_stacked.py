@@ -1,0 +1,252 @@
+"""The stacked launcher's core: member k of a stacked group trains exactly as its single run (issue 23)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from tests.conftest import child_env, make_tiny_dataset
+from tests.test_bench import load_bench
+from wsrl.build import build_run
+from wsrl.config import register_configs, resolve_env, to_plain
+from wsrl.evaluation import eval_seed, evaluate, load_checkpoint
+from wsrl.report import collect
+from wsrl.runs import StopSignals, run_identity
+from wsrl.stacked.draws import GroupDraws, MemberData
+from wsrl.stacked.group import GroupStopped, build_group
+from wsrl.stacked.launch import DEADLINE_EXIT
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+# WSRL_TEST_DEVICE=cuda runs the in-process tests on a GPU (the exact test then measures the GPU's tolerance)
+DEVICE = os.environ.get("WSRL_TEST_DEVICE", "cpu")
+TINY = ["policy.hidden_dims=[32,32]", "trainer.batch_size=16", "eval.episodes=1", "wandb.mode=disabled",
+        "generate_if_missing=false", "trainer.log_every_n_steps=50", "trainer.progress_bar=false",
+        "trainer.max_steps=200", "trainer.lr=3e-3", "trainer.checkpoint_every_steps=0", f"device={DEVICE}"]
+# two robots (11 and 17 inputs, 3 and 6 actions), bc and rvs_r, the three samplers
+MIXED = [["env=hopper_medium_expert", "method=bc", "sampler=uniform", "seed=0"],
+         ["env=hopper_medium_expert", "method=rvs_r", "sampler=lds", "seed=1"],
+         ["env=halfcheetah_medium", "method=bc", "sampler=lds_sampling", "seed=2"],
+         ["env=halfcheetah_medium", "method=rvs_r", "sampler=uniform", "seed=3"]]
+
+
+def config(*overrides: str):
+    register_configs()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("train", overrides=TINY + list(overrides))
+
+
+@pytest.fixture
+def two_robots(minari_root):
+    make_tiny_dataset("wsrl/hopper/medium-expert-v0", "hopper", n_episodes=4, max_steps=50)
+    make_tiny_dataset("wsrl/halfcheetah/medium-v0", "halfcheetah", n_episodes=3, max_steps=50, seed=1)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def single_run_parameters(cfg, run_dir: Path) -> list[torch.Tensor]:
+    """The policy's parameters after the normal single-run path (build_run + Trainer.fit), on the CPU."""
+    with StopSignals() as signals:
+        run = build_run(cfg, resolve_env(cfg.env), run_dir, signals)
+        run.trainer.fit(run.module, datamodule=run.data)
+    return [p.detach().cpu().clone() for p in run.module.policy.parameters()]
+
+
+def stacked_parameters(cfgs: list, combine=torch.sum, steps: int = 200) -> list[list[torch.Tensor]]:
+    group = build_group(cfgs, [resolve_env(c.env) for c in cfgs], "exact", [str(i) for i in range(len(cfgs))],
+                        combine)
+    group.fit(steps)
+    group.unstack()
+    return [[p.detach().cpu().clone() for p in m.module.policy.parameters()] for m in group.members]
+
+
+def max_gap(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("policy", ["unconditional", "diag_gaussian"])
+def test_exact_members_equal_their_single_runs(two_robots, tmp_path, one_thread, policy):
+    members = MIXED if policy == "unconditional" else MIXED[1:3]
+    cfgs = [config(*m, f"policy={policy}") for m in members]
+    singles = [single_run_parameters(c, tmp_path / f"single{i}") for i, c in enumerate(cfgs)]
+    moved = [max_gap(s, [p0.detach() for p0 in build_group([c], [resolve_env(c.env)], "exact", ["0"])
+                         .members[0].module.policy.parameters()]) for s, c in zip(singles, cfgs, strict=True)]
+    assert min(moved) > 1e-2, moved  # the runs trained: equality below is not that of two untrained nets
+
+    stacked = stacked_parameters(cfgs)
+    gaps = [max_gap(s, k) for s, k in zip(singles, stacked, strict=True)]
+    print(f"{policy} on {DEVICE}: member k - single run k after 200 steps, at most {max(gaps):.1e}")
+    assert max(gaps) < 1e-6, gaps
+
+    # the control: a mean over members instead of the sum is another optimisation, and the test sees it
+    averaged = stacked_parameters(cfgs, torch.mean)
+    assert min(max_gap(s, k) for s, k in zip(singles, averaged, strict=True)) > 1e-4
+
+
+def sweep(launcher: str, sweep_dir: Path, minari_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A 2 x 2 sweep (bc / rvs_r x two seeds) on the tiny hopper set through ``hydra/launcher=<launcher>``."""
+    cmd = [sys.executable, "-m", "wsrl.train", "-m", f"hydra/launcher={launcher}", "method=bc,rvs_r", "seed=0,1",
+           "generate_if_missing=false", "trainer.max_steps=12", "policy.hidden_dims=[16]", "trainer.batch_size=16",
+           "eval.episodes=1", "wandb.mode=disabled", "trainer.progress_bar=false", "trainer.log_every_n_steps=4",
+           "device=cpu", f"hydra.sweep.dir={sweep_dir}", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=sweep_dir.parent, timeout=600,
+                          env=child_env(MINARI_DATASETS_PATH=str(minari_root), OMP_NUM_THREADS="1"))
+
+
+def run_files(sweep_dir: Path) -> dict[str, set[str]]:
+    """Each run directory (relative) -> the files a run must leave there that it holds."""
+    wanted = {"results.json", "config.yaml", "run_config.json", "checkpoints/last.ckpt", "csv/metrics.csv",
+              "returns.png"}
+    return {str(p.parent.relative_to(sweep_dir)): {w for w in wanted if (p.parent / w).exists()}
+            for p in sweep_dir.rglob("results.json")}
+
+
+def test_stacked_sweep_writes_what_the_basic_launcher_writes(tiny_dataset, minari_root, tmp_path):
+    basic, stacked = tmp_path / "basic", tmp_path / "stacked"
+    for launcher, where in (("basic", basic), ("stacked", stacked)):
+        proc = sweep(launcher, where, minari_root)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run_files(stacked) == run_files(basic) and len(run_files(basic)) == 4
+    assert all(len(files) == 6 for files in run_files(stacked).values()), run_files(stacked)
+    for path in basic.rglob("results.json"):
+        single = json.loads(path.read_text())
+        member = json.loads((stacked / path.relative_to(basic)).read_text())
+        assert set(member) - set(single) == {"stacked"} and set(single) <= set(member)
+        assert member["stacked"]["size"] == 4 and member["stacked"]["rng"] == "fast"
+        assert member["config"] == single["config"]
+        assert (stacked / path.relative_to(basic)).with_name("run_config.json").read_text() == \
+            path.with_name("run_config.json").read_text()
+        # its checkpoint alone reproduces its score (the member's own, un-padded weights)
+        module, env = load_checkpoint(stacked / path.relative_to(basic).parent / "checkpoints" / "last.ckpt", "cpu")
+        again = evaluate(module, env, 1, eval_seed(member["seed"], member["steps"]))
+        assert again["returns"] == member["returns"]
+    runs, failed = collect(stacked)
+    assert len(runs) == 4 and not failed
+    # the same command again reports the finished members and trains nothing
+    before = {p: p.stat().st_mtime_ns for p in stacked.rglob("results.json")}
+    proc = sweep("stacked", stacked, minari_root)
+    assert proc.returncode == 0 and proc.stdout.count("already finished") == 4, proc.stdout[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in stacked.rglob("results.json")} == before
+
+
+def trained(group, steps: int) -> list[torch.Tensor]:
+    group.fit(steps)
+    return [p.detach().clone() for p in group.model.parameters()]
+
+
+@pytest.mark.parametrize("rng", ["exact", "fast"])
+def test_stop_and_resume_equals_uninterrupted(two_robots, tmp_path, one_thread, rng):
+    cfgs = [config(*m, "trainer.max_steps=40") for m in MIXED]
+    envs, names = [resolve_env(c.env) for c in cfgs], [str(i) for i in range(len(cfgs))]
+    whole = trained(build_group(cfgs, envs, rng, names), 40)
+    checkpoint = tmp_path / "group.pt"
+    first = build_group(cfgs, envs, rng, names)
+    with pytest.raises(GroupStopped, match="stopped by test: saved step 20"):
+        first.fit(40, checkpoint, 0, lambda: "test" if first.step == 20 else None)
+    resumed = build_group(cfgs, envs, rng, names)
+    resumed.load(checkpoint)
+    assert resumed.step == 20
+    assert all(torch.equal(a, b) for a, b in zip(whole, trained(resumed, 40), strict=True))
+    assert resumed.starts == [0, 20]
+    with pytest.raises(ValueError, match="another group"):
+        build_group(cfgs[:2], envs[:2], rng, names[:2]).load(checkpoint)
+
+
+def test_a_non_finite_member_fails_alone(two_robots, one_thread):
+    cfgs = [config(*m, "trainer.max_steps=40", "trainer.log_every_n_steps=10") for m in (MIXED[0], MIXED[2])]
+    envs = [resolve_env(c.env) for c in cfgs]
+    alone = build_group(cfgs[:1], envs[:1], "exact", ["0"])
+    alone.fit(40)
+    alone.unstack()
+    group = build_group(cfgs, envs, "exact", ["0", "1"])
+    hopper_rows = len(group.draws.inputs) - int(group.draws.sizes[1])
+    group.draws.inputs[hopper_rows:] = float("nan")  # the halfcheetah member's data turns non-finite
+    logged: list[list[dict]] = []
+    group.fit(40, log=lambda step, rows: logged.append(rows))
+    assert list(group.failed) == [1] and "loss became nan by step 0" in group.failed[1]
+    assert all(rows[1] == {} for rows in logged) and all(rows[0]["train/loss"] > 0 for rows in logged)
+    assert all(torch.isfinite(p).all() for p in group.model.parameters())
+    group.unstack()
+    policy = [[p.detach() for p in g.members[0].module.policy.parameters()] for g in (group, alone)]
+    assert max_gap(*policy) < 1e-6  # the other member trained as it would have without the failed one
+
+
+def test_precision_is_configuration_identity_and_honoured_by_single_runs(two_robots, tmp_path, one_thread):
+    short = [*MIXED[0], "trainer.max_steps=20"]
+    default, fast = config(*short), config(*short, "trainer.autocast=bf16", "trainer.matmul_precision=high")
+    assert "autocast" not in run_identity(to_plain(default))["trainer"]  # runs made before the setting: unchanged
+    assert run_identity(to_plain(fast))["trainer"].items() >= {"autocast": "bf16", "matmul_precision": "high"}.items()
+    fp32, bf16 = (single_run_parameters(c, tmp_path / str(i)) for i, c in enumerate((default, fast)))
+    assert torch.get_float32_matmul_precision() == "high"
+    torch.set_float32_matmul_precision("highest")
+    assert 1e-5 < max_gap(fp32, bf16) < 0.05  # bfloat16 matmuls: another run, not a broken one
+
+
+def test_a_deadline_stop_resumes_to_the_same_numbers(tiny_dataset, minari_root, tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert sweep("stacked", whole, minari_root).returncode == 0
+    stopped = sweep("stacked", cut, minari_root, "hydra.launcher.deadline_minutes=1e-4")
+    assert stopped.returncode == DEADLINE_EXIT, stopped.stderr[-3000:]
+    assert "stopped by the deadline" in stopped.stderr and "to resume, run the same command" in stopped.stderr
+    assert not list(cut.rglob("results.json")) and list(cut.glob(".stacked/*.pt"))
+    resumed = sweep("stacked", cut, minari_root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for path in whole.rglob("results.json"):
+        a, b = json.loads(path.read_text()), json.loads((cut / path.relative_to(whole)).read_text())
+        assert b["returns"] == a["returns"] and b["steps"] == a["steps"] == 12
+        assert a["started_at_steps"] == [0] and b["started_at_steps"][0] == 0 and len(b["started_at_steps"]) == 2
+
+
+def test_fast_draws_follow_each_members_distribution():
+    """Fast mode's one generator serves every member its own law: uniform over its own dataset, or in proportion to
+    its own weights (two weighted members of different sizes share one concatenated search)."""
+    rng = np.random.default_rng(0)
+    sizes, w_a, w_b = (7, 5, 3), rng.uniform(0.1, 3, 5), np.array([1.0, 0.0, 3.0])
+    members = [MemberData(f"s{i}", f"w{i}", np.full((n, 2 + i), float(i)), np.zeros((n, 1 + i)), None, w, seed=i)
+               for i, (n, w) in enumerate(zip(sizes, (None, w_a, w_b), strict=True))]
+    members[1].loss_weights = w_a  # loss weights gather from their own segment
+    draws = GroupDraws(members, 4000, 0.0, "fast", torch.device("cpu"), [], 0)
+    idx = draws.indices()
+    for k, (n, w) in enumerate(zip(sizes, (np.ones(7), w_a, w_b), strict=True)):
+        counts = np.bincount(idx[k].numpy(), minlength=n)
+        assert len(counts) == n and counts.sum() == 4000
+        np.testing.assert_allclose(counts / 4000, w / w.sum(), atol=0.03)
+    inputs, actions, weights = draws.batch()
+    assert inputs.shape == (3, 4000, 4) and actions.shape == (3, 4000, 3)
+    assert all((inputs[k, :, :2 + k] == k).all() and (inputs[k, :, 2 + k:] == 0).all() for k in range(3))
+    assert (weights[0] == 1).all() and (weights[2] == 1).all()
+    assert set(np.round(weights[1].numpy(), 5)) <= set(np.round(w_a.astype(np.float32), 5))
+
+
+def test_a_refused_job_fails_alone(tiny_dataset, minari_root, tmp_path):
+    where = tmp_path / "sweep"
+    proc = sweep("stacked", where, minari_root, "seed=0", "eval.every_steps=0,5", "hydra.sweep.subdir="
+                 "${method.name}-every${eval.every_steps}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs, failed = collect(where)
+    assert sorted(r["method"] for r in runs) == ["bc", "rvs_r"] and len(failed) == 2
+    assert all("evaluates at the end only" in f["error"] and f["dir"].endswith("every5") for f in failed)
+
+
+def test_quick_bench_times_the_stacked_step(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    b = load_bench().main(["--quick", "--only", "stacked"])
+    rows = [r for r in b.rows if r.section.startswith("9. stacked")]
+    assert {r.name.split(";")[0].split(":")[0] for r in rows} >= {"single run (wsrl.train path), fp32", "N = 1, fp32",
+                                                                   "N = 2, fp32", "N = 2"}
+    assert all(math.isfinite(r.value) and r.value > 0 for r in rows)
+    assert b.raw["stacked"]["2/fp32"] > 0 and not b.root.exists()

@@ -1,0 +1,170 @@
+"""All of a group's randomness and data: its batches (drawn by index from one flat device store) and dropout masks.
+
+The members' datasets sit once each in a flat store on the device (members with the same dataset and policy input
+share rows), padded with zeros to the group's largest input and action sizes, so a step gathers every member's
+batch with one index. Two modes:
+
+- ``exact``: member k draws its indices with its single run's sampler and generator (``IndexSampler`` seeded with
+  its seed, on the device) and its dropout masks with its single run's global generator state (swapped in around
+  ``F.dropout``, so the very kernel of the single run draws them): member k trains as its single run does.
+- ``fast``: one generator for the group. Uniform members take integer draws modulo their dataset size (64-bit,
+  so the bias is below 1e-12; never ``(rand * n).long()``, which float32 makes uneven); weighted members search
+  one concatenated cumulative sum; one Bernoulli draw masks the whole stacked activation. A member's numbers then
+  depend on its group, which ``results.json`` records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wsrl.weighting import IndexSampler
+
+INT_RANGE = 2**62  # fast mode's integer draws: uniform over [0, 2^62), reduced modulo each dataset size
+
+
+@dataclass
+class MemberData:
+    """What the group needs of one member's data module (``OfflineDataModule`` after ``setup``)."""
+
+    source: str  # members with the same source have the same inputs and actions (one copy in the store)
+    weights_key: str  # members with the same key have the same weights
+    inputs: np.ndarray  # [n, in_dim]
+    actions: np.ndarray  # [n, act_dim]
+    loss_weights: np.ndarray | None  # sampler weighting=loss
+    draw_weights: np.ndarray | None  # sampler weighting=sampling
+    seed: int
+
+
+def _dropout_state(device: torch.device) -> torch.Tensor:
+    return torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device)
+
+
+def _set_dropout_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == "cpu":
+        torch.set_rng_state(state)
+    else:
+        torch.cuda.set_rng_state(state, device)
+
+
+def run_dropout_state(device: torch.device, seed: int) -> torch.Tensor:
+    """The state of the generator a single run's dropout draws from when training starts, read right after its
+    module was built: the global CPU generator there, or on a GPU the device's generator as seeded (the module is
+    built on the CPU and leaves it untouched)."""
+    if device.type == "cpu":
+        return torch.get_rng_state()
+    return torch.Generator(device=device).manual_seed(seed).get_state()
+
+
+class GroupDraws:
+    """Serves the group's batches ([N, B, in], [N, B, A], loss weights [N, B]) and its dropout masks."""
+
+    def __init__(self, members: list[MemberData], batch_size: int, dropout: float, mode: str,
+                 device: torch.device, dropout_states: list[torch.Tensor], group_seed: int) -> None:
+        if mode not in ("exact", "fast"):
+            raise ValueError(f"hydra.launcher.rng={mode} must be exact or fast")
+        self.mode, self.batch_size, self.p, self.device = mode, batch_size, dropout, device
+        self._store(members)
+        if mode == "exact":
+            self.samplers = [IndexSampler(len(m.actions), batch_size, None if m.draw_weights is None else
+                                          torch.as_tensor(m.draw_weights, dtype=torch.float32, device=device),
+                                          torch.Generator(device=device).manual_seed(m.seed)) for m in members]
+            self.dropout_states = [s.clone() for s in dropout_states]
+        else:
+            self.generator = torch.Generator(device=device).manual_seed(group_seed)
+            self._fast_tables(members)
+
+    def _store(self, members: list[MemberData]) -> None:
+        """One padded copy of each source; ones first in the loss-weight store for the unweighted members."""
+        in_max, act_max = max(m.inputs.shape[1] for m in members), max(m.actions.shape[1] for m in members)
+        starts: dict[str, int] = {}
+        inputs, actions, rows = [], [], 0
+        for m in members:
+            if m.source not in starts:
+                starts[m.source], rows = rows, rows + len(m.actions)
+                inputs.append(np.pad(m.inputs, ((0, 0), (0, in_max - m.inputs.shape[1]))))
+                actions.append(np.pad(m.actions, ((0, 0), (0, act_max - m.actions.shape[1]))))
+        dev = self.device
+        self.inputs = torch.as_tensor(np.concatenate(inputs), dtype=torch.float32, device=dev)
+        self.actions = torch.as_tensor(np.concatenate(actions), dtype=torch.float32, device=dev)
+        self.sizes = torch.tensor([len(m.actions) for m in members], device=dev)
+        self.row_start = torch.tensor([starts[m.source] for m in members], device=dev)
+        weights, weight_start, seen = [np.ones(max(len(m.actions) for m in members))], [], {}
+        for m in members:
+            if m.loss_weights is not None and m.weights_key not in seen:
+                seen[m.weights_key] = sum(map(len, weights))
+                weights.append(m.loss_weights)
+            weight_start.append(seen.get(m.weights_key, 0) if m.loss_weights is not None else 0)
+        self.loss_weights = torch.as_tensor(np.concatenate(weights), dtype=torch.float32, device=dev)
+        self.weight_start = torch.tensor(weight_start, device=dev)
+
+    def _fast_tables(self, members: list[MemberData]) -> None:
+        """The weighted members' cumulative sums, each normalized to (0, 1] and shifted by its segment number, in
+        one sorted array: a draw j + u (u uniform in [0, 1)) lands in segment j."""
+        cdfs, starts, segment, seen, at = [], [], [], {}, 0
+        for m in members:
+            if m.draw_weights is not None and m.weights_key not in seen:
+                seen[m.weights_key] = (len(cdfs), at)
+                cdf = np.cumsum(m.draw_weights, dtype=np.float64)
+                cdfs.append(len(cdfs) + cdf / cdf[-1])
+                at += len(cdf)
+            number, start = seen.get(m.weights_key, (0, 0)) if m.draw_weights is not None else (0, 0)
+            segment.append(number)
+            starts.append(start)
+        dev = self.device
+        self.weighted = torch.tensor([m.draw_weights is not None for m in members], device=dev)
+        self.cdf = torch.as_tensor(np.concatenate(cdfs), device=dev) if cdfs else None
+        self.cdf_segment = torch.tensor(segment, dtype=torch.float64, device=dev)
+        self.cdf_start = torch.tensor(starts, device=dev)
+
+    def indices(self) -> torch.Tensor:
+        """Each member's batch of row numbers in its own dataset, [N, B]."""
+        if self.mode == "exact":
+            return torch.stack([sampler() for sampler in self.samplers])
+        shape, g = (len(self.sizes), self.batch_size), self.generator
+        local = torch.randint(INT_RANGE, shape, generator=g, device=self.device) % self.sizes.unsqueeze(1)
+        if self.cdf is None:
+            return local
+        u = torch.rand(shape, generator=g, dtype=torch.float64, device=self.device)
+        drawn = torch.searchsorted(self.cdf, u + self.cdf_segment.unsqueeze(1), right=True)
+        drawn = torch.minimum(drawn - self.cdf_start.unsqueeze(1), self.sizes.unsqueeze(1) - 1)
+        return torch.where(self.weighted.unsqueeze(1), drawn, local)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next step's padded inputs, actions and loss weights (1 for unweighted members)."""
+        local = self.indices()
+        rows = local + self.row_start.unsqueeze(1)
+        return self.inputs[rows], self.actions[rows], self.loss_weights[local + self.weight_start.unsqueeze(1)]
+
+    def dropout(self, h: torch.Tensor) -> torch.Tensor:
+        """``h`` [N, B, H] with each member's dropout mask applied."""
+        if self.p == 0:
+            return h
+        if self.mode == "fast":
+            return h * torch.empty_like(h).bernoulli_(1 - self.p, generator=self.generator).div_(1 - self.p)
+        saved, masks = _dropout_state(self.device), []
+        for k in range(h.shape[0]):
+            _set_dropout_state(self.device, self.dropout_states[k])
+            masks.append(F.dropout(torch.ones_like(h[k]), self.p, training=True))
+            self.dropout_states[k] = _dropout_state(self.device)
+        _set_dropout_state(self.device, saved)
+        return h * torch.stack(masks)
+
+    def state_dict(self) -> dict:
+        if self.mode == "fast":
+            return {"mode": "fast", "generator": self.generator.get_state()}
+        return {"mode": "exact", "samplers": [s.generator.get_state() for s in self.samplers],
+                "dropout": list(self.dropout_states)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["mode"] != self.mode:
+            raise ValueError(f"the group checkpoint was made with rng={state['mode']}, not {self.mode}")
+        if self.mode == "fast":
+            self.generator.set_state(state["generator"].cpu())
+            return
+        for sampler, s in zip(self.samplers, state["samplers"], strict=True):
+            sampler.generator.set_state(s.cpu())
+        self.dropout_states = [s.cpu() for s in state["dropout"]]

@@ -1,0 +1,219 @@
+"""The stacked launcher's work: group a sweep's jobs, train each group as one model, record every member as a run.
+
+Jobs share a group when they can share one model: the same policy (architecture and width), the same trainer
+settings (steps, batch size, lr, weight decay, precision, logging and checkpoint cadence), device and number of
+evaluation episodes, and, with
+``group_by=robot`` or ``dataset``, the same robot or dataset; groups hold at most ``max_group`` members. A finished
+member (``results.json`` at its steps) is reported, not trained again; an unfinished group resumes from its group
+checkpoint (``<sweep dir>/.stacked/<group>.pt``). A stop signal or the deadline saves the group and exits
+(status 128 + signal, or ``DEADLINE_EXIT``), printing the command that resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shlex
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsrl import dashboard
+from wsrl.cli import report_failure
+from wsrl.config import ConfigError, resolve_env, to_plain, validate
+from wsrl.evaluation import eval_seed, evaluate_many
+from wsrl.runs import StopSignals, check_same_run, finished_results, record_run, run_lock, write_results
+from wsrl.stacked.group import GroupStopped, Member, StackedGroup, build_group
+from wsrl.stacked.record import csv_logger, log_dataset, write_checkpoint, write_failure
+from wsrl.train import run_results
+
+log = logging.getLogger("wsrl")
+DEADLINE_EXIT = 75  # EX_TEMPFAIL: stopped at the deadline, saved; the same command resumes
+GROUP_BY = ("all", "robot", "dataset")
+
+
+@dataclass
+class Options:
+    """``hydra.launcher.*`` of the stacked launcher."""
+
+    max_group: int = 180  # the most members one model holds
+    group_by: str = "all"  # all | robot | dataset: what members of one group must share beyond the model
+    rng: str = "fast"  # fast (one generator per group) | exact (each member draws as its single run)
+    eval_workers: int = 0  # evaluation worker processes for group evaluation (0: in this process)
+    deadline_minutes: float = 0.0  # wall-clock budget of the whole launch (0: none); then save and exit
+
+    def __post_init__(self) -> None:
+        if self.group_by not in GROUP_BY:
+            raise ConfigError(f"hydra.launcher.group_by={self.group_by} must be one of {', '.join(GROUP_BY)}")
+        if self.rng not in ("exact", "fast"):
+            raise ConfigError(f"hydra.launcher.rng={self.rng} must be exact or fast")
+        if self.max_group < 1 or self.eval_workers < 0 or self.deadline_minutes < 0:
+            raise ConfigError("hydra.launcher.max_group must be >= 1, eval_workers and deadline_minutes >= 0")
+
+
+@dataclass
+class Job:
+    """One job of the sweep: its composed config (without ``hydra``), run directory and overrides."""
+
+    cfg: Any
+    run_dir: Path
+    overrides: list[str]
+
+
+def group_key(job: Job, group_by: str) -> str:
+    """Jobs with the same key can be trained as one model."""
+    plain = to_plain(job.cfg)
+    trainer = {k: v for k, v in plain["trainer"].items() if k != "progress_bar"}
+    extra = {"all": None, "robot": plain["env"]["robot"], "dataset": resolve_env(job.cfg.env).dataset_id}[group_by]
+    # one episode count per group: the group's evaluation runs all its members' episodes side by side
+    return json.dumps([plain["policy"], trainer, plain["device"], plain["eval"]["episodes"], extra], sort_keys=True)
+
+
+def plan(jobs: list[Job], options: Options) -> list[list[Job]]:
+    """The groups, in the order of their first job, each cut into pieces of at most ``max_group``."""
+    keyed: dict[str, list[Job]] = {}
+    for job in jobs:
+        keyed.setdefault(group_key(job, options.group_by), []).append(job)
+    return [same[i:i + options.max_group] for same in keyed.values() for i in range(0, len(same), options.max_group)]
+
+
+def accept(job: Job) -> dict | None:
+    """Refuse a bad job before any training (ConfigError, DataError...), make its dataset if missing, and return
+    its identity to record (None: recorded before)."""
+    validate(job.cfg)
+    if job.cfg.eval.every_steps or job.cfg.eval.video_periodic:
+        raise ConfigError("the stacked launcher evaluates at the end only: set eval.every_steps=0 and "
+                          "eval.video_periodic=false, or use another launcher for periodic evaluation")
+    env = resolve_env(job.cfg.env)
+    if job.cfg.generate_if_missing:
+        from wsrl.datasets.sources import ensure_dataset
+
+        e = job.cfg.env
+        ensure_dataset(env.dataset_id, e.source, e.robot, e.quality, e.size, e.d4rl_file)
+    return check_same_run(job.cfg, job.run_dir)
+
+
+def group_name(jobs: list[Job]) -> str:
+    return hashlib.sha1("\n".join(str(j.run_dir) for j in jobs).encode()).hexdigest()[:16]
+
+
+def evaluate_members(members: list[Member], steps: int, workers: int) -> list[dict]:
+    """Each member's final evaluation with its single run's seeds, on the training device: all members' episodes
+    stepped together over ``workers`` processes (``evaluate_many``), each member acting with its own module, so
+    that its scores equal ``evaluate``'s (a batched forward would differ in the last bits)."""
+    return evaluate_many([m.module for m in members], [m.env for m in members], members[0].cfg.eval.episodes,
+                         [eval_seed(int(m.cfg.seed), steps) for m in members], workers)
+
+
+def stop_reason(signals: StopSignals, deadline: float | None) -> str | None:
+    if signals.signum is not None:
+        return signal.Signals(signals.signum).name
+    if deadline is not None and time.time() > deadline:
+        return "the deadline (hydra.launcher.deadline_minutes)"
+    return None
+
+
+def record_members(group: StackedGroup, jobs: list[Job], loggers: list,
+                   name: str, options: Options, started: float) -> list[float]:
+    """Checkpoint, evaluate and record each member once the group has trained; returns the scores (NaN: failed)."""
+    group.unstack()
+    alive = [k for k in range(len(jobs)) if k not in group.failed]
+    for k, reason in group.failed.items():
+        write_failure(jobs[k].run_dir, reason, jobs[k].overrides)
+        loggers[k].finalize("failed")
+    for k in alive:
+        group.members[k].module.to(group.device)
+        write_checkpoint(group.members[k], group.step, jobs[k].run_dir / "checkpoints" / "last.ckpt")
+    finals = evaluate_members([group.members[k] for k in alive], group.step, options.eval_workers)
+    scores = [float("nan")] * len(jobs)
+    for k, final in zip(alive, finals, strict=True):
+        m, run_dir = group.members[k], jobs[k].run_dir
+        seed = eval_seed(int(m.cfg.seed), group.step)
+        media = dashboard.final_media([loggers[k]], m.module, m.env, m.cfg.eval, seed, group.step, run_dir,
+                                      f"{m.cfg.env.name} {m.cfg.method.name}/{m.cfg.sampler.name}/"
+                                      f"{m.cfg.policy.name} seed {m.cfg.seed}, step {group.step} (stacked)")
+        results = run_results(m.module.hparams.config, m.env, group.step, m.module.target_return, m.data.weight_stats,
+                              final, [], group.starts, time.time() - started, group.device, media)
+        results["stacked"] = {"group": name, "size": len(jobs), "slot": k, "rng": options.rng,
+                              "group_seed": group.group_seed, "precision": results["precision"]}
+        write_results(run_dir, results)
+        loggers[k].log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
+                                "eval/final_normalized_std": final["normalized_score"]["std"]}, step=group.step)
+        loggers[k].finalize("success")
+        scores[k] = final["normalized_score"]["mean"]
+    return scores
+
+
+def run_group(jobs: list[Job], identities: list[dict | None], options: Options, sweep_dir: Path,
+              signals: StopSignals, deadline: float | None) -> list[float]:
+    """Train one group of accepted jobs (``identities``: from ``accept``), resuming its group checkpoint, then
+    record its members; returns their scores."""
+    name = group_name(jobs)
+    checkpoint = sweep_dir / ".stacked" / f"{name}.pt"
+    with contextlib.ExitStack() as held:
+        for job in jobs:
+            held.enter_context(run_lock(job.run_dir))
+        started = time.time()
+        group = build_group([j.cfg for j in jobs], [resolve_env(j.cfg.env) for j in jobs], options.rng,
+                            [str(j.run_dir) for j in jobs])
+        if checkpoint.exists():
+            log.info("resuming group %s (%d members) from %s", name, len(jobs), checkpoint)
+            group.load(checkpoint)
+        loggers, plotted = [csv_logger(j.run_dir) for j in jobs], {}
+        for job, identity, member, logger in zip(jobs, identities, group.members, loggers, strict=True):
+            record_run(job.run_dir, identity, member.module.hparams.config)
+            if identity is not None:
+                log_dataset(member, job.run_dir, logger, plotted)
+
+        def write_metrics(step: int, rows: list[dict]) -> None:
+            for logger, row in zip(loggers, rows, strict=True):
+                if row:
+                    logger.log_metrics(row, step=step)
+
+        every = group.trainer_cfg.checkpoint_every_steps
+        signals.deferred = True
+        try:
+            group.fit(group.trainer_cfg.max_steps, checkpoint, every, lambda: stop_reason(signals, deadline),
+                      write_metrics)
+        finally:
+            signals.deferred = False
+            for logger in loggers:
+                logger.save()
+        return record_members(group, jobs, loggers, name, options, started)
+
+
+def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
+    """Every job's score (NaN: failed), in the jobs' order; finished jobs are reported, not trained again."""
+    deadline = time.time() + 60 * options.deadline_minutes if options.deadline_minutes > 0 else None
+    scores: dict[int, float] = {}
+    todo, identity = [], {}
+    with StopSignals() as signals:
+        for i, job in enumerate(jobs):
+            if (done := finished_results(job.run_dir, job.cfg.trainer.max_steps)) is not None:
+                log.info("%s already finished (%s steps)", job.run_dir, done["steps"])
+                scores[i] = done["normalized_score"]["mean"]
+                continue
+            try:
+                identity[i] = accept(job)
+                todo.append(job)
+            except Exception as err:  # refused alone, as a job of a sweep
+                scores[i] = report_failure(err, job.run_dir, True, job.overrides)
+        index = {id(job): i for i, job in enumerate(jobs)}
+        for number, group in enumerate(plan(todo, options)):
+            log.info("group %d: %d members", number, len(group))
+            try:
+                results = run_group(group, [identity[index[id(j)]] for j in group], options, sweep_dir, signals,
+                                    deadline)
+            except GroupStopped as err:
+                again = "python -m wsrl.train " + " ".join(map(shlex.quote, sys.argv[1:]))
+                print(f"{err}; to resume, run the same command: {again}", file=sys.stderr, flush=True)
+                sys.exit(128 + signals.signum if signals.signum is not None else DEADLINE_EXIT)
+            except Exception as err:  # the group's jobs fail as one job of a sweep does; the other groups go on
+                results = [report_failure(err, j.run_dir, True, j.overrides) for j in group]
+            scores |= {index[id(job)]: score for job, score in zip(group, results, strict=True)}
+    return [scores[i] for i in range(len(jobs))]
