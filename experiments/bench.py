@@ -308,7 +308,7 @@ def wsrl_run(b: Bench, cfg, transitions, marks: list[int], max_steps: int, state
             run.trainer.callbacks.append(LoadOptimizerState(state))
         run.data.stream = timer = TimedStream(run.data.stream, marks, b.now, run.device.type == "cuda")
         with quiet():
-            run.trainer.fit(run.module, datamodule=run.data)
+            run.fit()
     rates = [timer.rate(x, y) for x, y in zip(marks[:-1], marks[1:], strict=True)]
     return rates, trained_state(run.module, run.trainer.optimizers[0])
 

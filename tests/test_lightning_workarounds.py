@@ -42,7 +42,7 @@ def test_lightning_draws_exactly_one_batch_ahead(tiny_dataset, tmp_path):
     with StopSignals() as signals:
         run = build_run(cfg, resolve_env(cfg.env), tmp_path, signals)
         run.trainer.callbacks.append(probe)
-        run.trainer.fit(run.module, datamodule=run.data)
+        run.fit()
     assert probe.ahead[:-1] == [1] * 5, probe.ahead  # the last step may or may not fetch a batch it never uses
     assert probe.ahead[-1] in (0, 1) and all(probe.known), probe.known
     assert run.data.stream.recent_states.maxlen > max(probe.ahead)

@@ -62,7 +62,7 @@ def single_run_parameters(cfg, run_dir: Path) -> list[torch.Tensor]:
     """The policy's parameters after the normal single-run path (build_run + Trainer.fit), on the CPU."""
     with StopSignals() as signals:
         run = build_run(cfg, resolve_env(cfg.env), run_dir, signals)
-        run.trainer.fit(run.module, datamodule=run.data)
+        run.fit()
     return [p.detach().cpu().clone() for p in run.module.policy.parameters()]
 
 

@@ -174,6 +174,12 @@ class Run:
     target_return: float  # RvS-R's evaluation target (raw return)
     config: dict  # the resolved config as plain Python, kept in checkpoints and results
 
+    def fit(self, ckpt_path: str | None = None) -> None:
+        """``trainer.fit`` of the module on the data; Lightning's CUDA set-up writes CUDA_DEVICE_ORDER into
+        os.environ (for processes it would start, of which a run has none): it is kept out of the caller's."""
+        with scoped_environ("CUDA_DEVICE_ORDER"):
+            self.trainer.fit(self.module, datamodule=self.data, ckpt_path=ckpt_path)
+
 
 def build_policy(cfg: TrainConfig, env: ResolvedEnv, transitions: Transitions | None = None,
                  device: torch.device | None = None, data: OfflineDataModule | None = None

@@ -83,7 +83,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
         resume = cfg.resume and run.last.exists()
         if resume:
             log.info("resuming from %s", run.last)
-        trainer.fit(module, datamodule=data, ckpt_path=str(run.last) if resume else None)
+        run.fit(str(run.last) if resume else None)
         if trainer.global_step % checkpoint_interval(cfg):
             # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
             trainer.save_checkpoint(run.last)
