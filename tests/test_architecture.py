@@ -15,9 +15,10 @@ LAYERS = [  # bottom first; keep in step with docs/architecture.md
      "wsrl.datasets.sources", "wsrl.datasets.info", "wsrl.datasets.__main__"},
     {"wsrl.config"},
     {"wsrl.policies", "wsrl.data", "wsrl.module", "wsrl.evaluation", "wsrl.video", "wsrl.conditioning",
-     "wsrl.dashboard", "wsrl.statistics", "wsrl.tables", "wsrl.weight_mass"},
-    {"wsrl.runs", "wsrl.build"},
-    {"wsrl.cli", "wsrl.train", "wsrl.report"},
+     "wsrl.dashboard", "wsrl.statistics", "wsrl.tables", "wsrl.weight_mass", "wsrl.stacked.model",
+     "wsrl.stacked.draws"},
+    {"wsrl.runs", "wsrl.build", "wsrl.stacked.group", "wsrl.stacked.record"},
+    {"wsrl.cli", "wsrl.train", "wsrl.report", "wsrl.stacked", "wsrl.stacked.launch"},
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 
