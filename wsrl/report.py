@@ -18,7 +18,7 @@ at all.
 Table 4 (not in the paper) is the LDS ablation: which label LDS balances, in the loss or in the draw.
 Several sweeps of one budget can be pooled into one table (``python -m wsrl.report multirun/table4_cpu
 multirun/table2_cpu --table 4``: Table 2's sweep already has Table 4's reference and the paper's LDS cell).
-Tables 1 and 4 are on the medium-expert datasets only. Table 5 (issue 24) compares the weighting schemes of
+Tables 1 and 4 are on the medium-expert datasets only. Table 5 compares the weighting schemes of
 ``wsrl.weighting`` on the six mixed datasets (pool ``multirun/table5_cpu multirun/table2_cpu multirun/table4_cpu``).
 ``--curve ENV COLUMN`` draws one cell's learning curve from its runs' periodic evaluations (``eval.every_steps``).
 ``--conditioning`` draws, for each medium-expert cell with RvS-R runs, the return-conditioning curve
@@ -63,7 +63,7 @@ COLUMNS: dict[int, dict[str, tuple[str, str, str, str | None]]] = {
            for where, sampler in (("loss", "lds"), ("draw", "lds_sampling"))
            for name, target in (("return", "trajectory_return"), ("return-to-go", "return_to_go"),
                                 ("action", "action"))}},
-    # Table 5: the weighting schemes of the field beside LDS (issue 24; the new samplers weight the draw, lds the
+    # Table 5: the weighting schemes of the field beside LDS (the new samplers weight the draw, lds the
     # loss); "lds rtg draw" is Table 4's best LDS, on the return-to-go in the draw
     5: {**{f"BC {s}": ("bc", s, _UNCOND, _TRAJ if s == "lds" else None)
            for s in ("uniform", "topk", "rw", "aw", "cwbc", "lds")},

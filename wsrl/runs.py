@@ -84,7 +84,7 @@ def run_identity(plain: dict) -> dict:
     return keep
 
 
-# The sampler fields added with the weighting schemes (issue 24). Runs made before them had LDS or no weights and
+# The sampler fields added with the weighting schemes. Runs made before them had LDS or no weights and
 # these defaults, so at those values the fields stay out of the identity and those runs stay the same run.
 _SCHEME_DEFAULTS = {k: getattr(SamplerConfig(), k) for k in (
     "top_fraction", "alpha", "aw_ridge", "cwbc_bins", "cwbc_lambda", "cwbc_percentile", "conservative_percentile",

@@ -93,7 +93,7 @@ class IndexSampler:
         return torch.searchsorted(self.cdf, u, right=True).clamp_(max=self.n - 1)
 
 
-# --- The weighting schemes of the field (issue 24), on one footing -----------------------------------------------
+# --- The weighting schemes of the field, on one footing -----------------------------------------------
 #
 # Every scheme gives each transition a non-negative raw weight; ``scheme_weights`` rescales them to mean 1 over the
 # dataset (then applies ``clip_max``). The same weights act in the loss (they multiply each transition's

@@ -1,4 +1,4 @@
-"""Training a sweep's runs at once: one model whose parameters carry a leading member axis (issue 23).
+"""Training a sweep's runs at once: one model whose parameters carry a leading member axis.
 
     python -m wsrl.train -m hydra/launcher=stacked experiment=table2 device=cuda trainer.matmul_precision=high \
         hydra.launcher.deadline_minutes=8 [hydra.launcher.rng=exact] [hydra.launcher.group_by=robot]
