@@ -9,6 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from wsrl.datasets.suite import ROBOT
 
@@ -130,3 +131,12 @@ def minari_root(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_dataset(minari_root) -> str:
     return make_tiny_dataset("wsrl/hopper/medium-expert-v0")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks on busy cores: extra intra-op threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -250,14 +250,6 @@ def test_runs_recorded_before_the_schemes_are_the_same_run(tmp_path):
                               "sampler.name=mine"), tmp_path / "lds")
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("sampler", ["topk", "rw", "aw", "cwbc", "lds_rw", "rw_loss", "cwbc_conservative"])
 def test_each_new_sampler_trains_and_records_its_diagnostics(tiny_dataset, tmp_path, one_thread, sampler):
     results = train(config("method=rvs_r", f"sampler={sampler}", "trainer.max_steps=10", "eval.episodes=1",

@@ -50,14 +50,6 @@ def two_robots(minari_root):
     make_tiny_dataset("wsrl/halfcheetah/medium-v0", "halfcheetah", n_episodes=3, max_steps=50, seed=1)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def single_run_parameters(cfg, run_dir: Path) -> list[torch.Tensor]:
     """The policy's parameters after the normal single-run path (build_run + Trainer.fit), on the CPU."""
     with StopSignals() as signals:

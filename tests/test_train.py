@@ -35,15 +35,6 @@ def config(*overrides: str):
 
 
 @pytest.fixture
-def one_thread():
-    """Tiny networks on busy cores: extra intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
 def finished_run(tiny_dataset, tmp_path, one_thread):
     run_dir = tmp_path / "run"
     return train(config("method=rvs_r", "sampler=lds"), run_dir), run_dir
