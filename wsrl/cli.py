@@ -18,9 +18,9 @@ from pathlib import Path
 from wsrl.config import ConfigError
 from wsrl.data import DataError
 from wsrl.datasets.store import DatasetError
-from wsrl.files import WriteError, write_json_atomic
+from wsrl.files import WriteError
 from wsrl.module import NonFiniteLossError
-from wsrl.runs import RunInterrupted, RunLockedError, discard_if_empty
+from wsrl.runs import RunInterrupted, RunLockedError, discard_if_empty, write_failed
 
 log = logging.getLogger("wsrl")
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -88,8 +88,7 @@ def report_failure(err: Exception, run_dir: Path, sweep: bool, overrides: list[s
     if sweep:
         log.error("job failed: %s: %s", type(err).__name__, err)
         with contextlib.suppress(WriteError):  # a full disk: the error line above is the record
-            write_json_atomic(run_dir / "failed.json", {"error": str(err), "type": type(err).__name__,
-                                                        "overrides": overrides})
+            write_failed(run_dir, str(err), type(err).__name__, overrides)
         return float("nan")
     discard_if_empty(run_dir)
     if isinstance(err, REFUSALS):

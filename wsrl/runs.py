@@ -139,6 +139,12 @@ def write_results(run_dir: Path, results: dict) -> Path:
     return path
 
 
+def write_failed(run_dir: Path, error: str, kind: str, overrides: list[str]) -> None:
+    """``failed.json``: a sweep job's failure (its error, the error's type and the job's overrides), so the report
+    lists it as missing with the reason."""
+    write_json_atomic(run_dir / "failed.json", {"error": error, "type": kind, "overrides": overrides})
+
+
 def discard_if_empty(run_dir: Path) -> None:
     """Remove the directories Hydra made for a run that was refused before writing anything (empty ones only,
     up to the working directory), so a refusal leaves no trace."""

@@ -27,9 +27,17 @@ from wsrl import dashboard
 from wsrl.cli import report_failure
 from wsrl.config import ConfigError, resolve_env, to_plain, validate
 from wsrl.evaluation import eval_seed, evaluate_many
-from wsrl.runs import StopSignals, check_same_run, finished_results, record_run, run_lock, write_results
+from wsrl.runs import (
+    StopSignals,
+    check_same_run,
+    finished_results,
+    record_run,
+    run_lock,
+    write_failed,
+    write_results,
+)
 from wsrl.stacked.group import GroupStopped, Member, StackedGroup, build_group
-from wsrl.stacked.record import csv_logger, log_dataset, write_checkpoint, write_failure
+from wsrl.stacked.record import csv_logger, log_dataset, write_checkpoint
 from wsrl.train import run_results
 
 log = logging.getLogger("wsrl")
@@ -124,7 +132,7 @@ def record_members(group: StackedGroup, jobs: list[Job], loggers: list,
     group.unstack()
     alive = [k for k in range(len(jobs)) if k not in group.failed]
     for k, reason in group.failed.items():
-        write_failure(jobs[k].run_dir, reason, jobs[k].overrides)
+        write_failed(jobs[k].run_dir, reason, "NonFiniteLossError", jobs[k].overrides)
         loggers[k].finalize("failed")
     for k in alive:
         group.members[k].module.to(group.device)

@@ -3,19 +3,20 @@
 ``config.yaml`` and ``run_config.json`` (``wsrl.runs.record_run``), ``returns.png``, the metrics CSV
 (``csv/metrics.csv``), ``checkpoints/last.ckpt`` (a ``WeightedBC`` Lightning checkpoint of the member's own,
 un-padded weights, which ``wsrl.evaluation.load_checkpoint`` and ``python -m wsrl.evaluation`` load) and
-``results.json`` (``wsrl.train.run_results`` plus a ``stacked`` block), or ``failed.json`` for a failed member.
+``results.json`` (``wsrl.train.run_results`` plus a ``stacked`` block), or ``failed.json``
+for a failed member (``wsrl.runs.write_failed``).
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import lightning as L
 import torch
 
 from wsrl import dashboard
-from wsrl.files import write_bytes_atomic, write_json_atomic
+from wsrl.files import write_bytes_atomic
+from wsrl.runs import AtomicCheckpointIO
 from wsrl.stacked.group import Member
 
 
@@ -46,12 +47,4 @@ def write_checkpoint(member: Member, step: int, path: Path) -> None:
                   "state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                   "torch_rng": torch.get_rng_state(), "loops": {}, "optimizer_states": [], "lr_schedulers": [],
                   "callbacks": {}}
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def write_failure(run_dir: Path, reason: str, overrides: list[str]) -> None:
-    """``failed.json``, as ``wsrl.cli.report_failure`` writes it for a failed job of a sweep."""
-    write_json_atomic(run_dir / "failed.json", {"error": reason, "type": "NonFiniteLossError",
-                                                "overrides": overrides})
+    AtomicCheckpointIO().save_checkpoint(checkpoint, path)
