@@ -1,8 +1,8 @@
 """Speed figures of wsrl, each against a baseline measured in the same run on the same machine (``make bench``).
 
 1. Training throughput of the real ``wsrl.train`` path (the data module, module and Trainer that
-   ``wsrl.build.build_run`` makes for ``train``: on-device sampler, WeightedBC and its weighted loss, checkpoints,
-   loggers, callbacks) against a bare PyTorch loop with the same model, optimizer, batch size and loss.
+   ``wsrl.running.build.build_run`` makes for ``train``: on-device sampler, WeightedBC and its weighted loss,
+   checkpoints, loggers, callbacks) against a bare PyTorch loop with the same model, optimizer, batch size and loss.
 2. The same path against the usual way (as the RvS code does): a LightningModule with automatic optimization
    and the loss logged every step, fed by ``DataLoader(TensorDataset(...), batch_size, shuffle=True)``, with
    torch's default Adam; and how the gap grows with the batch size.
@@ -61,7 +61,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from wsrl.data import load_transitions
+from wsrl.core.data import load_transitions
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_ID = "bench/halfcheetah/synthetic-v0"
@@ -202,7 +202,7 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
     """The run configuration as ``python -m wsrl.train`` composes it: RvS-R with LDS loss weights."""
     from hydra import compose, initialize_config_dir
 
-    from wsrl.config import register_configs, validate
+    from wsrl.core.config import register_configs, validate
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -215,11 +215,11 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
 
 
 def build(b: Bench, cfg, transitions, signals=None):
-    """The run exactly as ``wsrl.train`` builds it (``wsrl.build.build_run``), in a new directory under the bench's
-    root, from already loaded ``transitions`` (``wsrl.data.load_transitions``)."""
-    from wsrl.build import build_run
-    from wsrl.config import resolve_env
-    from wsrl.runs import StopSignals
+    """The run exactly as ``wsrl.train`` builds it (``wsrl.running.build.build_run``), in a new directory under the
+    bench's root, from already loaded ``transitions`` (``wsrl.core.data.load_transitions``)."""
+    from wsrl.core.config import resolve_env
+    from wsrl.running.build import build_run
+    from wsrl.running.rundir import StopSignals
 
     run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="run-"))
     return build_run(cfg, resolve_env(cfg.env), run_dir, signals or StopSignals(), transitions)
@@ -298,7 +298,7 @@ def wsrl_rate(b: Bench, cfg, transitions, warmup: int, steps: int, state: dict |
 
 def wsrl_run(b: Bench, cfg, transitions, marks: list[int], max_steps: int, state: dict | None = None):
     """Fit the real training path for ``max_steps``; returns (rates between consecutive marks, trained state)."""
-    from wsrl.runs import StopSignals
+    from wsrl.running.rundir import StopSignals
 
     cfg.trainer.max_steps = max_steps
     with StopSignals() as signals:
@@ -321,7 +321,7 @@ def bare_rate(b: Bench, cfg, transitions, warmup: int, steps: int, optimizer: st
     comparison); 'default' uses torch.optim.Adam's defaults. ``compiled``: '' | 'compile' (torch.compile of the
     loss) | 'graph' (CUDA graph of the whole step). ``state``: a trained run's weights and optimizer moments.
     """
-    from wsrl.module import weighted_nll
+    from wsrl.core.module import weighted_nll
 
     run = build(b, cfg, transitions)  # the same model, inputs and weights as the real path; only the loop differs
     module, data = run.module.to(run.device), run.data
@@ -391,8 +391,8 @@ def usual_rate(b: Bench, cfg, transitions, warmup: int, steps: int, state: dict 
     trained run's policy weights and optimizer moments."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from wsrl.module import weighted_nll
-    from wsrl.runs import StopSignals
+    from wsrl.core.module import weighted_nll
+    from wsrl.running.rundir import StopSignals
 
     tc = cfg.trainer
     tc.max_steps = warmup + steps + 1
@@ -497,12 +497,12 @@ def fmt_list(values: list[float]) -> str:
 def bench_eval(b: Bench) -> None:
     import gymnasium as gym
 
-    from wsrl.evaluation import run_episodes
+    from wsrl.common.episodes import run_episodes
 
     episodes = 2 if b.quick else 10
     from omegaconf import OmegaConf
 
-    from wsrl.module import WeightedBC
+    from wsrl.core.module import WeightedBC
 
     cfg = train_config(64 if b.quick else 1024, 1, 1)
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -598,7 +598,7 @@ class StackedMLP:
 def bench_group_eval(b: Bench) -> None:
     """Env steps/s of ``run_episodes_many`` (a group of policies, one batched forward per step, the environments
     over worker processes) against ``run_episodes`` member after member, in HalfCheetah (fixed-length episodes)."""
-    from wsrl.episodes import EpisodeWorkers, run_episodes, run_episodes_many
+    from wsrl.common.episodes import EpisodeWorkers, run_episodes, run_episodes_many
 
     members, episodes = (2, 2) if b.quick else (8, 10)
     limit = 50 if b.quick else None  # HalfCheetah's own 1000 steps, or a short cut for --quick
@@ -667,7 +667,7 @@ def best_time(b: Bench, fn, repeat: int, number: int = 1) -> float:
 
 
 def bench_lds(b: Bench) -> None:
-    from wsrl.weighting import IndexSampler, lds_weights
+    from wsrl.core.weighting import IndexSampler, lds_weights
 
     n = 100_000 if b.quick else 2_000_000
     rng = np.random.default_rng(0)
@@ -800,7 +800,7 @@ PRECISIONS = {"fp32": ("highest", "none"), "tf32": ("high", "none"), "bf16": ("h
 
 def stacked_group(cfg, n: int):
     """A stacked group (fast rng) of ``n`` copies of ``cfg`` with seeds 0..n-1, as the stacked launcher builds it."""
-    from wsrl.config import resolve_env
+    from wsrl.core.config import resolve_env
     from wsrl.stacked.group import build_group
 
     cfgs = []
@@ -969,7 +969,7 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
     torch starts its threads: a process without wsrl's fix."""
     from hydra import compose, initialize_config_dir
 
-    from wsrl.config import register_configs, resolve_env, validate
+    from wsrl.core.config import register_configs, resolve_env, validate
     from wsrl.datasets.sources import ensure_dataset
 
     if mode == "keep":  # after importing wsrl (which turns the flush on), before any op starts torch's threads

@@ -68,7 +68,7 @@ def child_env(**extra: str) -> dict[str, str]:
 def can_render(env_id: str = "Hopper-v5") -> str | None:
     """None where this machine renders ``env_id`` headless and writes MP4, else why not. With WSRL_REQUIRE_VIDEO=1
     (CI, once libosmesa6 is installed) "cannot" fails the test instead: the video tests must run there."""
-    from wsrl.video import VideoUnavailable, check_video
+    from wsrl.evaluation.video import VideoUnavailable, check_video
 
     try:
         check_video(env_id)

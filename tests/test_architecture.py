@@ -1,4 +1,5 @@
-"""The layers of docs/architecture.md, checked on the source: every module imports only its own layer or lower."""
+"""The package tree of docs/architecture.md, checked on the source: packages import only the packages below them,
+modules inside a package only the modules before them, and no import (lazy ones included) closes a circle."""
 
 from __future__ import annotations
 
@@ -8,57 +9,107 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = [  # bottom first; keep in step with docs/architecture.md
-    {"wsrl", "wsrl.environ", "wsrl.datasets.suite", "wsrl.datasets.store", "wsrl.files", "wsrl.episodes",
-     "wsrl.weighting", "wsrl.launch"},
-    {"wsrl.datasets", "wsrl.datasets.behavior", "wsrl.datasets.generate", "wsrl.datasets.importers",
-     "wsrl.datasets.sources", "wsrl.datasets.info", "wsrl.datasets.__main__"},
-    {"wsrl.config"},
-    {"wsrl.policies", "wsrl.data", "wsrl.module", "wsrl.evaluation", "wsrl.video", "wsrl.conditioning",
-     "wsrl.dashboard", "wsrl.statistics", "wsrl.tables", "wsrl.weight_mass", "wsrl.stacked.model",
-     "wsrl.stacked.draws"},
-    {"wsrl.runs", "wsrl.build", "wsrl.stacked.group", "wsrl.stacked.record"},
-    {"wsrl.cli", "wsrl.train", "wsrl.report", "wsrl.stacked", "wsrl.stacked.launch"},
-]
-LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
+BELOW = {  # package: the packages it may import, besides itself; keep in step with docs/architecture.md
+    "wsrl": {"wsrl.common"},  # the root __init__: the subnormal flush, MuJoCo without OpenGL
+    "wsrl.common": set(),
+    "wsrl.datasets": {"wsrl.common"},
+    "wsrl.core": {"wsrl.common", "wsrl.datasets"},
+    "wsrl.evaluation": {"wsrl.common", "wsrl.datasets", "wsrl.core"},
+    "wsrl.running": {"wsrl.common", "wsrl.datasets", "wsrl.core", "wsrl.evaluation"},
+    "wsrl.stacked": {"wsrl.common", "wsrl.datasets", "wsrl.core", "wsrl.evaluation", "wsrl.running"},
+    "wsrl.report": {"wsrl.common", "wsrl.datasets", "wsrl.core", "wsrl.evaluation", "wsrl.running"},
+    "wsrl.train": {"wsrl.common", "wsrl.datasets", "wsrl.core", "wsrl.evaluation", "wsrl.running"},
+    "hydra_plugins": {"wsrl.core", "wsrl.stacked"},
+    "experiments": {"wsrl.common", "wsrl.datasets", "wsrl.core", "wsrl.evaluation", "wsrl.running", "wsrl.stacked",
+                    "wsrl.train"},
+}
+INSIDE = {  # a package's modules, bottom first: each imports only modules listed before it
+    "wsrl.common": ["__init__", "environ", "files", "figures", "episodes"],
+    "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "sources", "info",
+                      "__main__"],
+    "wsrl.core": ["__init__", "weighting", "config", "policies", "data", "module"],
+    "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
+    "wsrl.running": ["__init__", "gpus", "rundir", "results", "refusals", "build"],
+    "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "launch"],
+    "wsrl.report": ["__init__", "statistics", "tables", "weight_mass", "cli", "__main__"],
+}
+SOURCES = sorted([*(ROOT / "wsrl").rglob("*.py"), *(ROOT / "hydra_plugins").rglob("*.py"),
+                  *(ROOT / "experiments").glob("*.py")])
 
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) == 2 else parts)
+
+
+def package(module: str) -> str:
+    """The package a module belongs to: ``wsrl.<package>``, the root ``wsrl``, ``wsrl.train`` or a top folder."""
+    parts = module.split(".")
+    if parts[0] != "wsrl":
+        return parts[0]
+    return ".".join(parts[:2])
+
+
+def rank(module: str) -> int:
+    """Where a module sits inside its package (a sub-package, such as ``datasets.behavior``, is one place)."""
+    parts = module.split(".")
+    order = INSIDE.get(package(module))
+    if order is None or len(parts) < 3:
+        return 0
+    return order.index(parts[2].removesuffix(".__init__") if parts[2] in order else parts[2])
+
+
+def known(name: str) -> str:
+    """The module an imported name refers to: the longest prefix that is a source file."""
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in MODULES:
+            return ".".join(parts[:n])
+    return name
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:
-    """(imported wsrl module, whether at module level) for every import in the file."""
+    """(imported wsrl module, whether at module level) for every import in the file, lazy ones included."""
     tree = ast.parse(path.read_text())
     top = {id(node) for node in tree.body}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "wsrl":
-            for alias in node.names:  # `from wsrl import dashboard` imports the module wsrl.dashboard
+            for alias in node.names:  # `from wsrl.report import tables` imports the module wsrl.report.tables
                 sub = f"{node.module}.{alias.name}"
-                found.append((sub if sub in LAYER else node.module, id(node) in top))
+                found.append((sub if sub in MODULES else known(node.module), id(node) in top))
         elif isinstance(node, ast.Import):
-            found += [(a.name, id(node) in top) for a in node.names if a.name.split(".")[0] == "wsrl"]
+            found += [(known(a.name), id(node) in top) for a in node.names if a.name.split(".")[0] == "wsrl"]
     return found
 
 
-SOURCES = sorted((ROOT / "wsrl").rglob("*.py"))
+MODULES = {module_name(p) for p in SOURCES}
 
 
-def test_every_module_has_a_layer():
-    assert {module_name(p) for p in SOURCES} == set(LAYER)
+def test_every_package_and_module_has_a_place():
+    assert {package(m) for m in MODULES} <= set(BELOW)
+    for module in MODULES:
+        parts = module.split(".")
+        if package(module) in INSIDE and len(parts) >= 3:
+            assert parts[2] in INSIDE[package(module)], f"{module} is not listed in INSIDE"
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: module_name(p))
 def test_imports_point_down(path):
     source = module_name(path)
-    upward = [target for target, _ in imports(path) if LAYER[target] > LAYER[source]]
-    assert not upward, f"{source} (layer {LAYER[source]}) imports {upward} from a higher layer"
+    wrong = []
+    for target, _ in imports(path):
+        if target in ("wsrl", source) or target.startswith(source + "."):
+            continue
+        same = package(target) == package(source)
+        if (same and rank(target) >= rank(source) and package(source) in INSIDE) or \
+                (not same and package(target) not in BELOW[package(source)]):
+            wrong.append(target)
+    assert not wrong, f"{source} imports {wrong}: not below it in the tree"
 
 
-def test_no_import_cycles_at_module_level():
-    graph = {module_name(p): {t for t, top in imports(p) if top and t != module_name(p)} for p in SOURCES}
+def test_no_import_cycles_even_through_lazy_imports():
+    graph = {module_name(p): {t for t, _ in imports(p) if t != module_name(p)} for p in SOURCES}
 
     def reachable(start: str) -> set[str]:
         seen, todo = set(), [start]
@@ -70,3 +121,9 @@ def test_no_import_cycles_at_module_level():
         return seen
 
     assert not [m for m in graph if m in reachable(m)]
+
+
+def test_the_checks_can_fail():
+    """An upward import is seen: ``wsrl.core.module`` importing ``wsrl.running.build`` would break the rule."""
+    assert package("wsrl.running.build") not in BELOW[package("wsrl.core.module")]
+    assert rank("wsrl.core.config") > rank("wsrl.core.weighting")

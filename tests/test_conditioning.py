@@ -12,15 +12,15 @@ import wandb
 
 from tests.conftest import can_render, make_tiny_dataset
 from tests.test_train import config
-from wsrl.conditioning import conditioning_curve
-from wsrl.config import ConfigError
-from wsrl.dashboard import return_distribution
-from wsrl.evaluation import evaluate, load_checkpoint
-from wsrl.evaluation import main as evaluate_cli
-from wsrl.report import conditioning_report
-from wsrl.report import main as report_cli
+from wsrl.core.config import ConfigError
+from wsrl.core.weighting import lds_weights
+from wsrl.evaluation.__main__ import main as evaluate_cli
+from wsrl.evaluation.conditioning import conditioning_curve
+from wsrl.evaluation.media import return_distribution
+from wsrl.evaluation.scores import evaluate, load_checkpoint
+from wsrl.report.cli import conditioning_report
+from wsrl.report.cli import main as report_cli
 from wsrl.train import train
-from wsrl.weighting import lds_weights
 
 RVS = "hopper_medium_expert/rvs_r-uniform-unconditional/seed{}"
 
@@ -129,7 +129,7 @@ def test_one_wandb_run_shows_every_panel(tiny_dataset, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     results = train(config("method=rvs_r", "sampler=lds", "wandb.mode=offline", "eval.every_steps=30",
                            "eval.conditioning_points=3", *video), run_dir)
-    assert len(results["conditioning"]["targets"]) == 3
+    assert len(results.conditioning["targets"]) == 3
     assert (run_dir / "returns.png").exists() and (run_dir / "conditioning.png").exists()
     wandb.teardown()  # the W&B service may still be writing the run's last records: wait for it
     (offline,) = (run_dir / "wandb").glob("offline-run-*")

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from tests.conftest import ROOT, child_env
-from wsrl.config import ConfigError, TrainConfig, register_configs, resolve_env, validate
+from wsrl.core.config import ConfigError, TrainConfig, register_configs, resolve_env, validate
+from wsrl.core.weighting import sampler_name
 from wsrl.datasets.suite import ROBOT
-from wsrl.weighting import sampler_name
 
 CONF = ROOT / "conf"
 

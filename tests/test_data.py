@@ -9,9 +9,9 @@ import torch
 from scipy.stats import chi2
 
 from tests.conftest import make_tiny_dataset, random_episodes
-from wsrl.config import MethodConfig, SamplerConfig
-from wsrl.data import DataError, OfflineDataModule, load_transitions, return_input, sample_weights
-from wsrl.weighting import IndexSampler
+from wsrl.core.config import MethodConfig, SamplerConfig
+from wsrl.core.data import DataError, OfflineDataModule, load_transitions, return_input, sample_weights
+from wsrl.core.weighting import IndexSampler
 
 DATASET = "wsrl/hopper/boundaries-v0"
 LDS = SamplerConfig(name="lds", weighting="loss", bins=10)
@@ -209,7 +209,7 @@ def test_batches_carry_the_weights_of_their_indices(dataset, sampler, weighted_l
 def test_lds_balances_the_configured_target(dataset, target):
     """Each target's weights are LDS over its own labels: per transition for the returns, and the mean of the
     per-dimension weights for the action."""
-    from wsrl.weighting import lds_weights
+    from wsrl.core.weighting import lds_weights
 
     data = load_transitions(dataset)
     sampler = SamplerConfig(name="lds", weighting="loss", bins=10, target=target)

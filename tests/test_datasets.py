@@ -71,7 +71,7 @@ def test_generated_datasets_load_with_scores_metadata_and_train(minari_root, ass
     from tests.test_reliability import config
 
     results = train(config("env.size=small", "trainer.max_steps=5", "eval.episodes=1"), tmp_path / "run")
-    assert results["dataset_id"] == "wsrl/hopper/medium-expert-small-v0" and results["steps"] == 5
+    assert results.dataset_id == "wsrl/hopper/medium-expert-small-v0" and results.steps == 5
 
 
 def test_behavior_training_refuses_a_record_without_its_agent(tmp_path):

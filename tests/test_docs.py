@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wsrl.config import TrainConfig
+from wsrl.core.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_PAGE = ROOT / "docs" / "configuration.md"
@@ -82,7 +82,7 @@ def plain(value: object) -> object:
 def test_configuration_page_lists_every_schema_field_with_its_default():
     page = documented_fields()
     missing = sorted(set(SCHEMA) - set(page))
-    assert not missing, f"{CONFIG_PAGE.name} lacks these fields of wsrl/config.py: {missing}"
+    assert not missing, f"{CONFIG_PAGE.name} lacks these fields of wsrl/core/config.py: {missing}"
     for key, (default, _) in SCHEMA.items():
         written = parse_default(page[key][0])
         expected = plain(default)

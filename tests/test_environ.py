@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import child_env, environ_changes
-from wsrl.environ import scoped_environ
+from wsrl.common.environ import scoped_environ
 
 
 def test_scoped_environ_puts_back_what_the_body_and_its_libraries_wrote(monkeypatch):

@@ -1,4 +1,5 @@
-"""Group evaluation (``wsrl.episodes.run_episodes_many``, ``wsrl.evaluation.evaluate_many``): every member's episodes
+"""Group evaluation (``wsrl.common.episodes.run_episodes_many``, ``wsrl.evaluation.scores.evaluate_many``): every
+member's episodes
 are exactly those of its own ``run_episodes`` / ``evaluate``, in process and spread over worker processes."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsrl.episodes import run_episodes, run_episodes_many
+from wsrl.common.episodes import run_episodes, run_episodes_many
 
 # three robots with different observation and action sizes (11/3, 17/6, 17/6)
 ENV_IDS = ["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"]
@@ -58,7 +59,7 @@ def test_group_episodes_equal_each_members_own_run_episodes(workers):
 
 def test_a_pool_of_workers_serves_calls_one_after_another():
     """The same two workers for two groups of different robots and sizes (the second needs only one of them)."""
-    from wsrl.episodes import EpisodeWorkers
+    from wsrl.common.episodes import EpisodeWorkers
 
     groups = [(["Walker2d-v5", "Hopper-v5"], [4, 9], 3), (["Hopper-v5"], [21], 1)]
     with EpisodeWorkers(2) as pool:
@@ -75,7 +76,7 @@ def test_a_pool_of_workers_serves_calls_one_after_another():
 
 
 def test_slices_cover_every_episode_once_cut_at_member_boundaries():
-    from wsrl.episodes import _split
+    from wsrl.common.episodes import _split
 
     for members, episodes, shards in ((4, 3, 2), (3, 3, 4), (1, 2, 2), (2, 5, 3), (1, 1, 1)):
         slices = _split(["Hopper-v5"] * members, episodes, list(range(members)), shards)
@@ -88,7 +89,7 @@ def test_slices_cover_every_episode_once_cut_at_member_boundaries():
 
 
 def test_a_failing_worker_is_reported_and_its_pool_closed():
-    from wsrl.episodes import EpisodeWorkers
+    from wsrl.common.episodes import EpisodeWorkers
 
     pool = EpisodeWorkers(1)
     proc = pool.remotes[0].proc
@@ -104,9 +105,9 @@ def test_evaluate_many_equals_evaluate_for_each_module():
     the group's dicts are ``evaluate``'s, with a list of modules and with one act_many function."""
     import torch
 
-    from wsrl.config import ResolvedEnv
-    from wsrl.evaluation import evaluate, evaluate_many
-    from wsrl.module import WeightedBC
+    from wsrl.core.config import ResolvedEnv
+    from wsrl.core.module import WeightedBC
+    from wsrl.evaluation.scores import evaluate, evaluate_many
 
     bc = {"condition_on_return": False}
     rvs = {"condition_on_return": True, "return_input": "to_go", "return_scale": 100.0}

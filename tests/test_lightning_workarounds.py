@@ -1,4 +1,5 @@
-"""wsrl's one reliance on Lightning's internals (``wsrl.data.BatchStream``): the training loop draws one batch ahead.
+"""wsrl's one reliance on Lightning's internals (``wsrl.core.data.BatchStream``): the training loop draws one batch
+ahead.
 
 If a Lightning upgrade fetches further ahead (or not at all), a checkpoint would store the sampler state of the
 wrong batch and a resumed run would draw other batches than an uninterrupted one; this test fails first.
@@ -11,9 +12,9 @@ from pathlib import Path
 import lightning as L
 from hydra import compose, initialize_config_dir
 
-from wsrl.build import build_run
-from wsrl.config import register_configs, resolve_env
-from wsrl.runs import StopSignals
+from wsrl.core.config import register_configs, resolve_env
+from wsrl.running.build import build_run
+from wsrl.running.rundir import StopSignals
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

@@ -8,9 +8,9 @@ from torch import nn
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from wsrl.config import PolicyConfig
-from wsrl.module import weighted_nll
-from wsrl.policies import DiagGaussianActor, UnconditionalPolicy, make_policy
+from wsrl.core.config import PolicyConfig
+from wsrl.core.module import weighted_nll
+from wsrl.core.policies import DiagGaussianActor, UnconditionalPolicy, make_policy
 
 IN_DIM, ACT_DIM, N = 7, 3, 32
 

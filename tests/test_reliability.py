@@ -15,12 +15,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import ROOT, child_env
-from wsrl.config import ConfigError, register_configs, to_plain
-from wsrl.data import DataError
-from wsrl.module import NonFiniteLossError
-from wsrl.runs import record_run, run_identity
+from wsrl.core.config import ConfigError, register_configs, to_plain
+from wsrl.core.data import DataError
+from wsrl.core.module import NonFiniteLossError
+from wsrl.evaluation.video import VideoUnavailable
+from wsrl.running.rundir import record_run, run_identity
 from wsrl.train import train
-from wsrl.video import VideoUnavailable
 
 CONF = str(ROOT / "conf")
 SMALL = ["policy.hidden_dims=[32,32]", "trainer.batch_size=32", "eval.episodes=2", "wandb.mode=disabled",
@@ -44,7 +44,7 @@ def test_same_seed_same_result_and_seeds_differ(tiny_dataset, tmp_path):
     train(config(*args, "seed=1"), tmp_path / "c")
     wa, wb, wc = (final_weights(tmp_path / d) for d in "abc")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert a["returns"] == b["returns"]
+    assert a.returns == b.returns
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
 
 
@@ -239,7 +239,7 @@ def test_non_finite_weights_are_never_checkpointed(tiny_dataset, tmp_path):
 
 
 def test_wandb_online_without_network_falls_back_to_offline(tiny_dataset, tmp_path, monkeypatch, caplog):
-    import wsrl.build as wt
+    import wsrl.running.build as wt
 
     monkeypatch.setattr(wt, "wandb_reachable", lambda timeout=3.0: False)
     cfg = config("wandb.mode=online")

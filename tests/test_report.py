@@ -18,10 +18,21 @@ import pytest
 from scipy import stats as scipy_stats
 
 from tests.conftest import make_tiny_dataset
-from wsrl.environ import scoped_environ
-from wsrl.launch import pin_worker_gpu
-from wsrl.report import BEHAVIOR, COLUMNS, ReportError, collect, curve_report, main, pool, report, swept_seeds, table
-from wsrl.statistics import aggregates, holm, improvement, seed_interval, spread, welch
+from wsrl.common.environ import scoped_environ
+from wsrl.report.cli import (
+    BEHAVIOR,
+    COLUMNS,
+    ReportError,
+    collect,
+    curve_report,
+    main,
+    pool,
+    report,
+    swept_seeds,
+    table,
+)
+from wsrl.report.statistics import aggregates, holm, improvement, seed_interval, spread, welch
+from wsrl.running.gpus import pin_worker_gpu
 
 
 def write_run(root, env, method, sampler, seed, score, ep_std=1.0, steps=100, policy="unconditional", target=None,

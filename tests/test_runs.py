@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import wsrl.files as files
-import wsrl.runs as runs
+import wsrl.common.files as files
+import wsrl.running.rundir as runs
 from tests.conftest import child_env
 from tests.test_reliability import SMALL, config, final_weights, training_logged
-from wsrl.files import WriteError, write_bytes_atomic
-from wsrl.runs import LOCK_NAME, RunLockedError, StopSignals, run_lock
+from wsrl.common.files import WriteError, write_bytes_atomic
+from wsrl.running.rundir import LOCK_NAME, RunLockedError, StopSignals, run_lock
 from wsrl.train import train
 
 
@@ -48,7 +48,7 @@ def test_run_lock_is_exclusive_names_the_holder_and_goes_with_it(tmp_path):
                 pass
     assert list(tmp_path.iterdir()) == []  # released: no lock file left behind
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from wsrl.runs import run_lock\nwith run_lock(Path(sys.argv[1])):\n"
+                               "from wsrl.running.rundir import run_lock\nwith run_lock(Path(sys.argv[1])):\n"
                                " print('held', flush=True); time.sleep(600)", str(tmp_path)],
                               stdout=subprocess.PIPE, text=True, env=child_env())
     assert holder.stdout.readline().strip() == "held"
@@ -100,7 +100,7 @@ def test_sweep_job_on_a_held_directory_fails_alone(tiny_dataset, minari_root, tm
 
 def test_second_signal_exits_at_once(tmp_path):
     """The first signal waits for the end of the step in progress (here: one that never ends); the second does not."""
-    script = ("import os, signal, time\nfrom wsrl.runs import StopSignals\nwith StopSignals() as s:\n"
+    script = ("import os, signal, time\nfrom wsrl.running.rundir import StopSignals\nwith StopSignals() as s:\n"
               " s.deferred = True\n os.kill(os.getpid(), signal.SIGTERM)\n time.sleep(0.2)\n"
               " print('waiting for the step', flush=True)\n os.kill(os.getpid(), signal.SIGTERM)\n"
               " time.sleep(60)\n print('still running', flush=True)")

@@ -11,12 +11,10 @@ import pytest
 import torch
 
 from tests.test_train import config
-from wsrl.config import MethodConfig, SamplerConfig, to_plain
-from wsrl.data import OfflineDataModule, Transitions, load_transitions, sample_weights, trajectories
-from wsrl.module import weighted_nll
-from wsrl.runs import IDENTITY, check_same_run, run_identity
-from wsrl.train import train
-from wsrl.weighting import (
+from wsrl.core.config import MethodConfig, SamplerConfig, to_plain
+from wsrl.core.data import OfflineDataModule, Transitions, load_transitions, sample_weights, trajectories
+from wsrl.core.module import weighted_nll
+from wsrl.core.weighting import (
     SAMPLER_NAMES,
     SCHEMES,
     between_modes,
@@ -27,6 +25,8 @@ from wsrl.weighting import (
     top_trajectories,
     weight_diagnostics,
 )
+from wsrl.running.rundir import IDENTITY, check_same_run, run_identity
+from wsrl.train import train
 
 # Five trajectories: returns G = [2, 6, 10, 4, 9], lengths T = [2, 3, 1, 2, 1] (N = 9), first states s0 = 0..4
 REWARDS = [[1.0, 1.0], [1.0, 2.0, 3.0], [10.0], [0.0, 4.0], [9.0]]
@@ -263,7 +263,7 @@ def test_each_new_sampler_trains_and_records_its_diagnostics(tiny_dataset, tmp_p
     assert 0 <= weights["top10_share"] <= 1
     if sampler == "topk":  # every weight on the best trajectory (6 episodes: 10 % is 1)
         assert weights["top10_share"] == pytest.approx(1.0) and weights["min"] == 0
-    assert results["weights"] == weights
+    assert results.weights == weights
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
         logged = next(r for r in csv.DictReader(f) if r.get("data/weight_effective_fraction"))
     for key in ("max", "mean", "effective_fraction", "top10_share"):
@@ -271,7 +271,7 @@ def test_each_new_sampler_trains_and_records_its_diagnostics(tiny_dataset, tmp_p
 
 
 def test_weight_mass_figure_of_every_scheme(tiny_dataset, tmp_path, capsys):
-    from wsrl.weight_mass import DEFAULT_SCHEMES, main, resolve_dataset
+    from wsrl.report.weight_mass import DEFAULT_SCHEMES, main, resolve_dataset
 
     assert resolve_dataset("hopper_medium_expert") == ("wsrl/hopper/medium-expert-v0", "hopper_medium_expert")
     png = main([tiny_dataset, "--out", str(tmp_path / "weight_mass_tiny.png"), "--bins", "10"])
@@ -297,7 +297,7 @@ def write_result(root, env, method, sampler, seed, score, target="trajectory_ret
 
 
 def test_table5_pools_tables_2_and_4_and_compares_every_column_with_uniform(tmp_path, capsys):
-    from wsrl.report import COLUMNS, COMPARISONS, GROUPS, report
+    from wsrl.report.cli import COLUMNS, COMPARISONS, GROUPS, report
 
     envs = GROUPS["medium_replay"] + GROUPS["medium_expert"]
     t2, t4, t5 = tmp_path / "table2_cpu", tmp_path / "table4_cpu", tmp_path / "table5_cpu"
@@ -335,8 +335,8 @@ def test_table5_commands_make_every_column_in_its_own_directory():
     from hydra import compose, initialize_config_dir
 
     from tests.test_train import CONF
-    from wsrl.config import register_configs, validate
-    from wsrl.report import COLUMNS
+    from wsrl.core.config import register_configs, validate
+    from wsrl.report.cli import COLUMNS
 
     register_configs()
     commands = [("bc", s, "trajectory_return") for s in ("topk", "rw", "aw", "cwbc")] + \

@@ -16,11 +16,11 @@ from hydra import compose, initialize_config_dir
 
 from tests.conftest import child_env, make_tiny_dataset
 from tests.test_bench import load_bench
-from wsrl.build import build_run
-from wsrl.config import register_configs, resolve_env, to_plain
-from wsrl.evaluation import eval_seed, evaluate, load_checkpoint
-from wsrl.report import collect
-from wsrl.runs import StopSignals, run_identity
+from wsrl.core.config import register_configs, resolve_env, to_plain
+from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
+from wsrl.report.cli import collect
+from wsrl.running.build import build_run
+from wsrl.running.rundir import StopSignals, run_identity
 from wsrl.stacked.draws import GroupDraws, MemberData
 from wsrl.stacked.group import GroupStopped, build_group
 from wsrl.stacked.launch import DEADLINE_EXIT

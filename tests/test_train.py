@@ -14,11 +14,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from wsrl.config import MethodConfig, SamplerConfig, register_configs
-from wsrl.data import OfflineDataModule, load_transitions
-from wsrl.evaluation import eval_seed, evaluate, load_checkpoint, run_episodes
-from wsrl.evaluation import main as evaluate_cli
-from wsrl.module import WeightedBC
+from wsrl.common.episodes import run_episodes
+from wsrl.core.config import MethodConfig, SamplerConfig, register_configs
+from wsrl.core.data import OfflineDataModule, load_transitions
+from wsrl.core.module import WeightedBC
+from wsrl.evaluation.__main__ import main as evaluate_cli
+from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
 from wsrl.train import train
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -54,12 +55,12 @@ def test_short_run_lowers_the_loss_and_writes_results(finished_run):
                                 0, torch.device("cpu"))
     weights.setup()
     w = weights.weights
-    assert {k: results["weights"][k] for k in ("min", "max", "effective_fraction")} == pytest.approx(
+    assert {k: results.weights[k] for k in ("min", "max", "effective_fraction")} == pytest.approx(
         {"min": w.min(), "max": w.max(), "effective_fraction": w.sum() ** 2 / (len(w) * (w ** 2).sum())})
     assert float(next(r for r in logged if r.get("data/weight_max"))["data/weight_max"]) == pytest.approx(w.max())
 
     saved = json.loads((run_dir / "results.json").read_text())
-    assert saved == json.loads(json.dumps(results))
+    assert saved == results.to_json()
     for key in ("env", "method", "sampler", "policy", "seed", "steps", "dataset_id", "eval_env_id", "target_return",
                 "normalized_score", "returns", "lengths", "eval_history", "wall_seconds", "device", "config"):
         assert key in saved, key
@@ -82,24 +83,24 @@ def test_short_run_lowers_the_loss_and_writes_results(finished_run):
 
 def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_run, minari_root, capsys):
     results, run_dir = finished_run
-    observations = load_transitions(results["dataset_id"]).observations.astype(np.float64)
+    observations = load_transitions(results.dataset_id).observations.astype(np.float64)
     shutil.rmtree(minari_root)
     minari_root.mkdir()  # the dataset is gone: acting needs only the checkpoint
     module, env = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert module.target_return == results["target_return"]
+    assert module.target_return == results.target_return
     assert module.method.condition_on_return
     np.testing.assert_allclose(module.obs_mean.cpu().numpy(), observations.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(module.obs_std.cpu().numpy(), observations.std(0) + 1e-3, rtol=1e-5)
-    assert env.eval_env_id == results["eval_env_id"] == "Hopper-v5"
-    assert (env.ref_min_score, env.ref_max_score) == (results["ref_min_score"], results["ref_max_score"])
-    again = evaluate(module, env, 2, eval_seed(results["seed"], 60))
-    assert again["returns"] == results["returns"] and again["lengths"] == results["lengths"]
-    assert again["normalized_score"] == results["normalized_score"]
+    assert env.eval_env_id == results.eval_env_id == "Hopper-v5"
+    assert (env.ref_min_score, env.ref_max_score) == (results.ref_min_score, results.ref_max_score)
+    again = evaluate(module, env, 2, eval_seed(results.seed, 60))
+    assert again["returns"] == results.returns and again["lengths"] == results.lengths
+    assert again["normalized_score"] == results.normalized_score
     # the same from the command line, which prints the score
     cli = evaluate_cli([str(run_dir / "checkpoints" / "last.ckpt"), "--episodes", "2", "--seed",
-                        str(eval_seed(results["seed"], 60))])
-    assert cli["returns"] == results["returns"]
-    assert f"Hopper-v5: normalized score {results['normalized_score']['mean']:.1f}" in capsys.readouterr().out
+                        str(eval_seed(results.seed, 60))])
+    assert cli["returns"] == results.returns
+    assert f"Hopper-v5: normalized score {results.normalized_score['mean']:.1f}" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="is not a file"):
         evaluate_cli([str(run_dir / "nothing.ckpt")])
     with pytest.raises(SystemExit, match="--device gpu must be auto, cpu, cuda or cuda:N"):
@@ -183,12 +184,12 @@ def test_periodic_evaluation_scores_the_policy_of_its_step(tiny_dataset, tmp_pat
     """eval.every_steps=20 over 60 steps: evaluations at 20 and 40 (and the final one at 60); the one at 20 is
     exactly the final score of a run stopped at step 20 (training is deterministic, evaluation seeded by step)."""
     results = train(config("trainer.max_steps=60", "eval.every_steps=20"), tmp_path / "long")
-    assert [e["step"] for e in results["eval_history"]] == [20, 40, 60]
+    assert [e["step"] for e in results.eval_history] == [20, 40, 60]
     short = train(config("trainer.max_steps=20"), tmp_path / "short")
-    assert results["eval_history"][0] == {"step": 20, **short["normalized_score"]}
+    assert results.eval_history[0] == {"step": 20, **short.normalized_score}
     with open(tmp_path / "long" / "csv" / "metrics.csv") as f:
         logged = [r for r in csv.DictReader(f) if r.get("eval/normalized_mean")]
-    assert float(logged[0]["eval/normalized_mean"]) == pytest.approx(short["normalized_score"]["mean"])
+    assert float(logged[0]["eval/normalized_mean"]) == pytest.approx(short.normalized_score["mean"])
 
 
 def test_resume_false_starts_over(tiny_dataset, tmp_path, one_thread):
@@ -202,10 +203,10 @@ def test_resume_false_starts_over(tiny_dataset, tmp_path, one_thread):
 def test_explicit_target_return_and_reference_scores_are_used(tiny_dataset, tmp_path, one_thread):
     results = train(config("method=rvs_r", "env.target_return=1234.5", "env.ref_min_score=10",
                            "env.ref_max_score=110", "trainer.max_steps=5"), tmp_path)
-    assert results["target_return"] == 1234.5
-    assert (results["ref_min_score"], results["ref_max_score"]) == (10, 110)
-    returns = np.array(results["returns"])
-    assert results["normalized_score"]["mean"] == pytest.approx((returns - 10).mean(), rel=1e-9)
+    assert results.target_return == 1234.5
+    assert (results.ref_min_score, results.ref_max_score) == (10, 110)
+    returns = np.array(results.returns)
+    assert results.normalized_score["mean"] == pytest.approx((returns - 10).mean(), rel=1e-9)
     module, env = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert module.target_return == 1234.5 and (env.ref_min_score, env.ref_max_score) == (10, 110)
 

@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import can_render, child_env, make_tiny_dataset
 from tests.test_train import config
-from wsrl.evaluation import main as evaluate_cli
+from wsrl.evaluation.__main__ import main as evaluate_cli
+from wsrl.evaluation.video import VideoUnavailable, check_video, render_environ
 from wsrl.train import train
-from wsrl.video import VideoUnavailable, check_video, render_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_VIDEO = ["eval.video=true", "eval.video_frames=5", "eval.video_size=[64,48]"]
@@ -61,10 +61,10 @@ def test_final_and_periodic_videos_show_the_evaluated_episode(video_run):
     assert frames.shape == (5, 48, 64, 3) and meta["fps"] == pytest.approx(125 / 4, rel=0.01)
     assert frames.std() > 5, "blank frames"
     assert np.abs(np.diff(frames.astype(int), axis=0)).mean() > 0.1, "the robot does not move"
-    video = results["video"]
+    video = results.video
     assert video["path"] == "videos/step60.mp4" and video["frames"] == 5
     # the recorded episode is the final evaluation's first one (the policy acts at batch 1 there, 2 here)
-    assert video["episode_return"] == pytest.approx(results["returns"][0], rel=1e-4)
+    assert video["episode_return"] == pytest.approx(results.returns[0], rel=1e-4)
 
 
 def test_missing_library_or_encoder_is_named_with_the_fix(monkeypatch):

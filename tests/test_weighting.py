@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import convolve1d, gaussian_filter1d
 from scipy.signal.windows import triang
 
-from wsrl.weighting import lds_weights
+from wsrl.core.weighting import lds_weights
 
 
 def reference_bins(labels, bins: int) -> list[int]:

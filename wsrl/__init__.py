@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from wsrl.environ import scoped_environ
+from wsrl.common.environ import scoped_environ
 
 
 def flush_subnormals() -> None:
@@ -32,8 +32,8 @@ def import_mujoco() -> None:
     ``import mujoco`` otherwise imports the OpenGL backend that ``MUJOCO_GL`` names, and with ``MUJOCO_GL=osmesa``
     (or ``egl``) on a machine without that library the import itself fails, physics included. Nothing here needs
     MuJoCo's own context: only rendering needs OpenGL, and Gymnasium's renderer imports the backend that
-    ``MUJOCO_GL`` names when it renders (``wsrl.video``). So a run without a video never depends on OpenGL, and
-    importing ``wsrl`` first makes every later ``import mujoco`` (Gymnasium's, Minari's) this one."""
+    ``MUJOCO_GL`` names when it renders (``wsrl.evaluation.video``). So a run without a video never depends on OpenGL,
+    and importing ``wsrl`` first makes every later ``import mujoco`` (Gymnasium's, Minari's) this one."""
     if "mujoco" not in sys.modules:
         with scoped_environ(MUJOCO_GL="disable"):
             import mujoco  # noqa: F401

@@ -1,10 +1,10 @@
 """Train and evaluate one policy: ``python -m wsrl.train env=hopper_medium_expert method=rvs_r``.
 
-The entry point, read top to bottom: ``cli`` checks the command line (``wsrl.cli``), ``main`` is the thin Hydra
-job, and ``train(cfg, run_dir)`` does one run: compose (validate, resolve the env, refuse whatever cannot run
-here, then, the first work, make the dataset if missing), build (``wsrl.build``), fit for ``trainer.max_steps``
+The entry point, read top to bottom: ``cli`` checks the command line (``wsrl.running.refusals``), ``main`` is the thin
+Hydra job, and ``train(cfg, run_dir)`` does one run: compose (validate, resolve the env, refuse whatever cannot run
+here, then, the first work, make the dataset if missing), build (``wsrl.running.build``), fit for ``trainer.max_steps``
 steps (resuming from the run directory's last checkpoint), evaluate, and record (``results.json`` and the run
-directory's other files, ``wsrl.runs``).
+directory's other files, ``wsrl.running.rundir``).
 """
 
 from __future__ import annotations
@@ -18,37 +18,30 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from wsrl import dashboard
-from wsrl.build import build_run, check_shapes_early, checkpoint_interval
-from wsrl.cli import check_command_line, report_failure
-from wsrl.config import ConfigError, ResolvedEnv, TrainConfig, register_configs, resolve_device, resolve_env, validate
-from wsrl.evaluation import eval_seed, evaluate
-from wsrl.runs import (
-    RunInterrupted,
-    StopSignals,
-    check_same_run,
-    finished_results,
-    record_run,
-    run_lock,
-    write_results,
-)
-from wsrl.video import VideoUnavailable, check_video
+from wsrl.core.config import ConfigError, TrainConfig, register_configs, resolve_device, resolve_env, validate
+from wsrl.evaluation import media
+from wsrl.evaluation.scores import eval_seed, evaluate
+from wsrl.evaluation.video import VideoUnavailable, check_video
+from wsrl.running.build import build_run, check_shapes_early, checkpoint_interval
+from wsrl.running.refusals import check_command_line, report_failure
+from wsrl.running.results import RunResults, finished_results, write_results
+from wsrl.running.rundir import RunInterrupted, StopSignals, check_same_run, record_run, run_lock
 
 log = logging.getLogger("wsrl")
 register_configs()
 
 
-def train(cfg: TrainConfig, run_dir: Path) -> dict:
+def train(cfg: TrainConfig, run_dir: Path) -> RunResults:
     """Train and evaluate one configuration; returns (and writes) the results.
 
     The run holds ``run_dir`` for its whole life (another process on it is refused) and stops cleanly on
-    SIGTERM / SIGINT (``wsrl.runs``)."""
+    SIGTERM / SIGINT (``wsrl.running.rundir``)."""
     validate(cfg)
     with run_lock(run_dir), StopSignals() as signals:
         return _train(cfg, run_dir, signals)
 
 
-def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
+def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
     # compose: everything that can refuse the run does so before any data is made or loaded and before any file is
     # written, the quickest first: the device, the video, the run directory's identity, the data's shapes
     env = resolve_env(cfg.env)
@@ -60,7 +53,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
             raise ConfigError(f"eval.video=true: {err}") from err
     identity = check_same_run(cfg, run_dir)
     if (done := finished_results(run_dir, cfg.trainer.max_steps)) is not None:
-        log.info("%s already finished (%s steps): choose another name= to run again", run_dir, done["steps"])
+        log.info("%s already finished (%s steps): choose another name= to run again", run_dir, done.steps)
         return done
     check_shapes_early(cfg.env, env)
     if cfg.generate_if_missing:  # the first work: minutes of CPU for a full-size generated dataset
@@ -77,7 +70,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
             for lg in trainer.loggers:  # (null: a unimodal dataset has no share between modes)
                 lg.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items() if v is not None}, step=0)
         record_run(run_dir, identity, run.config)
-        dashboard.log_dataset(trainer.loggers, data.data.trajectory_returns(), data.weights, cfg.sampler, env,
+        media.log_dataset(trainer.loggers, data.data.trajectory_returns(), data.weights, cfg.sampler, env,
                               run_dir)
         # fit
         resume = cfg.resume and run.last.exists()
@@ -92,7 +85,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
         module.to(run.device)
         seed = eval_seed(cfg.seed, cfg.trainer.max_steps)
         final = evaluate(module, env, cfg.eval.episodes, seed)
-        media = dashboard.final_media(trainer.loggers, module, env, cfg.eval, seed, trainer.global_step, run_dir,
+        extras = media.final_media(trainer.loggers, module, env, cfg.eval, seed, trainer.global_step, run_dir,
                                       f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name} "
                                       f"seed {cfg.seed}, step {trainer.global_step}")
     except RunInterrupted:
@@ -100,8 +93,8 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
             lg.finalize("failed")
         raise
     # record
-    results = run_results(run.config, env, trainer.global_step, run.target_return, data.weight_stats, final,
-                          run.evaluator.history, run.stopper.starts, time.time() - start, run.device, media)
+    results = RunResults.of_run(run.config, env, trainer.global_step, run.target_return, data.weight_stats, final,
+                                run.evaluator.history, run.stopper.starts, time.time() - start, run.device, extras)
     results_path = write_results(run_dir, results)
     for lg in trainer.loggers:
         lg.log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
@@ -111,35 +104,20 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> dict:
         import wandb
 
         wandb.finish()
-    score = results["normalized_score"]
+    score = results.normalized_score
     print(f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name} seed {cfg.seed}: normalized "
           f"score {score['mean']:.1f} +- {score['std']:.1f} over {cfg.eval.episodes} episodes "
-          f"({trainer.global_step} steps, {results['wall_seconds']:.0f} s) -> {results_path}")
+          f"({trainer.global_step} steps, {results.wall_seconds:.0f} s) -> {results_path}")
     return results
-
-
-def run_results(plain: dict, env: ResolvedEnv, steps: int, target_return: float, weight_stats: dict | None,
-                final: dict, history: list[dict], starts: list[int], seconds: float, device, media: dict) -> dict:
-    """A run's ``results.json``: what ``wsrl.report`` reads (the stacked launcher's members write the same)."""
-    return {
-        "env": plain["env"]["name"], "method": plain["method"]["name"], "sampler": plain["sampler"]["name"],
-        "policy": plain["policy"]["name"], "seed": plain["seed"], "steps": steps,
-        "dataset_id": env.dataset_id, "eval_env_id": env.eval_env_id, "ref_min_score": env.ref_min_score,
-        "ref_max_score": env.ref_max_score, "target_return": target_return, "weights": weight_stats,
-        **final, "eval_history": history + [{"step": steps, **final["normalized_score"]}],
-        "started_at_steps": starts, "wall_seconds": seconds, "device": str(device),
-        "precision": {"matmul": plain["trainer"]["matmul_precision"], "autocast": plain["trainer"]["autocast"]},
-        **media, "config": plain,
-    }
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Run one job and return its mean normalized score (what a sweeper optimizes). A failure ends the job as
-    ``wsrl.cli.report_failure`` says: in a sweep the other jobs go on."""
+    ``wsrl.running.refusals.report_failure`` says: in a sweep the other jobs go on."""
     from hydra.types import RunMode
 
-    from wsrl.launch import pin_worker_gpu
+    from wsrl.running.gpus import pin_worker_gpu
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -149,7 +127,7 @@ def main(cfg: DictConfig) -> float:
         if cfg.wandb.group is None:
             cfg.wandb.group = cfg.name  # one W&B group per sweep
     try:
-        return train(cfg, run_dir)["normalized_score"]["mean"]
+        return train(cfg, run_dir).normalized_score["mean"]
     except Exception as err:
         return report_failure(err, run_dir, sweep, list(hydra_cfg.overrides.task))
 

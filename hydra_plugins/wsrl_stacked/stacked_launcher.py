@@ -39,7 +39,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=Stacke
 
 class StackedLauncher(Launcher):
     def __init__(self, **options) -> None:
-        from wsrl.config import ConfigError
+        from wsrl.core.config import ConfigError
         from wsrl.stacked.launch import Options
 
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsrl.common.figures import pyplot
 from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
 from wsrl.datasets.suite import normalize
 
@@ -38,10 +39,7 @@ def summarize(dataset_id: str) -> tuple[dict, np.ndarray]:
 def info(dataset_ids: str | list[str], png: Path | None = None) -> list[dict]:
     """Print a summary of each dataset and write their return histograms, one panel each, to ``png``
     (default ``<first id>_returns.png``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ids = [dataset_ids] if isinstance(dataset_ids, str) else list(dataset_ids)
     found = [summarize(i) for i in ids]  # every id checked before anything is drawn or written

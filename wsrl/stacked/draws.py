@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsrl.weighting import IndexSampler
+from wsrl.core.weighting import IndexSampler
 
 INT_RANGE = 2**62  # fast mode's integer draws: uniform over [0, 2^62), reduced modulo each dataset size
 

@@ -1,6 +1,6 @@
 """A group of runs trained as one model: built member by member with the single-run builder, then stacked.
 
-``build_group`` builds each member exactly as ``wsrl.build.build_policy`` builds a single run (its seed, its
+``build_group`` builds each member exactly as ``wsrl.running.build.build_policy`` builds a single run (its seed, its
 dataset, weights and initialisation; on the CPU, where its module stays as the container of its own weights) and
 stacks them on the training device. ``StackedGroup.fit`` trains them with one optimizer on the SUM over members
 of each member's weighted mean loss: a mean over members would scale every member's gradient by 1/N, which
@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from wsrl.build import build_policy
-from wsrl.config import ResolvedEnv, TrainerConfig, resolve_device, to_plain
-from wsrl.data import OfflineDataModule
-from wsrl.files import write_bytes_atomic
-from wsrl.module import WeightedBC, adam
+from wsrl.common.files import write_bytes_atomic
+from wsrl.core.config import ResolvedEnv, TrainerConfig, resolve_device, to_plain
+from wsrl.core.data import OfflineDataModule
+from wsrl.core.module import WeightedBC, adam
+from wsrl.running.build import build_policy
 from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
 from wsrl.stacked.model import StackedPolicy
 

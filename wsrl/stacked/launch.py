@@ -23,22 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsrl import dashboard
-from wsrl.cli import report_failure
-from wsrl.config import ConfigError, resolve_env, to_plain, validate
-from wsrl.evaluation import eval_seed, evaluate_many
-from wsrl.runs import (
+from wsrl.core.config import ConfigError, resolve_env, to_plain, validate
+from wsrl.evaluation import media
+from wsrl.evaluation.scores import eval_seed, evaluate_many
+from wsrl.running.refusals import report_failure
+from wsrl.running.results import RunResults, finished_results, write_results
+from wsrl.running.rundir import (
     StopSignals,
     check_same_run,
-    finished_results,
     record_run,
     run_lock,
     write_failed,
-    write_results,
 )
 from wsrl.stacked.group import GroupStopped, Member, StackedGroup, build_group
 from wsrl.stacked.record import csv_logger, log_dataset, write_checkpoint
-from wsrl.train import run_results
 
 log = logging.getLogger("wsrl")
 DEADLINE_EXIT = 75  # EX_TEMPFAIL: stopped at the deadline, saved; the same command resumes
@@ -142,13 +140,14 @@ def record_members(group: StackedGroup, jobs: list[Job], loggers: list,
     for k, final in zip(alive, finals, strict=True):
         m, run_dir = group.members[k], jobs[k].run_dir
         seed = eval_seed(int(m.cfg.seed), group.step)
-        media = dashboard.final_media([loggers[k]], m.module, m.env, m.cfg.eval, seed, group.step, run_dir,
+        extras = media.final_media([loggers[k]], m.module, m.env, m.cfg.eval, seed, group.step, run_dir,
                                       f"{m.cfg.env.name} {m.cfg.method.name}/{m.cfg.sampler.name}/"
                                       f"{m.cfg.policy.name} seed {m.cfg.seed}, step {group.step} (stacked)")
-        results = run_results(m.module.hparams.config, m.env, group.step, m.module.target_return, m.data.weight_stats,
-                              final, [], group.starts, time.time() - started, group.device, media)
-        results["stacked"] = {"group": name, "size": len(jobs), "slot": k, "rng": options.rng,
-                              "group_seed": group.group_seed, "precision": results["precision"]}
+        results = RunResults.of_run(m.module.hparams.config, m.env, group.step, m.module.target_return,
+                                    m.data.weight_stats, final, [], group.starts, time.time() - started,
+                                    group.device, extras)
+        results.stacked = {"group": name, "size": len(jobs), "slot": k, "rng": options.rng,
+                           "group_seed": group.group_seed, "precision": results.precision}
         write_results(run_dir, results)
         loggers[k].log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
                                 "eval/final_normalized_std": final["normalized_score"]["std"]}, step=group.step)
@@ -203,8 +202,8 @@ def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
     with StopSignals() as signals:
         for i, job in enumerate(jobs):
             if (done := finished_results(job.run_dir, job.cfg.trainer.max_steps)) is not None:
-                log.info("%s already finished (%s steps)", job.run_dir, done["steps"])
-                scores[i] = done["normalized_score"]["mean"]
+                log.info("%s already finished (%s steps)", job.run_dir, done.steps)
+                scores[i] = done.normalized_score["mean"]
                 continue
             try:
                 identity[i] = accept(job)

@@ -5,7 +5,7 @@ the single-run builder with its own seed), so the init is exactly the single run
 would make ``nn.init`` compute the fan-in from ``out``). Members with fewer inputs or actions than the group's
 largest are zero-padded: a padded input column sees zero input and gets zero gradient, a padded action
 dimension is masked out of the likelihood, so padded entries stay exactly zero (weight decay keeps a zero at
-zero) and a member trains as it would alone. Both policies of ``wsrl.policies`` are supported; LayerNorm is not.
+zero) and a member trains as it would alone. Both policies of ``wsrl.core.policies`` are supported; LayerNorm is not.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from wsrl.module import WeightedBC
-from wsrl.policies import HALF_LOG_2PI, DiagGaussianActor
+from wsrl.core.module import WeightedBC
+from wsrl.core.policies import HALF_LOG_2PI, DiagGaussianActor
 
 Dropout = Callable[[torch.Tensor], torch.Tensor]  # hidden activations [N, B, H] -> the same with dropout applied
 

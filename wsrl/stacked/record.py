@@ -1,10 +1,10 @@
 """What a stacked member leaves in its run directory: what a single run leaves there.
 
-``config.yaml`` and ``run_config.json`` (``wsrl.runs.record_run``), ``returns.png``, the metrics CSV
+``config.yaml`` and ``run_config.json`` (``wsrl.running.rundir.record_run``), ``returns.png``, the metrics CSV
 (``csv/metrics.csv``), ``checkpoints/last.ckpt`` (a ``WeightedBC`` Lightning checkpoint of the member's own,
-un-padded weights, which ``wsrl.evaluation.load_checkpoint`` and ``python -m wsrl.evaluation`` load) and
+un-padded weights, which ``wsrl.evaluation.scores.load_checkpoint`` and ``python -m wsrl.evaluation`` load) and
 ``results.json`` (``wsrl.train.run_results`` plus a ``stacked`` block), or ``failed.json``
-for a failed member (``wsrl.runs.write_failed``).
+for a failed member (``wsrl.running.rundir.write_failed``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from wsrl import dashboard
-from wsrl.files import write_bytes_atomic
-from wsrl.runs import AtomicCheckpointIO
+from wsrl.common.files import write_bytes_atomic
+from wsrl.evaluation import media
+from wsrl.running.rundir import AtomicCheckpointIO
 from wsrl.stacked.group import Member
 
 
@@ -35,7 +35,7 @@ def log_dataset(member: Member, run_dir: Path, logger: L.pytorch.loggers.CSVLogg
     if id(data) in plotted:
         write_bytes_atomic(run_dir / "returns.png", plotted[id(data)].read_bytes())
     else:
-        plotted[id(data)] = dashboard.log_dataset([logger], data.data.trajectory_returns(), data.weights,
+        plotted[id(data)] = media.log_dataset([logger], data.data.trajectory_returns(), data.weights,
                                                   member.cfg.sampler, member.env, run_dir)
 
 

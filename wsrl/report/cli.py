@@ -10,19 +10,20 @@ all the table's comparisons, a mark on the cell where the adjusted p is below ``
 own difference lies inside the interval. Group averages follow each dataset group, as in the paper. Missing
 seeds, unequal step counts and failed jobs are listed in the notes, never averaged silently. A PNG shows grouped
 bars with the paper's values as markers; ``table<N>_runs.csv`` lists every run behind the table.
-Below the table come rliable's aggregates over all datasets and seeds (``wsrl.statistics``): IQM and mean per
+Below the table come rliable's aggregates over all datasets and seeds (``wsrl.report.statistics``): IQM and mean per
 method, the probability of improvement of each compared pair overall and per dataset, all with 95 %
 stratified-bootstrap intervals (``table<N>_aggregates.csv``), and a figure with them and the performance profiles
-(``table<N>_statistics.png``). The layout and the files are ``wsrl.tables``'; every file is written whole or not
+(``table<N>_statistics.png``). The layout and the files are ``wsrl.report.tables``'; every file is written whole or not
 at all.
 Table 4 (not in the paper) is the LDS ablation: which label LDS balances, in the loss or in the draw.
 Several sweeps of one budget can be pooled into one table (``python -m wsrl.report multirun/table4_cpu
 multirun/table2_cpu --table 4``: Table 2's sweep already has Table 4's reference and the paper's LDS cell).
 Tables 1 and 4 are on the medium-expert datasets only. Table 5 compares the weighting schemes of
-``wsrl.weighting`` on the six mixed datasets (pool ``multirun/table5_cpu multirun/table2_cpu multirun/table4_cpu``).
+``wsrl.core.weighting`` on the six mixed datasets (pool ``multirun/table5_cpu multirun/table2_cpu
+multirun/table4_cpu``).
 ``--curve ENV COLUMN`` draws one cell's learning curve from its runs' periodic evaluations (``eval.every_steps``).
 ``--conditioning`` draws, for each medium-expert cell with RvS-R runs, the return-conditioning curve
-(``wsrl.conditioning``) of its seeds' final checkpoints.
+(``wsrl.evaluation.conditioning``) of its seeds' final checkpoints.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wsrl import statistics as stats
-from wsrl import tables
-from wsrl.files import write_figure_atomic, write_json_atomic, write_text_atomic
-from wsrl.statistics import seed_interval
+from wsrl.common.figures import pyplot, save_figure
+from wsrl.common.files import write_json_atomic, write_text_atomic
+from wsrl.report import statistics as stats
+from wsrl.report import tables
+from wsrl.report.statistics import seed_interval
 
 GROUPS = {  # the paper's row order
     "medium_replay": ["halfcheetah_medium_replay", "hopper_medium_replay", "walker2d_medium_replay"],
@@ -376,7 +378,7 @@ def statistics(runs: list[dict], number: int, reps: int, seed: int = 0) -> dict:
 
 
 def layout(number: int) -> tables.Layout:
-    """What table ``number`` shows (``wsrl.tables``)."""
+    """What table ``number`` shows (``wsrl.report.tables``)."""
     return tables.Layout(number, list(COLUMNS[number]), COMPARISONS[number], pairs(number),
                          list(dict.fromkeys(k for env in PAPER[number].values() for k in env)), ALPHA)
 
@@ -395,7 +397,7 @@ WEIGHT_STATS = {"effective_fraction": "ESS", "max": "max", "top10_share": "top-1
 def weights_markdown(runs: list[dict], number: int) -> str:
     """Beside the scores, what each weighted cell's weights do (``results.json``'s ``weights``, the same for every
     seed of a cell): Kish's effective sample fraction, the largest weight (mean 1), the weight's share on the top
-    10 % of trajectories and between the dataset's two modes (``wsrl.weighting.weight_diagnostics``; "—" for a
+    10 % of trajectories and between the dataset's two modes (``wsrl.core.weighting.weight_diagnostics``; "—" for a
     unimodal dataset), with the unweighted shares in the header. Empty where no run has these statistics."""
     by_cell = cells(runs, number)
     weighted = [c for c in COLUMNS[number] if any((by_cell.get((e, c)) or [{}])[0].get("weights") for e, _ in by_cell)]
@@ -502,10 +504,7 @@ def curve_report(sweep_dirs: Path | Sequence[Path], number: int, env: str, colum
     stem = f"curve_{env}_{re.sub(r'[^a-z0-9]+', '_', column.lower()).strip('_')}"
     tables.write_csv(out / f"{stem}.csv", rows)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (sweep, history, steps, mean, lows, highs) in enumerate(curves):
@@ -525,7 +524,7 @@ def curve_report(sweep_dirs: Path | Sequence[Path], number: int, env: str, colum
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    write_figure_atomic(out / f"{stem}.png", fig, dpi=100)
+    save_figure(fig, out / f"{stem}.png", dpi=100)
     plt.close(fig)
     counts = "; ".join(f"{len(history)} seeds, {len(steps)} common evaluations" for _, history, steps, *_ in curves)
     print(f"learning curve of {env} / {column}: {counts} -> {out / (stem + '.png')}, {out / (stem + '.csv')}")
@@ -537,13 +536,10 @@ def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 
     """``conditioning.png`` and ``conditioning.json``: per medium-expert cell (env, sampler, policy) with RvS-R runs,
     the conditioning curve of each seed's ``checkpoints/last.ckpt`` at the same targets (the dataset's lowest
     episode return to 1.2x its highest), averaged over seeds, one panel per cell."""
-    import matplotlib
+    plt = pyplot()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from wsrl.conditioning import conditioning_curve, dataset_histogram, default_targets, draw, save_figure
-    from wsrl.evaluation import load_checkpoint
+    from wsrl.evaluation.conditioning import conditioning_curve, dataset_histogram, default_targets, draw
+    from wsrl.evaluation.scores import load_checkpoint
 
     cells: dict[tuple[str, str, str], list[Path]] = defaultdict(list)
     for path in sorted(sweep_dir.rglob("results.json")):

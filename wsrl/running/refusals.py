@@ -15,12 +15,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from wsrl.config import ConfigError
-from wsrl.data import DataError
+from wsrl.common.files import WriteError
+from wsrl.core.config import ConfigError
+from wsrl.core.data import DataError
+from wsrl.core.module import NonFiniteLossError
 from wsrl.datasets.store import DatasetError
-from wsrl.files import WriteError
-from wsrl.module import NonFiniteLossError
-from wsrl.runs import RunInterrupted, RunLockedError, discard_if_empty, write_failed
+from wsrl.running.rundir import RunInterrupted, RunLockedError, discard_if_empty, write_failed
 
 log = logging.getLogger("wsrl")
 CONF = Path(__file__).resolve().parents[1] / "conf"

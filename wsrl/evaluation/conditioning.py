@@ -10,17 +10,17 @@ episode-return histogram underneath. The histogram travels in the checkpoint (``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wsrl.evaluation import evaluate
+from wsrl.common.figures import pyplot, save_figure
+from wsrl.evaluation.scores import evaluate
 
 if TYPE_CHECKING:
-    from wsrl.config import ResolvedEnv
-    from wsrl.module import WeightedBC
+    from wsrl.core.config import ResolvedEnv
+    from wsrl.core.module import WeightedBC
 
 
 class ConditioningError(ValueError):
@@ -39,7 +39,7 @@ def dataset_histogram(module: WeightedBC, env: ResolvedEnv) -> dict | None:
     None when neither exists."""
     if module.hparams.get("dataset_returns") is not None:
         return module.hparams.dataset_returns
-    from wsrl.data import load_transitions
+    from wsrl.core.data import load_transitions
     from wsrl.datasets.store import exists_locally
 
     if exists_locally(env.dataset_id):
@@ -101,10 +101,7 @@ def draw(ax, ax_hist, curve: dict, histogram: dict | None, env: ResolvedEnv, lab
 
 def plot_conditioning(curve: dict, histogram: dict | None, env: ResolvedEnv, title: str, png: Path) -> Path:
     """The curve of one policy as a PNG (written aside, then renamed into place)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax, ax_hist) = plt.subplots(2, 1, figsize=(6.4, 6), sharex=True, height_ratios=[3, 1])
     draw(ax, ax_hist, curve, histogram, env)
@@ -114,16 +111,3 @@ def plot_conditioning(curve: dict, histogram: dict | None, env: ResolvedEnv, tit
     return png
 
 
-def save_figure(fig, png: Path) -> None:
-    """Write a matplotlib figure to ``png`` atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.stem}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, png)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)

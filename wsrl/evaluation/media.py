@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wsrl.conditioning import conditioning_curve, default_targets, plot_conditioning, save_figure
-from wsrl.video import Recording, record_episode
-from wsrl.weighting import SCHEMES, effective_fraction
+from wsrl.common.figures import pyplot, save_figure
+from wsrl.core.weighting import SCHEMES, effective_fraction
+from wsrl.evaluation.conditioning import conditioning_curve, default_targets, plot_conditioning
+from wsrl.evaluation.video import Recording, record_episode
 
 if TYPE_CHECKING:
-    from wsrl.config import EvalConfig, ResolvedEnv, SamplerConfig
-    from wsrl.module import WeightedBC
+    from wsrl.core.config import EvalConfig, ResolvedEnv, SamplerConfig
+    from wsrl.core.module import WeightedBC
 
 log = logging.getLogger("wsrl")
 
@@ -44,10 +45,7 @@ def return_distribution(trajectory_returns: np.ndarray, weights: np.ndarray | No
 def plot_return_distribution(trajectory_returns: np.ndarray, weights: np.ndarray | None, sampler: SamplerConfig,
                              env: ResolvedEnv, title: str, png: Path) -> Path:
     """The dataset's and, with LDS weights, the weighted distribution of trajectory returns (normalized) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     edges, data_share, weighted = return_distribution(trajectory_returns, weights)
     edges = env.normalize(edges)

@@ -100,7 +100,8 @@ class _Shard:
 
 
 def serve(fd: int) -> None:
-    """A worker process (``python -c "from wsrl.episodes import serve; serve(FD)"``), driven over the socket ``fd``:
+    """A worker process (``python -c "from wsrl.common.episodes import serve; serve(FD)"``), driven over the socket
+    ``fd``:
     ``("reset", (pieces, max_episode_steps))`` builds and resets a new shard and answers its first observations,
     ``("step", actions)`` steps it and answers the results, ``None`` ends the worker."""
     conn = Connection(fd)
@@ -147,7 +148,7 @@ def _split(env_ids: list[str], n_episodes: int, seeds: list[int], shards: int) -
 
 class _Remote:
     """A worker process, driven through a socket. The worker is a fresh interpreter that imports only
-    ``wsrl.episodes`` (so gymnasium, MuJoCo and torch, whose import sets the subnormal flush that the physics of
+    ``wsrl.common.episodes`` (so gymnasium, MuJoCo and torch, whose import sets the subnormal flush that the physics of
     ``run_episodes`` runs under): not a fork of a process whose torch or CUDA threads are running, and not a copy
     of the program's main module, as multiprocessing's spawn and forkserver would import."""
 
@@ -156,7 +157,7 @@ class _Remote:
         path = os.pathsep.join([p for p in sys.path if p] + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         with theirs:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from wsrl.episodes import serve; serve(int(sys.argv[1]))",
+                [sys.executable, "-c", "import sys; from wsrl.common.episodes import serve; serve(int(sys.argv[1]))",
                  str(theirs.fileno())], pass_fds=[theirs.fileno()], env={**os.environ, "PYTHONPATH": path},
                 stdin=subprocess.DEVNULL)
         self.conn = Connection(ours.detach())

@@ -1,6 +1,6 @@
-"""What each weighting scheme favours, for one dataset: ``python -m wsrl.weight_mass halfcheetah_medium_expert``.
+"""What each weighting scheme favours, for one dataset: ``python -m wsrl.report.weight_mass halfcheetah_medium_expert``.
 
-Every scheme of ``wsrl.weighting.SCHEMES`` with its published defaults (``SamplerConfig``'s; LDS on the trajectory
+Every scheme of ``wsrl.core.weighting.SCHEMES`` with its published defaults (``SamplerConfig``'s; LDS on the trajectory
 return) weights the dataset's transitions; the figure draws, over the histogram of trajectory returns (grey: the
 share of transitions per bin, what a uniform draw sees), each scheme's share of the total weight per bin (what its
 draw samples or its loss sees), and shades the returns between the dataset's two modes (``between_modes``). The
@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from wsrl.config import SamplerConfig
-from wsrl.dashboard import return_distribution
-from wsrl.data import DataError, Transitions, load_transitions, sample_weights
+from wsrl.common.figures import pyplot, save_figure
+from wsrl.common.files import write_json_atomic
+from wsrl.core.config import SamplerConfig
+from wsrl.core.data import DataError, Transitions, load_transitions, sample_weights
+from wsrl.core.weighting import MODE_BINS, SCHEMES, between_modes, bin_index, sampler_name, weight_diagnostics
 from wsrl.datasets.suite import ROBOTS, dataset_id
-from wsrl.files import write_json_atomic
-from wsrl.weighting import MODE_BINS, SCHEMES, between_modes, bin_index, sampler_name, weight_diagnostics
+from wsrl.evaluation.media import return_distribution
 
 DEFAULT_SCHEMES = [s for s in SCHEMES if s != "uniform"]
 
@@ -55,12 +56,8 @@ def scheme_masses(data: Transitions, schemes: list[str], bins: int = 50) -> dict
 
 
 def plot(masses: dict, data: Transitions, title: str, png: Path) -> Path:
-    import matplotlib
+    plt = pyplot()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from wsrl.conditioning import save_figure
 
     edges = np.array(masses["edges"])
     fig, ax = plt.subplots(figsize=(9, 4.8))
@@ -89,7 +86,7 @@ def plot(masses: dict, data: Transitions, title: str, png: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(prog="python -m wsrl.weight_mass", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m wsrl.report.weight_mass", description=__doc__.splitlines()[0])
     p.add_argument("dataset", help="a Minari id (wsrl/hopper/medium-expert-v0) or an env option of the generated "
                    "suite (hopper_medium_expert)")
     p.add_argument("--schemes", nargs="+", choices=list(SCHEMES), default=DEFAULT_SCHEMES,

@@ -8,7 +8,6 @@ other writer of the project use it; it imports nothing from wsrl.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 from pathlib import Path
@@ -58,9 +57,3 @@ def write_text_atomic(path: Path, text: str) -> None:
     """``text`` as UTF-8, whole or not at all."""
     write_bytes_atomic(path, text.encode())
 
-
-def write_figure_atomic(path: Path, fig, **savefig: object) -> None:
-    """A matplotlib figure in the format of ``path``'s suffix, whole or not at all (``savefig``: its options)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", **savefig)
-    write_bytes_atomic(path, buf.getvalue())

@@ -14,8 +14,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from wsrl.config import MethodConfig, PolicyConfig, TrainerConfig
-from wsrl.policies import make_policy
+from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig
+from wsrl.core.policies import make_policy
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -45,8 +45,9 @@ class WeightedBC(L.LightningModule):
         """Configs come as plain dicts (checkpoints then load with ``weights_only=True``); ``obs_mean`` and
         ``obs_std`` come from the dataset, or from the checkpoint's buffers when reloading. ``config`` is the run's
         whole resolved config, kept in the checkpoint (``hparams.config``) so that the policy can be evaluated in
-        its environment with nothing else (``wsrl.evaluation.load_checkpoint``); ``dataset_returns``, a histogram of
-        the dataset's episode returns (``wsrl.conditioning.return_histogram``), likewise for the conditioning
+        its environment with nothing else (``wsrl.evaluation.scores.load_checkpoint``); ``dataset_returns``, a
+        histogram of
+        the dataset's episode returns (``wsrl.evaluation.conditioning.return_histogram``), likewise for the conditioning
         curve's default targets."""
         super().__init__()
         self.save_hyperparameters(ignore=["obs_mean", "obs_std"])

@@ -1,7 +1,7 @@
 """The report's tables laid out: Markdown, CSV rows and files, the bar figure.
 
-``wsrl.report`` builds the rows (one per dataset and group average; their keys are listed in experiments/README.md)
-and the aggregates; this module writes them out, every file whole or not at all (``wsrl.files``). The Markdown
+``wsrl.report.cli`` builds the rows (one per dataset and group average; their keys are listed in experiments/README.md)
+and the aggregates; this module writes them out, every file whole or not at all (``wsrl.common.files``). The Markdown
 has, per table: the scores with their intervals and marks, the differences behind the marks, the episode spread
 against the paper's Std, the scores as fractions of the data's expert level, then rliable's aggregates.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wsrl.files import write_figure_atomic, write_text_atomic
+from wsrl.common.figures import pyplot, save_figure
+from wsrl.common.files import write_text_atomic
 
 MARKS = {"higher": "↑", "lower": "↓"}
 # Quoted, not measured here: the coverage of rliable's percentile bootstrap at these tables' spreads
@@ -257,10 +258,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def plot(rows: list[dict], layout: Layout, png: Path) -> None:
     """Grouped bars: mean over seeds with the 95 % interval over seeds per dataset, the paper's values as marks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = [r for r in rows if not r["dataset"].endswith("average")]
     cols = layout.columns
@@ -284,5 +282,5 @@ def plot(rows: list[dict], layout: Layout, png: Path) -> None:
     ax.set(ylabel="D4RL normalized score", title=f"Table {layout.number}: mean over seeds, 95 % interval over seeds")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    write_figure_atomic(png, fig, dpi=100)
+    save_figure(fig, png, dpi=100)
     plt.close(fig)

@@ -26,8 +26,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from wsrl.environ import scoped_environ
-from wsrl.episodes import ActFn
+from wsrl.common.environ import scoped_environ
+from wsrl.common.episodes import ActFn
 
 INSTALL_HINT = "install MuJoCo's software OpenGL with `apt-get install -y libosmesa6`"
 

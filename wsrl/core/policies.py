@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from wsrl.config import PolicyConfig
+from wsrl.core.config import PolicyConfig
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

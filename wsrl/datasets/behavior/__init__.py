@@ -37,9 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from wsrl.common.episodes import run_episodes
+from wsrl.common.figures import pyplot
+from wsrl.common.files import write_json_atomic
 from wsrl.datasets.suite import ROBOT, ROBOTS, Robot
-from wsrl.episodes import run_episodes
-from wsrl.files import write_json_atomic
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "behavior"
 RUNS = Path(__file__).resolve().parents[2] / "experiments" / "behavior"  # committed: records, snapshots, agents
@@ -365,10 +366,7 @@ def choose(robot_name: str, run: Path, episodes: int = 50, note: str = "", asset
 def plot_curves(png: Path, assets: Path = ASSETS, runs: Path | None = None) -> None:
     """One panel per robot: the normalized score of each snapshot of the shipped run, with the chosen medium and
     expert marked; with ``runs``, every run recorded there instead (runs in progress included)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     paths = sorted(runs.glob("*/run.json")) if runs else [assets / r / "manifest.json" for r in ROBOTS]
     records = [json.loads(path.read_text()) for path in paths if path.exists()]

@@ -16,8 +16,8 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from wsrl.core.weighting import SAMPLER_NAMES, SCHEMES, sampler_name
 from wsrl.datasets.suite import QUALITIES, ROBOT, ROBOTS, SIZES, SOURCES, dataset_id, normalize
-from wsrl.weighting import SAMPLER_NAMES, SCHEMES, sampler_name
 
 
 class Choice(str, Enum):
@@ -107,10 +107,10 @@ class MethodConfig:
 @dataclass
 class SamplerConfig:
     """Which weights (``scheme``) act where (``weighting``: in the loss, in the draw, or nowhere). The schemes
-    (``wsrl.weighting.SCHEMES``): LDS (Yang et al. 2021; ``lds``: the paper's IR, in the loss; ``lds_sampling``: in
+    (``wsrl.core.weighting.SCHEMES``): LDS (Yang et al. 2021; ``lds``: the paper's IR, in the loss; ``lds_sampling``: in
     the draw), top-x % filtering, return- and advantage-weighted sampling (Hong et al. 2023), CWBC's return-bin
     weights (Nguyen et al. 2022) and LDS times the return tilt; each config file in ``conf/sampler/`` picks one
-    scheme and placement, and its ``name`` (run directories, report columns) is ``wsrl.weighting.sampler_name``'s:
+    scheme and placement, and its ``name`` (run directories, report columns) is ``wsrl.core.weighting.sampler_name``'s:
     the new schemes are ``<scheme>`` in the draw and ``<scheme>_loss`` in the loss."""
 
     name: str = "uniform"  # uniform | lds | lds_sampling | <scheme> (in the draw) | <scheme>_loss, as sampler_name

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from wsrl.files import write_figure_atomic
+from wsrl.common.figures import pyplot, save_figure
 
 LEVEL = 0.95  # every interval in the report
 
@@ -144,10 +144,7 @@ def profiles(scores: Mapping[str, np.ndarray], taus: np.ndarray, reps: int,
 def plot(agg: dict[str, dict], poi: dict[tuple[str, str], tuple[float, float, float]], taus: np.ndarray,
          profile: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], title: str, png: Path) -> None:
     """One figure: IQM and mean with their intervals, P(X > Y) with its interval, and the performance profiles."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from rliable import plot_utils
 
     methods = list(agg)
@@ -179,5 +176,5 @@ def plot(agg: dict[str, dict], poi: dict[tuple[str, str], tuple[float, float, fl
     axes[3].set_title("performance profile")
     fig.suptitle(title)
     fig.tight_layout()
-    write_figure_atomic(png, fig, dpi=100)
+    save_figure(fig, png, dpi=100)
     plt.close(fig)

@@ -12,7 +12,7 @@
 - ``StopSignals`` and ``StopAtStep``: SIGTERM and SIGINT (and, inside a submitit job, submitit's pre-emption
   signal) ask the run to stop. While training, the step in progress finishes, ``last.ckpt`` is written for it and
   ``RunInterrupted`` is raised; outside training it is raised at once. A second signal exits at once.
-- ``AtomicCheckpointIO``: Lightning's checkpoints, whole or not at all like every file here (``wsrl.files``).
+- ``AtomicCheckpointIO``: Lightning's checkpoints, whole or not at all like every file here (``wsrl.common.files``).
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 
-from wsrl.config import ConfigError, SamplerConfig, TrainConfig, to_plain
-from wsrl.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
+from wsrl.common.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
+from wsrl.core.config import ConfigError, SamplerConfig, TrainConfig, to_plain
 
 LOCK_NAME = ".wsrl.lock"
-RESULTS = "results.json"
 IDENTITY = "run_config.json"
 PRECISION_DEFAULTS = {"matmul_precision": "highest", "autocast": "none"}
 
@@ -120,23 +119,6 @@ def record_run(run_dir: Path, identity: dict | None, plain: dict) -> None:
     if identity is not None:
         write_json_atomic(run_dir / IDENTITY, identity)
         write_bytes_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)).encode())
-
-
-def finished_results(run_dir: Path, max_steps: int) -> dict | None:
-    """The results of a run that already reached ``max_steps`` in ``run_dir``, or None."""
-    path = run_dir / RESULTS
-    if path.exists():
-        done = json.loads(path.read_text())
-        if done["steps"] >= max_steps:
-            return done
-    return None
-
-
-def write_results(run_dir: Path, results: dict) -> Path:
-    """Write ``results.json`` (whole or not at all) and return its path."""
-    path = run_dir / RESULTS
-    write_json_atomic(path, results)
-    return path
 
 
 def write_failed(run_dir: Path, error: str, kind: str, overrides: list[str]) -> None:

@@ -16,14 +16,14 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from wsrl import dashboard
-from wsrl.conditioning import return_histogram
-from wsrl.config import EnvConfig, EvalConfig, ResolvedEnv, TrainConfig, resolve_device, to_plain
-from wsrl.data import DataError, OfflineDataModule, Transitions
-from wsrl.environ import scoped_environ
-from wsrl.evaluation import eval_seed, evaluate
-from wsrl.module import WeightedBC
-from wsrl.runs import AtomicCheckpointIO, StopAtStep, StopSignals
+from wsrl.common.environ import scoped_environ
+from wsrl.core.config import EnvConfig, EvalConfig, ResolvedEnv, TrainConfig, resolve_device, to_plain
+from wsrl.core.data import DataError, OfflineDataModule, Transitions
+from wsrl.core.module import WeightedBC
+from wsrl.evaluation import media
+from wsrl.evaluation.conditioning import return_histogram
+from wsrl.evaluation.scores import eval_seed, evaluate
+from wsrl.running.rundir import AtomicCheckpointIO, StopAtStep, StopSignals
 
 log = logging.getLogger("wsrl")
 
@@ -92,7 +92,7 @@ class PeriodicEval(L.Callback):
             module.log_dict({"eval/normalized_mean": result["normalized_score"]["mean"],
                              "eval/normalized_std": result["normalized_score"]["std"]})
             if self.video is not None:
-                dashboard.record_and_log(trainer.loggers, module, self.env, self.video, eval_seed(self.seed, step),
+                media.record_and_log(trainer.loggers, module, self.env, self.video, eval_seed(self.seed, step),
                                          step, self.run_dir)
 
     def state_dict(self) -> dict:
@@ -144,7 +144,8 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, device: torch.device, loggers:
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}",
                                                       save_last=True, every_n_train_steps=every, save_top_k=1,
                                                       monitor=None, enable_version_counter=False)
-    # One process per run directory (wsrl.runs.run_lock), so an existing last.ckpt is this run's, written by this
+    # One process per run directory (wsrl.running.rundir.run_lock), so an existing last.ckpt is this run's, written by
+    # this
     # callback or by a stop signal: replace it rather than write last-v1.ckpt beside it, which a resume never reads.
     # The module steps its optimizer itself (manual optimization); its checkpoints hold the state after the step,
     # as with automatic optimization, which is what resuming expects.

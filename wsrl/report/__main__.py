@@ -1,0 +1,3 @@
+from wsrl.report.cli import main
+
+main()
