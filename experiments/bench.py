@@ -61,6 +61,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from wsrl.common.files import write_text_atomic
 from wsrl.core.data import load_transitions
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -1217,7 +1218,7 @@ def main(argv: list[str] | None = None) -> Bench:
     failed = [r for r in b.rows if r.ok is False]
     print(f"{sum(r.ok is True for r in b.rows)} PASS, {len(failed)} FAIL, {time.perf_counter() - start:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({
+        write_text_atomic(args.json, json.dumps({
             "settings": {k: v for k, v in asdict(b).items() if k not in ("rows", "raw", "root", "only")},
             "torch": torch.__version__, "cpus": os.cpu_count(), "rows": [asdict(r) for r in b.rows], "raw": b.raw},
             indent=1, default=str))

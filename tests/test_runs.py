@@ -18,7 +18,7 @@ import wsrl.common.files as files
 import wsrl.running.rundir as runs
 from tests.conftest import child_env
 from tests.test_reliability import SMALL, config, final_weights, training_logged
-from wsrl.common.files import WriteError, write_bytes_atomic
+from wsrl.common.files import WriteError, atomic_path, write_bytes_atomic
 from wsrl.running.rundir import LOCK_NAME, RunLockedError, StopSignals, run_lock
 from wsrl.train import train
 
@@ -196,6 +196,17 @@ def test_write_bytes_atomic_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(WriteError, match="No space left on device; the previous file"):
         write_bytes_atomic(target, b"new" * 1000)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_atomic_path_renames_on_success_and_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "clip.mp4"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".mp4" and tmp != target
+        tmp.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="encoder died"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("encoder died")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
 
 
 def test_submitit_sweep_survives_a_preemption(tiny_dataset, minari_root, tmp_path):

@@ -11,6 +11,10 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class WriteError(RuntimeError):
@@ -57,3 +61,17 @@ def write_text_atomic(path: Path, text: str) -> None:
     """``text`` as UTF-8, whole or not at all."""
     write_bytes_atomic(path, text.encode())
 
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name (an encoder, a library's ``save``): renamed
+    over ``path`` when the block succeeds, removed when it fails, so ``path`` is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

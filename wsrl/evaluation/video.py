@@ -28,6 +28,7 @@ import numpy as np
 
 from wsrl.common.environ import scoped_environ
 from wsrl.common.episodes import ActFn
+from wsrl.common.files import atomic_path
 
 INSTALL_HINT = "install MuJoCo's software OpenGL with `apt-get install -y libosmesa6`"
 
@@ -133,17 +134,11 @@ def write_mp4(path: Path, images: list[np.ndarray], fps: float) -> None:
     """H.264 MP4 of RGB frames, written beside ``path`` and renamed into place: never a half-written file."""
     import imageio_ffmpeg
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.mp4")
     height, width = images[0].shape[:2]
-    try:
+    with atomic_path(path) as tmp:
         writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, codec="libx264",
                                              pix_fmt_out="yuv420p", macro_block_size=1, quality=7)
         writer.send(None)  # start ffmpeg
         for image in images:
             writer.send(np.ascontiguousarray(image))
         writer.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from wsrl.datasets.store import DatasetError
 from wsrl.running.rundir import RunInterrupted, RunLockedError, discard_if_empty, write_failed
 
 log = logging.getLogger("wsrl")
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 REFUSALS = (ConfigError, DataError, DatasetError, NonFiniteLossError, WriteError)  # one line, no traceback
 
 
