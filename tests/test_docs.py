@@ -130,3 +130,13 @@ def test_relative_links_point_to_existing_files(page):
     local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:|#", t)]
     broken = [t for t in local if not (page.parent / t).exists()]
     assert not broken, f"{page.relative_to(ROOT)} links to files that do not exist: {broken}"
+
+
+def test_the_results_page_names_every_field_of_the_record():
+    from wsrl.running.results import RunResults
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text[text.index("## `results.json`"):text.index("## `conf/`")]
+    named = set(re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", section, flags=re.M))
+    documented = {name for row in named for name in re.findall(r"`(\w+)`", row)}
+    assert documented == {f.name for f in fields(RunResults)}
