@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -19,10 +20,12 @@ from scipy import stats as scipy_stats
 
 from tests.conftest import make_tiny_dataset
 from wsrl.common.environ import scoped_environ
+from wsrl.core.config import WandbConfig
+from wsrl.datasets.behavior import ASSETS
 from wsrl.report.__main__ import main
 from wsrl.report.collect import ReportError, collect, pool, swept_seeds
 from wsrl.report.curves import curve_report
-from wsrl.report.paper import BEHAVIOR, COLUMNS
+from wsrl.report.paper import COLUMNS
 from wsrl.report.rows import table
 from wsrl.report.statistics import aggregates, holm, improvement, seed_interval, spread, welch
 from wsrl.report.write import write_table
@@ -124,6 +127,41 @@ def test_report_files_failed_jobs_and_empty_dir(tmp_path):
     empty.mkdir()
     proc = subprocess.run([sys.executable, "-m", "wsrl.report", str(empty)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no results.json")
+
+
+def test_wandb_logs_the_tables_and_figures_to_the_chosen_project(tmp_path, monkeypatch, capsys):
+    """--wandb: one report run in the sweep's group, in --wandb-project (default: the training runs'), with every
+    table and figure under its own key."""
+    calls = []
+
+    class Run:
+        def log(self, data):
+            calls.append(("log", data))
+
+        def finish(self):
+            calls.append(("finish", None))
+
+    fake = types.SimpleNamespace(init=lambda **kw: calls.append(("init", kw)) or Run(), Table=lambda **kw: kw,
+                                 Image=lambda path: path)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    for seed in range(2):
+        write_run(tmp_path, "hopper_medium_expert", "rvs_r", "uniform", seed, 50.0 + seed)
+    out = tmp_path / "out"
+    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb", "--wandb-project", "elsewhere"])
+    (_, init), (_, logged), finish = calls
+    assert (init["project"], init["group"], init["name"], init["dir"]) == ("elsewhere", tmp_path.name,
+                                                                          "report-table1", str(out))
+    assert sorted(logged) == ["figures/table1", "figures/table1_statistics", "table1", "table1_aggregates",
+                              "table1_runs"]
+    assert logged["table1"]["columns"][0] == "dataset" and logged["figures/table1"] == str(out / "table1.png")
+    assert finish == ("finish", None)
+    calls.clear()
+    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb"])
+    assert calls[0][1]["project"] == WandbConfig().project
+    calls.clear()
+    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb-project", "elsewhere"])
+    assert calls == []  # without --wandb nothing is logged
+    capsys.readouterr()
 
 
 def test_interval_helpers():
@@ -261,7 +299,7 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
     assert "| hopper_medium_expert | 7.0 [7.0, 7.0] · paper 7.2, outside |" in md
 
     # fractions of the data's expert level: ours from the hopper manifest, the paper's from D4RL's 108
-    expert = json.loads((BEHAVIOR / "hopper" / "manifest.json").read_text())["chosen_scores"]["expert"]
+    expert = json.loads((ASSETS / "hopper" / "manifest.json").read_text())["chosen_scores"]["expert"]
     assert num(hop["expert level"]) == pytest.approx(expert["normalized_mean"])
     assert num(hop["Own Return of expert"]) == pytest.approx(np.mean(own) / expert["normalized_mean"])
     assert num(hop["Own Return paper of expert"]) == pytest.approx(83.0 / 108.0)

@@ -5,8 +5,8 @@ schemes of the field) are this project's."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from wsrl.datasets.behavior import ASSETS
 from wsrl.report import tables
 
 GROUPS = {  # the paper's row order
@@ -91,7 +91,6 @@ PAPER: dict[int, dict[str, dict[str, tuple[float, float | None]]]] = {
 }
 # The expert level of the paper's data: D4RL v2's expert datasets average about these normalized scores.
 D4RL_EXPERT = {"halfcheetah": 88.0, "hopper": 108.0, "walker2d": 107.0}
-BEHAVIOR = Path(__file__).resolve().parent / "assets" / "behavior"  # the generated suite's behaviour policies
 
 
 def pairs(number: int) -> list[tuple[str, str]]:
@@ -115,7 +114,7 @@ def expert_level(robot: str, source: str) -> float | None:
     data (``D4RL_EXPERT``); None otherwise."""
     if source == "d4rl":
         return D4RL_EXPERT.get(robot)
-    path = BEHAVIOR / robot / "manifest.json"
+    path = ASSETS / robot / "manifest.json"
     if source != "generated" or not path.exists():
         return None
     return json.loads(path.read_text()).get("chosen_scores", {}).get("expert", {}).get("normalized_mean")
