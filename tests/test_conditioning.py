@@ -18,8 +18,8 @@ from wsrl.evaluation.__main__ import main as evaluate_cli
 from wsrl.evaluation.conditioning import conditioning_curve
 from wsrl.evaluation.media import return_distribution
 from wsrl.evaluation.scores import evaluate, load_checkpoint
-from wsrl.report.cli import conditioning_report
-from wsrl.report.cli import main as report_cli
+from wsrl.report.__main__ import main as report_cli
+from wsrl.report.curves import conditioning_report
 from wsrl.train import train
 
 RVS = "hopper_medium_expert/rvs_r-uniform-unconditional/seed{}"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import h5py
@@ -72,6 +73,14 @@ def test_generated_datasets_load_with_scores_metadata_and_train(minari_root, ass
 
     results = train(config("env.size=small", "trainer.max_steps=5", "eval.episodes=1"), tmp_path / "run")
     assert results.dataset_id == "wsrl/hopper/medium-expert-small-v0" and results.steps == 5
+
+
+def test_the_shipped_behaviour_policies_are_where_generation_looks():
+    """The defaults of generation and behaviour training: the committed manifests and the committed run records."""
+    root = Path(__file__).resolve().parents[1]
+    assert behavior.ASSETS == root / "wsrl" / "assets" / "behavior"
+    assert behavior.RUNS == root / "experiments" / "behavior"
+    assert all((behavior.ASSETS / robot / "manifest.json").exists() for robot in ROBOT)
 
 
 def test_behavior_training_refuses_a_record_without_its_agent(tmp_path):

@@ -80,14 +80,14 @@ def test_no_file_refers_to_a_file_the_project_does_not_hold():
 
 
 def test_the_checker_finds_what_a_clone_lacks():
-    """What the README and wsrl/report/cli.py said before the references moved into the project is caught; what they
+    """What the README and wsrl/report/paper.py said before the references moved into the project is caught; what they
     say now, and names that are not file references, pass."""
-    files = {"README.md", "docs/references.md", "docs/architecture.md", "wsrl/report/cli.py", "experiments/README.md"}
+    files = {"README.md", "docs/references.md", "docs/architecture.md", "wsrl/report/paper.py", "experiments/README.md"}
     notes, paper = "FACTS" ".md", "paper" ".md"  # written apart, so that a search for the names finds none here
     assert missing_references("README.md", f"the pilots ({notes}; TD3 reaches 70)", files) == [
         f"README.md: names {notes}"]
-    assert missing_references("wsrl/report/cli.py", f"# The paper's numbers ({paper}): Table 1", files) == [
-        f"wsrl/report/cli.py: names {paper}"]
+    assert missing_references("wsrl/report/paper.py", f"# The paper's numbers ({paper}): Table 1", files) == [
+        f"wsrl/report/paper.py: names {paper}"]
     assert missing_references("README.md", "see [the notes](docs/notes.md#top) and ![fig](docs/fig.png)", files) == [
         "README.md: link to docs/notes.md#top", "README.md: link to docs/fig.png", "README.md: names docs/notes.md"]
     fine = ("[refs](references.md#d4rl), [arch](architecture.md) from docs, [up](../README.md), "

@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -19,35 +20,55 @@ from scipy import stats as scipy_stats
 
 from tests.conftest import make_tiny_dataset
 from wsrl.common.environ import scoped_environ
-from wsrl.report.cli import (
-    BEHAVIOR,
-    COLUMNS,
-    ReportError,
-    collect,
-    curve_report,
-    main,
-    pool,
-    report,
-    swept_seeds,
-    table,
-)
+from wsrl.core.config import WandbConfig
+from wsrl.datasets.behavior import ASSETS
+from wsrl.report.__main__ import main
+from wsrl.report.collect import ReportError, collect, pool, swept_seeds
+from wsrl.report.curves import curve_report
+from wsrl.report.paper import COLUMNS
+from wsrl.report.rows import table
 from wsrl.report.statistics import aggregates, holm, improvement, seed_interval, spread, welch
+from wsrl.report.write import write_table
 from wsrl.running.gpus import pin_worker_gpu
+from wsrl.running.results import RunResults, write_results
 
 
 def write_run(root, env, method, sampler, seed, score, ep_std=1.0, steps=100, policy="unconditional", target=None,
               history=(), weights=None, wall=None):
-    """A results.json as train.py writes it (the fields the report reads); ``target``: the run's sampler.target,
-    ``history``: (step, score) of its periodic evaluations before the final one, ``weights``: its weight
-    statistics, ``wall``: its wall seconds."""
+    """A results.json as train.py wrote it before the record had a version (the sweeps behind the committed tables
+    hold such files); ``target``: the run's sampler.target, ``history``: (step, score) of its periodic evaluations
+    before the final one, ``weights``: its weight statistics, ``wall``: its wall seconds."""
     d = root / env / f"{method}-{sampler}-{target}-{policy}" / f"seed{seed}"
     d.mkdir(parents=True)
-    (d / "results.json").write_text(json.dumps({
-        "env": env, "method": method, "sampler": sampler, "policy": policy, "seed": seed, "steps": steps,
-        "weights": weights, "wall_seconds": wall, "normalized_score": {"mean": score, "std": ep_std},
-        "eval_history": [{"step": k, "mean": v, "std": 0.0} for k, v in history] + [
-            {"step": steps, "mean": score, "std": ep_std}],
-        "config": {"sampler": {"target": target or "trajectory_return"}}}))
+    record = run_results(env, method, sampler, policy, seed, steps, {"mean": score, "std": ep_std}, weights, wall,
+                         [{"step": k, "mean": v, "std": 0.0} for k, v in history], target or "trajectory_return")
+    plain = {k: v for k, v in record.to_json().items() if k not in ("version", "precision")}
+    (d / "results.json").write_text(json.dumps(plain))
+
+
+def run_results(env, method, sampler, policy, seed, steps, score, weights, wall, history, target) -> RunResults:
+    """A record with the fields the report reads; the others are placeholders."""
+    return RunResults(
+        env=env, method=method, sampler=sampler, policy=policy, seed=seed, steps=steps, dataset_id=f"wsrl/{env}",
+        eval_env_id="Hopper-v5", ref_min_score=0.0, ref_max_score=100.0, target_return=None, weights=weights,
+        normalized_score=score, returns=[], lengths=[], eval_history=[*history, {"step": steps, **score}],
+        started_at_steps=[0], wall_seconds=wall, device="cpu", config={"sampler": {"target": target}})
+
+
+def test_the_report_reads_results_of_both_versions(tmp_path):
+    """results.json as written today (version 2, with precision) and before it had a version."""
+    write_run(tmp_path, "hopper_medium", "bc", "uniform", 0, 10.0)
+    new = tmp_path / "hopper_medium" / "bc-uniform-None-unconditional" / "seed1"
+    new.mkdir()
+    record = run_results("hopper_medium", "bc", "uniform", "unconditional", 1, 100, {"mean": 20.0, "std": 1.0}, None,
+                         5.0, [], "trajectory_return")
+    write_results(new, RunResults(**{**vars(record), "precision": {"matmul": "highest", "autocast": "none"}}))
+    runs = collect(tmp_path)[0]
+    assert [(r.results.version, r.results.seed, r.directory) for r in runs] == [
+        (1, 0, f"{tmp_path.name}/hopper_medium/bc-uniform-None-unconditional/seed0"),
+        (2, 1, f"{tmp_path.name}/hopper_medium/bc-uniform-None-unconditional/seed1")]
+    assert runs[0].results.precision is None and runs[1].results.precision["matmul"] == "highest"
+    assert {r["dataset"]: r for r in table(runs, 2)[0]}["hopper_medium"]["BC"] == 15.0
 
 
 def test_table2_rows_averages_and_flags(tmp_path):
@@ -95,7 +116,7 @@ def test_report_files_failed_jobs_and_empty_dir(tmp_path):
     bad = tmp_path / "walker2d_medium_expert" / "x" / "seed0"
     bad.mkdir(parents=True)
     (bad / "failed.json").write_text(json.dumps({"error": "no data", "type": "DataError"}))
-    md = report(tmp_path, 1, reps=20).read_text()
+    md = write_table(tmp_path, 1, reps=20).read_text()
     assert "| hopper_medium_expert | 50.0 | — |" in md  # one seed: no interval
     assert "aggregates: New Return has no runs" in md and "Old Return has one seed per dataset" in md
     assert "failed: walker2d_medium_expert/x/seed0: DataError: no data" in md
@@ -106,6 +127,41 @@ def test_report_files_failed_jobs_and_empty_dir(tmp_path):
     empty.mkdir()
     proc = subprocess.run([sys.executable, "-m", "wsrl.report", str(empty)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no results.json")
+
+
+def test_wandb_logs_the_tables_and_figures_to_the_chosen_project(tmp_path, monkeypatch, capsys):
+    """--wandb: one report run in the sweep's group, in --wandb-project (default: the training runs'), with every
+    table and figure under its own key."""
+    calls = []
+
+    class Run:
+        def log(self, data):
+            calls.append(("log", data))
+
+        def finish(self):
+            calls.append(("finish", None))
+
+    fake = types.SimpleNamespace(init=lambda **kw: calls.append(("init", kw)) or Run(), Table=lambda **kw: kw,
+                                 Image=lambda path: path)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    for seed in range(2):
+        write_run(tmp_path, "hopper_medium_expert", "rvs_r", "uniform", seed, 50.0 + seed)
+    out = tmp_path / "out"
+    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb", "--wandb-project", "elsewhere"])
+    (_, init), (_, logged), finish = calls
+    assert (init["project"], init["group"], init["name"], init["dir"]) == ("elsewhere", tmp_path.name,
+                                                                          "report-table1", str(out))
+    assert sorted(logged) == ["figures/table1", "figures/table1_statistics", "table1", "table1_aggregates",
+                              "table1_runs"]
+    assert logged["table1"]["columns"][0] == "dataset" and logged["figures/table1"] == str(out / "table1.png")
+    assert finish == ("finish", None)
+    calls.clear()
+    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb"])
+    assert calls[0][1]["project"] == WandbConfig().project
+    calls.clear()
+    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb-project", "elsewhere"])
+    assert calls == []  # without --wandb nothing is logged
+    capsys.readouterr()
 
 
 def test_interval_helpers():
@@ -140,7 +196,7 @@ def test_aggregates_of_a_synthetic_sweep_have_the_known_answers(tmp_path):
             write_run(tmp_path, env, "rvs_r", "lds", seed, score + 1000)
             write_run(tmp_path, env, "bc", "lds", seed, lds[env])
     before = np.random.get_state()[1].copy()
-    md = report(tmp_path, 2, reps=200).read_text()
+    md = write_table(tmp_path, 2, reps=200).read_text()
     assert (np.random.get_state()[1] == before).all()  # the bootstrap leaves NumPy's global generator as it was
     rows = {(r["statistic"], r["what"]): r for r in csv.DictReader(open(tmp_path / "table2_aggregates.csv"))}
     got = {k: tuple(float(r[c]) for c in ("estimate", "ci95 low", "ci95 high")) for k, r in rows.items()}
@@ -197,7 +253,7 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
                 write_run(tmp_path, env, *runs[col], seed, float(score), ep_std=episode[col](seed), wall=60.0 + seed,
                           weights={"min": 0.2, "max": 5.0 + seed, "effective_fraction": 0.6,
                                    "bins": {"count": 50}} if lds else None)
-    report(tmp_path, 2, reps=50)
+    write_table(tmp_path, 2, reps=50)
     rows = {r["dataset"]: r for r in csv.DictReader(open(tmp_path / "table2.csv"))}
     md = (tmp_path / "table2.md").read_text()
     num = lambda v: float(v) if v not in ("", None) else None  # noqa: E731
@@ -243,7 +299,7 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
     assert "| hopper_medium_expert | 7.0 [7.0, 7.0] · paper 7.2, outside |" in md
 
     # fractions of the data's expert level: ours from the hopper manifest, the paper's from D4RL's 108
-    expert = json.loads((BEHAVIOR / "hopper" / "manifest.json").read_text())["chosen_scores"]["expert"]
+    expert = json.loads((ASSETS / "hopper" / "manifest.json").read_text())["chosen_scores"]["expert"]
     assert num(hop["expert level"]) == pytest.approx(expert["normalized_mean"])
     assert num(hop["Own Return of expert"]) == pytest.approx(np.mean(own) / expert["normalized_mean"])
     assert num(hop["Own Return paper of expert"]) == pytest.approx(83.0 / 108.0)
@@ -372,11 +428,11 @@ def test_multirun_with_a_failing_job_reports_the_others(minari_root, tmp_path):
                           env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs, failed = collect(sweep)
-    assert sorted((r["env"], r["seed"]) for r in runs) == [
+    assert sorted((r.results.env, r.results.seed) for r in runs) == [
         ("hopper_medium_expert", 0), ("hopper_medium_expert", 1), ("walker2d_medium_expert", 0),
         ("walker2d_medium_expert", 1)]
     assert len(failed) == 2 and all(f["type"] == "DataError" for f in failed)
-    assert {r["config"]["wandb"]["group"] for r in runs} == {"default"}  # one W&B group per sweep: its name
+    assert {r.results.config["wandb"]["group"] for r in runs} == {"default"}  # one W&B group per sweep: its name
     assert swept_seeds(sweep) == [0, 1]
     # the same sweep directory again, with another seed: extended, nothing replaced
     before = {p: p.stat().st_mtime_ns for p in sweep.rglob("results.json")}

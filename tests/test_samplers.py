@@ -287,17 +287,10 @@ def test_weight_mass_figure_of_every_scheme(tiny_dataset, tmp_path, capsys):
         main(["nowhere_medium"])
 
 
-def write_result(root, env, method, sampler, seed, score, target="trajectory_return", weights=None):
-    d = root / env / f"{method}-{sampler}-{target}" / f"seed{seed}"
-    d.mkdir(parents=True)
-    (d / "results.json").write_text(json.dumps({
-        "env": env, "method": method, "sampler": sampler, "policy": "unconditional", "seed": seed, "steps": 100,
-        "normalized_score": {"mean": score, "std": 1.0}, "weights": weights,
-        "config": {"sampler": {"target": target}}}))
-
-
 def test_table5_pools_tables_2_and_4_and_compares_every_column_with_uniform(tmp_path, capsys):
-    from wsrl.report.cli import COLUMNS, COMPARISONS, GROUPS, report
+    from tests.test_report import write_run
+    from wsrl.report.paper import COLUMNS, COMPARISONS, GROUPS
+    from wsrl.report.write import write_table
 
     envs = GROUPS["medium_replay"] + GROUPS["medium_expert"]
     t2, t4, t5 = tmp_path / "table2_cpu", tmp_path / "table4_cpu", tmp_path / "table5_cpu"
@@ -306,19 +299,19 @@ def test_table5_pools_tables_2_and_4_and_compares_every_column_with_uniform(tmp_
     for seed in range(3):
         for env in [*envs, "hopper_medium"]:  # Table 2's sweep has all nine datasets
             for method in ("bc", "rvs_r"):
-                write_result(t2, env, method, "uniform", seed, 40.0 + seed)
-                write_result(t2, env, method, "lds", seed, 30.0 + seed, weights=w)
+                write_run(t2, env, method, "uniform", seed, 40.0 + seed)
+                write_run(t2, env, method, "lds", seed, 30.0 + seed, weights=w)
         for env in GROUPS["medium_expert"]:  # Table 4's: the best LDS, and another label that Table 5 leaves out
-            write_result(t4, env, "rvs_r", "lds_sampling", seed, 50.0 + seed, "return_to_go", w)
-            write_result(t4, env, "rvs_r", "lds", seed, 0.0, "return_to_go", w)
+            write_run(t4, env, "rvs_r", "lds_sampling", seed, 50.0 + seed, target="return_to_go", weights=w)
+            write_run(t4, env, "rvs_r", "lds", seed, 0.0, target="return_to_go", weights=w)
         for env in envs:
             for sampler in ("topk", "rw", "aw", "cwbc"):
-                write_result(t5, env, "bc", sampler, seed, 60.0 + seed, weights=w)
+                write_run(t5, env, "bc", sampler, seed, 60.0 + seed, weights=w)
             for sampler in ("rw", "cwbc", "lds_rw"):
-                write_result(t5, env, "rvs_r", sampler, seed, 45.0 + seed, weights=w)
+                write_run(t5, env, "rvs_r", sampler, seed, 45.0 + seed, weights=w)
         for env in GROUPS["medium_replay"]:
-            write_result(t5, env, "rvs_r", "lds_sampling", seed, 50.0 + seed, "return_to_go", w)
-    md = report([t5, t2, t4], 5, reps=50).read_text()
+            write_run(t5, env, "rvs_r", "lds_sampling", seed, 50.0 + seed, target="return_to_go", weights=w)
+    md = write_table([t5, t2, t4], 5, reps=50).read_text()
     capsys.readouterr()
     assert "hopper_medium |" not in md and "no runs" not in md  # six datasets, every cell filled
     for column in COLUMNS[5]:
@@ -336,7 +329,7 @@ def test_table5_commands_make_every_column_in_its_own_directory():
 
     from tests.test_train import CONF
     from wsrl.core.config import register_configs, validate
-    from wsrl.report.cli import COLUMNS
+    from wsrl.report.paper import COLUMNS
 
     register_configs()
     commands = [("bc", s, "trajectory_return") for s in ("topk", "rw", "aw", "cwbc")] + \

@@ -18,7 +18,7 @@ from tests.conftest import child_env, make_tiny_dataset
 from tests.test_bench import load_bench
 from wsrl.core.config import register_configs, resolve_env, to_plain
 from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
-from wsrl.report.cli import collect
+from wsrl.report.collect import collect
 from wsrl.running.build import build_run
 from wsrl.running.rundir import StopSignals, run_identity
 from wsrl.stacked.draws import GroupDraws, MemberData
@@ -230,7 +230,7 @@ def test_a_refused_job_fails_alone(tiny_dataset, minari_root, tmp_path):
                  "${method.name}-every${eval.every_steps}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs, failed = collect(where)
-    assert sorted(r["method"] for r in runs) == ["bc", "rvs_r"] and len(failed) == 2
+    assert sorted(r.results.method for r in runs) == ["bc", "rvs_r"] and len(failed) == 2
     assert all("evaluates at the end only" in f["error"] and f["dir"].endswith("every5") for f in failed)
 
 

@@ -1,6 +1,6 @@
 """The report's tables laid out: Markdown, CSV rows and files, the bar figure.
 
-``wsrl.report.cli`` builds the rows (one per dataset and group average; their keys are listed in experiments/README.md)
+``wsrl.report.rows`` builds the rows (one per dataset and group average; their keys are listed in experiments/README.md)
 and the aggregates; this module writes them out, every file whole or not at all (``wsrl.common.files``). The Markdown
 has, per table: the scores with their intervals and marks, the differences behind the marks, the episode spread
 against the paper's Std, the scores as fractions of the data's expert level, then rliable's aggregates.
@@ -12,11 +12,15 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wsrl.common.figures import pyplot, save_figure
 from wsrl.common.files import write_text_atomic
+
+if TYPE_CHECKING:
+    from wsrl.running.results import RunResults
 
 MARKS = {"higher": "↑", "lower": "↓"}
 # Quoted, not measured here: the coverage of rliable's percentile bootstrap at these tables' spreads
@@ -231,15 +235,16 @@ def _flat(d: dict, prefix: str) -> dict:
     return out
 
 
-def run_rows(runs: list[tuple[str, str, dict]], run_dir_key: str) -> list[dict]:
-    """One CSV row per (dataset, column, run): seed, score, episode std, the run's ``weights`` block flattened
-    (``weights <key>``, empty for runs without weights), steps, wall seconds and the run's directory."""
-    weights = [_flat(run.get("weights") or {}, "weights ") for _, _, run in runs]
+def run_rows(runs: list[tuple[str, str, RunResults, str]]) -> list[dict]:
+    """One CSV row per (dataset, column, run's results, run directory): seed, score, episode std, the run's
+    ``weights`` block flattened (``weights <key>``, empty for runs without weights), steps, wall seconds and the
+    run's directory."""
+    weights = [_flat(run.weights or {}, "weights ") for _, _, run, _ in runs]
     names = list(dict.fromkeys(k for w in weights for k in w))
-    return [{"dataset": env, "column": col, "seed": run["seed"], "score": run["normalized_score"]["mean"],
-             "episode std": run["normalized_score"]["std"], **{k: w.get(k) for k in names}, "steps": run["steps"],
-             "wall seconds": run.get("wall_seconds"), "run dir": run.get(run_dir_key)}
-            for (env, col, run), w in zip(runs, weights, strict=True)]
+    return [{"dataset": env, "column": col, "seed": run.seed, "score": run.normalized_score["mean"],
+             "episode std": run.normalized_score["std"], **{k: w.get(k) for k in names}, "steps": run.steps,
+             "wall seconds": run.wall_seconds, "run dir": directory}
+            for (env, col, run, directory), w in zip(runs, weights, strict=True)]
 
 
 def keys(rows: list[dict]) -> list[str]:

@@ -3,7 +3,7 @@
     python -m wsrl.train -m hydra/launcher=stacked experiment=table2 device=cuda trainer.matmul_precision=high \
         hydra.launcher.deadline_minutes=8 [hydra.launcher.rng=exact] [hydra.launcher.group_by=robot]
 
-Each member's run directory holds what a single run's holds (``wsrl.report.cli`` reads it unchanged, and its
+Each member's run directory holds what a single run's holds (``python -m wsrl.report`` reads it unchanged, and its
 ``checkpoints/last.ckpt`` loads in ``python -m wsrl.evaluation``); ``results.json`` adds a ``stacked`` block
 (group, size, slot, rng, precision). The same command resumes a stopped launch and reports finished members.
 The launcher drives a bare loop, not a Lightning Trainer: ``experiments/bench.py --only stacked`` prices the

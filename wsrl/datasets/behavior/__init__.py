@@ -42,8 +42,8 @@ from wsrl.common.figures import pyplot
 from wsrl.common.files import write_json_atomic
 from wsrl.datasets.suite import ROBOT, ROBOTS, Robot
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "behavior"
-RUNS = Path(__file__).resolve().parents[2] / "experiments" / "behavior"  # committed: records, snapshots, agents
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "behavior"  # wsrl/assets/behavior: the shipped snapshots
+RUNS = Path(__file__).resolve().parents[3] / "experiments" / "behavior"  # committed: records, snapshots, agents
 CACHE = Path(os.environ.get("WSRL_CACHE", Path.home() / ".cache" / "wsrl")) / "behavior"  # replay buffers
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # stable-baselines3's clamp
 MEDIUM_RATIO = 0.45  # D4RL's medium datasets score 0.41-0.58 of its experts

@@ -1,0 +1,109 @@
+"""Reading sweeps: every finished run (its ``results.json`` as ``wsrl.running.results.RunResults``) and failed job
+below a sweep directory, several sweeps pooled into one, the seeds a sweep was launched with, and the runs behind
+each cell of a table."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsrl.report.paper import COLUMNS, DATASETS
+from wsrl.running.results import RESULTS, RunResults, read_results
+
+
+class ReportError(ValueError):
+    """Nothing to report; the message says where it looked."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run of a sweep: its results and where they lie."""
+
+    results: RunResults
+    directory: str  # the sweep's name and the run's path inside it, as the per-run CSV names it
+
+    @property
+    def label(self) -> str | None:
+        """The label the run's LDS weights balance (its sampler.target), None where its config does not say."""
+        return self.results.config.get("sampler", {}).get("target")
+
+
+def results_below(sweep_dir: Path) -> list[tuple[Path, RunResults]]:
+    """Each run directory below ``sweep_dir`` that holds a ``results.json``, with its record, in path order."""
+    return [(path.parent, read_results(path)) for path in sorted(sweep_dir.rglob(RESULTS))]
+
+
+def collect(sweep_dir: Path) -> tuple[list[Run], list[dict]]:
+    """All finished runs and all failed jobs (without a later success) below ``sweep_dir``."""
+    runs = [Run(results, f"{sweep_dir.name}/{run_dir.relative_to(sweep_dir)}")
+            for run_dir, results in results_below(sweep_dir)]
+    failed = [{"dir": str(p.parent.relative_to(sweep_dir)), **json.loads(p.read_text())}
+              for p in sorted(sweep_dir.rglob("failed.json")) if not (p.parent / RESULTS).exists()]
+    if not runs and not failed:
+        raise ReportError(f"no results.json or failed.json below {sweep_dir}: is it a sweep directory?")
+    return runs, failed
+
+
+def _budget(run: Run) -> tuple:
+    """What a run's score depends on besides its cell and seed: steps, batch size, evaluation episodes, data size."""
+    cfg = run.results.config
+    return (run.results.steps, cfg.get("trainer", {}).get("batch_size"), cfg.get("eval", {}).get("episodes"),
+            cfg.get("env", {}).get("size"))
+
+
+def pool(sweep_dirs: Sequence[Path]) -> tuple[list[Run], list[dict], list[int]]:
+    """The runs, failed jobs and swept seeds of several sweeps as one. Refuses sweeps of different budgets and a
+    run (dataset, method, sampler, policy, LDS label, seed) that two of them have: pass each cell's sweep once."""
+    runs, failed, seeds, origin, budgets = [], [], set(), {}, {}
+    for sweep in sweep_dirs:
+        got, bad = collect(sweep)
+        for run in got:
+            r = run.results
+            key = (r.env, r.method, r.sampler, r.policy, run.label, r.seed)
+            if key in origin:
+                raise ReportError(f"{'/'.join(map(str, key))} is in both {origin[key]} and {sweep}: pool sweeps "
+                                  "that share no run")
+            origin[key] = sweep
+        budgets[sweep] = tuple(sorted({_budget(r) for r in got}, key=str))
+        runs += got
+        failed += bad
+        seeds |= set(swept_seeds(sweep))
+    if len(set(budgets.values())) > 1:
+        raise ReportError("pooled sweeps have different budgets (steps, batch size, evaluation episodes, data "
+                          f"size): {'; '.join(f'{s}: {b}' for s, b in budgets.items())}")
+    return runs, failed, sorted(seeds)
+
+
+def swept_seeds(sweep_dir: Path) -> list[int]:
+    """The seeds the sweep was launched with, from Hydra's ``multirun.yaml`` (sweeper params or command line);
+    [] when there is no such file or no seed sweep."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.exists():
+        return []
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    hydra_cfg = OmegaConf.load(path).hydra
+    specs = [f"seed={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items() if k == "seed"]
+    specs += [o for o in hydra_cfg.overrides.task if o.startswith("seed=")]  # the command line wins
+    if not specs:
+        return []
+    override = OverridesParser.create().parse_override(specs[-1])
+    values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+    return sorted(int(v) for v in values)
+
+
+def cells(runs: list[Run], number: int) -> dict[tuple[str, str], list[Run]]:
+    """The runs behind each (dataset, column) of table ``number``."""
+    by_cell: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        r = run.results
+        if number in DATASETS and r.env not in DATASETS[number]:
+            continue
+        for col, (method, sampler, policy, label) in COLUMNS[number].items():
+            if (r.method, r.sampler, r.policy) == (method, sampler, policy) and label in (None, run.label):
+                by_cell[(r.env, col)].append(run)
+    return by_cell

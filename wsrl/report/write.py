@@ -1,0 +1,49 @@
+"""One table from its sweeps, written out: the Markdown (scores, differences, seeds, spread, expert fractions,
+rliable's aggregates, what the weights do), the CSVs and the figures, each whole or not at all, and optionally
+the same on W&B."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from wsrl.common.files import write_text_atomic
+from wsrl.report import statistics as stats
+from wsrl.report import tables
+from wsrl.report.collect import pool
+from wsrl.report.paper import layout
+from wsrl.report.rows import per_run, statistics, table, weights_markdown
+from wsrl.report.upload import log_report
+
+
+def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = None,
+                wandb_project: str | None = None, reps: int = 2000) -> Path:
+    """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>_runs.csv``, ``table<N>.png``,
+    ``table<N>_aggregates.csv`` and ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir), each
+    whole or not at all; ``reps`` bootstrap resamples. Several sweep directories are pooled (``pool``). With a
+    ``wandb_project``, the tables and figures are also logged there, grouped by the first sweep's name."""
+    sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
+    runs, failed, seeds = pool(sweeps)
+    rows, notes = table(runs, number, seeds)
+    result = statistics(runs, number, reps)
+    out = out or sweeps[0]
+    out.mkdir(parents=True, exist_ok=True)
+    md = (tables.to_markdown(rows, layout(number), notes, failed) + tables.statistics_markdown(result)
+          + weights_markdown(runs, number))
+    write_text_atomic(out / f"table{number}.md", md)
+    tables.write_csv(out / f"table{number}.csv", rows)
+    tables.write_csv(out / f"table{number}_runs.csv", per_run(runs, number))
+    tables.plot(rows, layout(number), out / f"table{number}.png")
+    figures = [out / f"table{number}.png"]
+    if "aggregates" in result:
+        tables.write_csv(out / f"table{number}_aggregates.csv", tables.aggregate_rows(result))
+        figures.append(out / f"table{number}_statistics.png")
+        stats.plot(result["aggregates"], result["improvement"], result["taus"], result["profiles"],
+                   f"Table {number}: over {len(result['envs'])} datasets and all seeds, 95 % stratified-bootstrap "
+                   "intervals", figures[-1])
+    if wandb_project:
+        logged = {f"table{number}": rows, f"table{number}_runs": per_run(runs, number),
+                  f"table{number}_aggregates": tables.aggregate_rows(result)}
+        log_report(wandb_project, sweeps[0].name, f"report-table{number}", out, logged, figures)
+    print(md)
+    return out / f"table{number}.md"
