@@ -1,4 +1,4 @@
-"""Tables 1-4 from a sweep: ``python -m wsrl.report multirun/table2 --table 2``.
+"""Tables 1-5 from a sweep: ``python -m wsrl.report multirun/table2 --table 2``.
 
 Reads every ``results.json`` (and ``failed.json``) below a sweep directory (``wsrl.report.collect``) and writes the
 paper's table as Markdown and CSV (``wsrl.report.write``), with, per method: the mean over seeds of the normalized
