@@ -19,8 +19,8 @@ from scipy import stats as scipy_stats
 
 from tests.conftest import make_tiny_dataset
 from wsrl.common.environ import scoped_environ
+from wsrl.datasets.behavior.locations import ASSETS
 from wsrl.report.cli import (
-    BEHAVIOR,
     COLUMNS,
     ReportError,
     collect,
@@ -243,7 +243,7 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
     assert "| hopper_medium_expert | 7.0 [7.0, 7.0] · paper 7.2, outside |" in md
 
     # fractions of the data's expert level: ours from the hopper manifest, the paper's from D4RL's 108
-    expert = json.loads((BEHAVIOR / "hopper" / "manifest.json").read_text())["chosen_scores"]["expert"]
+    expert = json.loads((ASSETS / "hopper" / "manifest.json").read_text())["chosen_scores"]["expert"]
     assert num(hop["expert level"]) == pytest.approx(expert["normalized_mean"])
     assert num(hop["Own Return of expert"]) == pytest.approx(np.mean(own) / expert["normalized_mean"])
     assert num(hop["Own Return paper of expert"]) == pytest.approx(83.0 / 108.0)

@@ -40,6 +40,7 @@ import numpy as np
 
 from wsrl.common.figures import pyplot, save_figure
 from wsrl.common.files import write_json_atomic, write_text_atomic
+from wsrl.datasets.behavior.locations import ASSETS
 from wsrl.report import statistics as stats
 from wsrl.report import tables
 from wsrl.report.statistics import seed_interval
@@ -126,7 +127,6 @@ PAPER: dict[int, dict[str, dict[str, tuple[float, float | None]]]] = {
 }
 # The expert level of the paper's data: D4RL v2's expert datasets average about these normalized scores.
 D4RL_EXPERT = {"halfcheetah": 88.0, "hopper": 108.0, "walker2d": 107.0}
-BEHAVIOR = Path(__file__).resolve().parent / "assets" / "behavior"  # the generated suite's behaviour policies
 RUN_DIR = "_run_dir"  # where collect() puts a run's directory: the sweep's name and the path inside it
 
 
@@ -145,7 +145,7 @@ def expert_level(robot: str, source: str) -> float | None:
     data (``D4RL_EXPERT``); None otherwise."""
     if source == "d4rl":
         return D4RL_EXPERT.get(robot)
-    path = BEHAVIOR / robot / "manifest.json"
+    path = ASSETS / robot / "manifest.json"
     if source != "generated" or not path.exists():
         return None
     return json.loads(path.read_text()).get("chosen_scores", {}).get("expert", {}).get("normalized_mean")
