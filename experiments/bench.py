@@ -721,7 +721,7 @@ def bench_generate(b: Bench) -> None:
                 env.reset()
         return steps / (b.now() - t0)
 
-    from wsrl.datasets.behavior import SquashedGaussianActor
+    from wsrl.datasets.behavior.actors import SquashedGaussianActor
     from wsrl.datasets.generate import rollout
 
     torch.manual_seed(0)
@@ -1073,7 +1073,7 @@ def behavior_child(mode: str, steps: int) -> None:
     from stable_baselines3 import SAC
     from stable_baselines3.common.env_util import make_vec_env
 
-    from wsrl.datasets.behavior import RUNS
+    from wsrl.datasets.behavior.locations import HISTORY
 
     if mode == "keep":  # after importing wsrl (which turns the flush on), before any op starts torch's threads
         torch.set_flush_denormal(False)
@@ -1082,7 +1082,7 @@ def behavior_child(mode: str, steps: int) -> None:
     torch.set_num_threads(1)
 
     env = make_vec_env("Walker2d-v5", n_envs=4, seed=0)
-    agent = RUNS / "walker2d-sac-seed0" / "model.zip"
+    agent = HISTORY / "walker2d-sac-seed0" / "model.zip"
     model = SAC.load(agent, env=env, device="cpu") if agent.exists() else SAC("MlpPolicy", env, device="cpu")
     model.learning_starts = model.num_timesteps + min(2_000, steps // 4)  # refill a buffer before updating
     t0 = time.process_time()

@@ -16,7 +16,9 @@ from wsrl.datasets.suite import ROBOT
 ROOT = Path(__file__).resolve().parents[1]
 # Variables that a library sets in the test process unavoidably and that no later test or child process depends
 # on, each with the reason. PYTEST_CURRENT_TEST: pytest's own (the test being run, set and cleared around each phase).
-ENVIRON_ALLOWED = frozenset({"PYTEST_CURRENT_TEST"})
+# TORCHINDUCTOR_CACHE_DIR: torch's inductor sets its default cache folder when first imported, which the first
+# optimizer built can do (a stable-baselines3 agent's; Lightning does it at import, before the baseline).
+ENVIRON_ALLOWED = frozenset({"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"})
 _BASELINE: dict[str, str] = {}  # os.environ once the tests are collected (imports done): what every test starts from
 
 

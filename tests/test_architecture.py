@@ -27,6 +27,8 @@ INSIDE = {  # a package's modules, bottom first: each imports only modules liste
     "wsrl.common": ["__init__", "environ", "files", "figures", "episodes"],
     "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "sources", "info",
                       "__main__"],
+    "wsrl.datasets.behavior": ["__init__", "locations", "learners", "actors", "training", "selection", "plots",
+                               "__main__"],  # a sub-package: its own order inside, one place ("behavior") above
     "wsrl.core": ["__init__", "weighting", "config", "policies", "data", "module"],
     "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
     "wsrl.running": ["__init__", "gpus", "rundir", "results", "refusals", "build"],
@@ -43,21 +45,28 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) == 2 else parts)
 
 
-def package(module: str) -> str:
-    """The package a module belongs to: ``wsrl.<package>``, the root ``wsrl``, ``wsrl.train`` or a top folder."""
+def package(module: str, inner: bool = False) -> str:
+    """The package a module belongs to: ``wsrl.<package>``, the root ``wsrl``, ``wsrl.train`` or a top folder (the
+    unit of BELOW); with ``inner``, the innermost package of INSIDE that holds it, such as ``wsrl.datasets.behavior``
+    for its modules (the unit of an order inside)."""
     parts = module.split(".")
     if parts[0] != "wsrl":
         return parts[0]
+    for n in range(len(parts) - 1, 2, -1) if inner else ():
+        if ".".join(parts[:n]) in INSIDE:
+            return ".".join(parts[:n])
     return ".".join(parts[:2])
 
 
-def rank(module: str) -> int:
-    """Where a module sits inside its package (a sub-package, such as ``datasets.behavior``, is one place)."""
-    parts = module.split(".")
-    order = INSIDE.get(package(module))
-    if order is None or len(parts) < 3:
+def rank(module: str, within: str | None = None) -> int:
+    """Where a module sits in the order of ``within`` (default: its package); a sub-package, such as
+    ``datasets.behavior``, is one place in the order of the package above it."""
+    within = within or package(module)
+    parts, depth = module.split("."), within.count(".") + 1
+    order = INSIDE.get(within)
+    if order is None or len(parts) <= depth:
         return 0
-    return order.index(parts[2].removesuffix(".__init__") if parts[2] in order else parts[2])
+    return order.index(parts[depth])
 
 
 def known(name: str) -> str:
@@ -87,25 +96,31 @@ def imports(path: Path) -> list[tuple[str, bool]]:
 MODULES = {module_name(p) for p in SOURCES}
 
 
+def upward(source: str, target: str) -> bool:
+    """Whether ``source`` importing ``target`` breaks the tree: a package not below it, or a module not before it
+    in the innermost package holding both (a sub-package's modules all sit at its place in the package above)."""
+    if package(target) != package(source):
+        return package(target) not in BELOW[package(source)]
+    inner = package(source, inner=True)
+    within = inner if package(target, inner=True) == inner else package(source)
+    return within in INSIDE and rank(target, within) >= rank(source, within)
+
+
 def test_every_package_and_module_has_a_place():
     assert {package(m) for m in MODULES} <= set(BELOW)
     for module in MODULES:
         parts = module.split(".")
-        if package(module) in INSIDE and len(parts) >= 3:
-            assert parts[2] in INSIDE[package(module)], f"{module} is not listed in INSIDE"
+        for pkg, order in INSIDE.items():
+            depth = pkg.count(".") + 1
+            if module.startswith(pkg + ".") and len(parts) > depth:
+                assert parts[depth] in order, f"{module} is not listed in INSIDE[{pkg!r}]"
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: module_name(p))
 def test_imports_point_down(path):
     source = module_name(path)
-    wrong = []
-    for target, _ in imports(path):
-        if target in ("wsrl", source) or target.startswith(source + "."):
-            continue
-        same = package(target) == package(source)
-        if (same and rank(target) >= rank(source) and package(source) in INSIDE) or \
-                (not same and package(target) not in BELOW[package(source)]):
-            wrong.append(target)
+    wrong = [target for target, _ in imports(path)
+             if target not in ("wsrl", source) and not target.startswith(source + ".") and upward(source, target)]
     assert not wrong, f"{source} imports {wrong}: not below it in the tree"
 
 
@@ -125,6 +140,11 @@ def test_no_import_cycles_even_through_lazy_imports():
 
 
 def test_the_checks_can_fail():
-    """An upward import is seen: ``wsrl.core.module`` importing ``wsrl.running.build`` would break the rule."""
-    assert package("wsrl.running.build") not in BELOW[package("wsrl.core.module")]
-    assert rank("wsrl.core.config") > rank("wsrl.core.weighting")
+    """Upward imports are seen, between packages, inside one, inside a sub-package and out of it."""
+    assert upward("wsrl.core.module", "wsrl.running.build")
+    assert upward("wsrl.core.weighting", "wsrl.core.config") and not upward("wsrl.core.config", "wsrl.core.weighting")
+    assert upward("wsrl.datasets.behavior.actors", "wsrl.datasets.behavior.training")
+    assert not upward("wsrl.datasets.behavior.training", "wsrl.datasets.behavior.actors")
+    assert upward("wsrl.datasets.behavior.actors", "wsrl.datasets.generate")  # behavior sits below generate
+    assert not upward("wsrl.datasets.generate", "wsrl.datasets.behavior.actors")
+    assert not upward("wsrl.datasets.behavior.__init__", "wsrl.datasets.suite")

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import h5py
@@ -18,8 +17,7 @@ import torch
 
 import wsrl.datasets.generate as gen
 from tests.conftest import make_tiny_dataset
-from wsrl.datasets import behavior
-from wsrl.datasets.behavior import SquashedGaussianActor, save_snapshot
+from wsrl.datasets.behavior.actors import SquashedGaussianActor, save_snapshot
 from wsrl.datasets.importers import import_d4rl_hdf5
 from wsrl.datasets.info import info
 from wsrl.datasets.sources import ensure_dataset
@@ -73,71 +71,6 @@ def test_generated_datasets_load_with_scores_metadata_and_train(minari_root, ass
 
     results = train(config("env.size=small", "trainer.max_steps=5", "eval.episodes=1"), tmp_path / "run")
     assert results.dataset_id == "wsrl/hopper/medium-expert-small-v0" and results.steps == 5
-
-
-def test_the_shipped_behaviour_policies_are_where_generation_looks():
-    """The defaults of generation and behaviour training: the committed manifests and the committed run records."""
-    root = Path(__file__).resolve().parents[1]
-    assert behavior.ASSETS == root / "wsrl" / "assets" / "behavior"
-    assert behavior.RUNS == root / "experiments" / "behavior"
-    assert all((behavior.ASSETS / robot / "manifest.json").exists() for robot in ROBOT)
-
-
-def test_behavior_training_refuses_a_record_without_its_agent(tmp_path):
-    run = behavior.run_dir("hopper", "sac", 0, tmp_path / "runs")
-    run.mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"curve": [{"step": 1000}], "restarts": []}))
-    with pytest.raises(SystemExit, match="holds no model.zip"):
-        behavior.main(["train", "hopper", "--steps", "1000", "--runs", str(tmp_path / "runs"),
-                       "--cache", str(tmp_path / "cache")])
-
-
-@pytest.mark.slow
-def test_behavior_training_resumes_and_restarts_warm_without_its_cache(tmp_path):
-    args = ["train", "hopper", "--snapshot-every", "500", "--eval-episodes", "1", "--checkpoint-minutes", "0",
-            "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
-    behavior.main([*args, "--steps", "1000"])
-    behavior.main([*args, "--steps", "1500"])  # exact resume: no restart recorded
-    record = json.loads((behavior.run_dir("hopper", "sac", 0, tmp_path / "runs") / "run.json").read_text())
-    assert record["restarts"] == [] and [e["step"] for e in record["curve"]] == [500, 1000, 1500]
-    for f in (tmp_path / "cache").rglob("*.pkl"):
-        f.unlink()
-    behavior.main([*args, "--steps", "2000"])
-    record = json.loads((behavior.run_dir("hopper", "sac", 0, tmp_path / "runs") / "run.json").read_text())
-    assert [r["step"] for r in record["restarts"]] == [1500] and record["curve"][-1]["step"] == 2000
-
-
-def test_choose_picks_expert_and_medium_on_many_episodes_and_ships_what_generation_needs(tmp_path, monkeypatch):
-    """Training scores (10 episodes) rank the candidates; the 50-episode scores decide."""
-    run = tmp_path / "hopper-sac-seed0"
-    (run / "snapshots").mkdir(parents=True)
-    quick = {1: 5.0, 2: 30.0, 3: 42.0, 4: 50.0, 5: 99.0, 6: 97.0, 7: 60.0}  # by snapshot, 10 episodes
-    many = {1: 5.0, 2: 38.0, 3: 45.0, 4: 52.0, 5: 90.0, 6: 94.0, 7: 60.0}  # the same snapshots on 50 episodes
-    curve = []
-    for k, score in quick.items():
-        (run / "snapshots" / f"step_{k:07d}.pt").write_bytes(b"actor")
-        curve.append({"step": k, "snapshot": f"step_{k:07d}.pt", "normalized_mean": score})
-    (run / "run.json").write_text(json.dumps({"robot": "hopper", "learner": "sac", "seed": 0, "curve": curve,
-                                              "wall_seconds": 1.0, "eval_episodes": 10, "env_id": "Hopper-v5"}))
-    seen = []
-
-    def score(path, robot, episodes, seed):
-        seen.append(episodes)
-        return {"normalized_mean": many[int(path.stem[5:])], "normalized_std": 1.0, "episodes": episodes}
-
-    monkeypatch.setattr(behavior, "_score", score)
-    first = {"robot": "hopper", "learner": "sac", "seed": 0, "steps_done": 120000, "note": "budget cut",
-             "curve": [{"step": 10, "normalized_mean": 17.9}]}  # a manifest from before run records
-    (tmp_path / "assets" / "hopper").mkdir(parents=True)
-    (tmp_path / "assets" / "hopper" / "manifest.json").write_text(json.dumps(first))
-    manifest = behavior.choose("hopper", run, episodes=50, assets=tmp_path / "assets")
-    assert manifest["chosen"] == {"expert": 6, "medium": 3}  # 0.45 x 94 = 42.3: snapshot 3 (45) beats 2 (38)
-    assert set(seen) == {50} and manifest["chosen_scores"]["expert"]["normalized_mean"] == 94.0
-    shipped = sorted(p.name for p in (tmp_path / "assets" / "hopper" / "snapshots").iterdir())
-    assert shipped == [f"step_{k:07d}.pt" for k in (1, 2, 3, 6)]
-    assert [(r["run"], r["kept"]) for r in manifest["runs"]] == [("first suite: hopper-sac-seed0", False),
-                                                                 ("hopper-sac-seed0", True)]
-    assert manifest["runs"][0]["best_normalized"] == 17.9 and manifest["runs"][0]["note"] == "replaced: budget cut"
 
 
 def test_rollout_whole_episodes_past_the_budget():

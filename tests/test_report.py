@@ -21,7 +21,7 @@ from scipy import stats as scipy_stats
 from tests.conftest import make_tiny_dataset
 from wsrl.common.environ import scoped_environ
 from wsrl.core.config import WandbConfig
-from wsrl.datasets.behavior import ASSETS
+from wsrl.datasets.behavior.locations import ASSETS
 from wsrl.report.__main__ import main
 from wsrl.report.collect import ReportError, collect, pool, swept_seeds
 from wsrl.report.curves import curve_report

@@ -1,9 +1,9 @@
 """Generate the suite from the shipped behaviour policies, following D4RL's protocol on Gymnasium v5.
 
 - medium: 1M steps of the medium snapshot; expert: 1M steps of the expert snapshot (both chosen in the
-  manifest, see ``behavior.py``); actions drawn as the learner explored: sampled from SAC's stochastic policy
-  (as D4RL did), or TD3's action plus the Gaussian noise it explored with. Expert is not one of the nine but is
-  kept as its own dataset, ``wsrl/<robot>/expert-v0``, to build medium_expert from.
+  manifest, see ``wsrl.datasets.behavior.selection``); actions drawn as the learner explored: sampled from SAC's
+  stochastic policy (as D4RL did), or TD3's action plus the Gaussian noise it explored with. Expert is not one of
+  the nine but is kept as its own dataset, ``wsrl/<robot>/expert-v0``, to build medium_expert from.
 - medium_replay: the learner's replay buffer at the moment the medium snapshot was taken, regenerated in one
   rollout whose policy changes every ``snapshot_every`` steps. The learner saved a snapshot every
   ``snapshot_every`` steps; the data of steps ``s .. s + snapshot_every`` was collected by the policies in
@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wsrl.datasets.behavior import ASSETS, Actor, load_actor
+from wsrl.datasets.behavior.actors import Actor, load_actor
+from wsrl.datasets.behavior.locations import ASSETS
 from wsrl.datasets.store import (
     KEYS,
     DatasetError,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsrl.common.figures import pyplot
+from wsrl.common.figures import pyplot, save_figure
 from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
 from wsrl.datasets.suite import normalize
 
@@ -40,7 +40,6 @@ def info(dataset_ids: str | list[str], png: Path | None = None) -> list[dict]:
     """Print a summary of each dataset and write their return histograms, one panel each, to ``png``
     (default ``<first id>_returns.png``)."""
     plt = pyplot()
-
     ids = [dataset_ids] if isinstance(dataset_ids, str) else list(dataset_ids)
     found = [summarize(i) for i in ids]  # every id checked before anything is drawn or written
     for summary, _ in found:
@@ -55,9 +54,6 @@ def info(dataset_ids: str | list[str], png: Path | None = None) -> list[dict]:
         ax.set(title=summary["dataset_id"] + (f" (mean {mean})" if mean is not None else ""), ylabel="episodes",
                xlabel="D4RL normalized return" if "normalized_score" in summary else "episode return")
     fig.tight_layout()
-    tmp = png.with_name(png.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(png)
+    save_figure(fig, png, dpi=100)
     print(f"{'histogram':>18}: {png}")
     return [{**summary, "png": str(png)} for summary, _ in found]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from wsrl.datasets.behavior import ASSETS
+from wsrl.datasets.behavior.locations import ASSETS
 from wsrl.report import tables
 
 GROUPS = {  # the paper's row order
