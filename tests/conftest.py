@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # on, each with the reason. PYTEST_CURRENT_TEST: pytest's own (the test being run, set and cleared around each phase).
 # TORCHINDUCTOR_CACHE_DIR: torch's inductor sets its default cache folder when first imported, which the first
 # optimizer built can do (a stable-baselines3 agent's; Lightning does it at import, before the baseline).
-ENVIRON_ALLOWED = frozenset({"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"})
+# PYTORCH_NVML_BASED_CUDA_CHECK: lightning.fabric sets it to 1 when first imported, which a test may be the first to do
+# when it runs alone (the variable only chooses how torch counts GPUs).
+ENVIRON_ALLOWED = frozenset({"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR", "PYTORCH_NVML_BASED_CUDA_CHECK"})
 _BASELINE: dict[str, str] = {}  # os.environ once the tests are collected (imports done): what every test starts from
 
 
