@@ -22,10 +22,11 @@
    (one matmul on a weight with subnormal entries against a fresh one, flush off).
 8. Behaviour training (only with ``--only behavior``, ~10 min): SAC's speed in process-CPU time with and without
    the subnormal flush, continued from the committed walker2d agent.
-9. Stacked training (only with ``--only stacked``; issue 23): member-steps/s of a stacked group (``wsrl.stacked``)
-   against its size N and precision (on a GPU: 2 x 1024, batch 512, N = 1, 8, 30, 60, 180 in FP32, TF32 and bf16,
-   with peak memory; on the CPU 2 x 256, batch 256, N = 1, 8, 30 in FP32; ``--stacked-n`` chooses N), the single
-   run's steps/s beside it, and the step hosted by a Lightning Trainer against the launcher's bare loop.
+9. Stacked training (only with ``--only stacked``; issue 23): member-steps/s of a stacked group (``wsrl.stacked``,
+   fitted by its Lightning Trainer as the launcher fits it) against its size N and precision (on a GPU: 2 x 1024,
+   batch 512, N = 1, 8, 30, 60, 180 in FP32, TF32 and bf16, with peak memory; on the CPU 2 x 256, batch 256,
+   N = 1, 8, 30 in FP32; ``--stacked-n`` chooses N), the single run's steps/s beside it, and that Lightning-hosted
+   step against the same step in a bare PyTorch loop.
 Plus the peak memory of loading a 2M-transition dataset (in a fresh process).
 
 The data is a synthetic Minari dataset (HalfCheetah shapes, 1000-step episodes of random numbers with
@@ -813,64 +814,44 @@ def stacked_group(cfg, n: int):
 
 
 def stacked_rate(b: Bench, group, warmup: int, steps: int) -> float:
-    """Member-steps/s of the bare stacked loop (``StackedGroup.train_step``, what the launcher runs)."""
-    cuda = group.device.type == "cuda"
+    """Member-steps/s of the launcher's path: the group fitted by its Lightning Trainer (``StackedGroup.fit``),
+    timed between the ends of two steps after ``warmup``."""
+    group.trainer_cfg.max_steps = warmup + steps + 1
+    timer = StepTimer(warmup, warmup + steps, b.now, group.train_device.type == "cuda")
+    with quiet():
+        group.fit(callbacks=[timer])
+    return group.model.size * timer.rate()
+
+
+def bare_stacked_rate(b: Bench, group, warmup: int, steps: int) -> float:
+    """Member-steps/s of the same step in a bare PyTorch loop: the group's losses, their sum, backward and one Adam
+    built as the group's ``configure_optimizers`` builds it; no Trainer, no hooks, no checkpoints or metrics."""
+    cuda = group.train_device.type == "cuda"
+    group.to(group.train_device)  # where Lightning's teardown of the last fit did not leave it
+    optimizer = group.configure_optimizers()
+
+    def step() -> None:
+        losses = group.losses()[0]
+        optimizer.zero_grad()
+        group.combine(losses).backward()
+        optimizer.step()
+
     for _ in range(warmup):
-        group.train_step()
+        step()
     if cuda:
         torch.cuda.synchronize()
     t0 = b.now()
     for _ in range(steps):
-        group.train_step()
+        step()
     if cuda:
         torch.cuda.synchronize()
     return group.model.size * steps / (b.now() - t0)
 
 
-class EndlessZeros:
-    """A dataloader for a module that draws its own batches (a None batch would make Lightning skip the step)."""
-
-    def __iter__(self):
-        while True:
-            yield torch.zeros(())
-
-
-class HostedGroup(L.LightningModule):
-    """The stacked step hosted in a LightningModule (manual optimization), to price Lightning's share of a step."""
-
-    def __init__(self, group) -> None:
-        super().__init__()
-        self.group, self.model = group, group.model
-        self.automatic_optimization = False
-
-    def on_train_start(self) -> None:
-        self.group.optimizer = self.optimizers()  # Lightning's wrapper: its step counts the global step
-
-    def on_train_end(self) -> None:
-        self.group.optimizer = self.group.optimizer.optimizer
-
-    def training_step(self, batch, batch_idx):
-        return self.group.train_step()[0].sum()
-
-    def configure_optimizers(self):
-        return self.group.optimizer
-
-
-def hosted_rate(b: Bench, group, warmup: int, steps: int) -> float:
-    """Member-steps/s of the same step run by a Lightning Trainer."""
-    cuda = group.device.type == "cuda"
-    timer = StepTimer(warmup, warmup + steps, b.now, cuda)
-    trainer = L.Trainer(max_steps=warmup + steps + 1, accelerator=group.device.type, devices=1, logger=False,
-                        callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
-    with quiet():
-        trainer.fit(HostedGroup(group), train_dataloaders=EndlessZeros())
-    return group.model.size * timer.rate()
-
-
 def bench_stacked(b: Bench) -> None:
-    """Member-steps/s of the stacked step against group size and precision, the single run beside it, peak memory,
-    and Lightning-hosted against the bare loop at 30 members (the issue's bar: Lightning under 5 % of a step)."""
+    """Member-steps/s of the stacked group (the launcher's Lightning-hosted path) against group size and precision,
+    the single run beside it, peak memory, and the same step in a bare loop at 30 members (the issue's bar:
+    Lightning under 5 % of a step)."""
     cuda = torch.cuda.is_available()
     width, batch, sizes, precisions = ((1024, 512, b.stacked_n or [1, 8, 30, 60, 180], list(PRECISIONS)) if cuda
                                        else (32 if b.quick else 256, 32 if b.quick else 256,
@@ -893,23 +874,21 @@ def bench_stacked(b: Bench) -> None:
             torch.cuda.reset_peak_memory_stats()
         group = stacked_group(train_config(width, batch, 1, device=device), n)
         for precision in precisions:
-            matmul, autocast = PRECISIONS[precision]
-            torch.set_float32_matmul_precision(matmul)
-            group.trainer_cfg.autocast = autocast
+            group.trainer_cfg.matmul_precision, group.trainer_cfg.autocast = PRECISIONS[precision]
             rate = stacked_rate(b, group, warmup, steps)
             raw[f"{n}/{precision}"] = rate
             b.add(sec, f"N = {n}, {precision}; ratio = it / single run", rate, "member-steps/s",
                   rate / raw[f"single/{precision}"], note=f"{1e3 * n / rate:.2f} ms/step")
-        torch.set_float32_matmul_precision("highest")
-        group.trainer_cfg.autocast = "none"
+        group.trainer_cfg.matmul_precision, group.trainer_cfg.autocast = PRECISIONS["fp32"]
         if cuda:
             b.add(sec, f"N = {n}: peak GPU memory", torch.cuda.max_memory_allocated() / 2**20, "MiB")
         if n == max(x for x in sizes if x <= 30):
-            bare, hosted = stacked_rate(b, group, warmup, steps), hosted_rate(b, group, warmup, steps)
+            bare, hosted = bare_stacked_rate(b, group, warmup, steps), stacked_rate(b, group, warmup, steps)
             b.add(sec, f"N = {n}: Lightning-hosted step; ratio = hosted / bare loop", hosted, "member-steps/s",
                   hosted / bare, ">= 0.95", check(hosted / bare, ">= 0.95"),
-                  note="the launcher drives a bare loop; under 0.95 Lightning would cost > 5 % of a step")
+                  note="the launcher's path; under 0.95 Lightning would cost > 5 % of a step")
         del group
+        torch.set_float32_matmul_precision("highest")
 
 # ------------------------------------------------------------------------------------------ memory
 

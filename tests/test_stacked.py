@@ -58,10 +58,11 @@ def single_run_parameters(cfg, run_dir: Path) -> list[torch.Tensor]:
     return [p.detach().cpu().clone() for p in run.module.policy.parameters()]
 
 
-def stacked_parameters(cfgs: list, combine=torch.sum, steps: int = 200) -> list[list[torch.Tensor]]:
+def stacked_parameters(cfgs: list, combine=torch.sum) -> list[list[torch.Tensor]]:
+    """Each member's parameters after ``trainer.max_steps`` steps of its group (exact rng), on the CPU."""
     group = build_group(cfgs, [resolve_env(c.env) for c in cfgs], "exact", [str(i) for i in range(len(cfgs))],
                         combine)
-    group.fit(steps)
+    group.fit()
     group.unstack()
     return [[p.detach().cpu().clone() for p in m.module.policy.parameters()] for m in group.members]
 
@@ -135,8 +136,8 @@ def test_stacked_sweep_writes_what_the_basic_launcher_writes(tiny_dataset, minar
     assert {p: p.stat().st_mtime_ns for p in stacked.rglob("results.json")} == before
 
 
-def trained(group, steps: int) -> list[torch.Tensor]:
-    group.fit(steps)
+def trained(group, checkpoint: Path | None = None) -> list[torch.Tensor]:
+    group.fit(checkpoint)
     return [p.detach().clone() for p in group.model.parameters()]
 
 
@@ -144,31 +145,32 @@ def trained(group, steps: int) -> list[torch.Tensor]:
 def test_stop_and_resume_equals_uninterrupted(two_robots, tmp_path, one_thread, rng):
     cfgs = [config(*m, "trainer.max_steps=40") for m in MIXED]
     envs, names = [resolve_env(c.env) for c in cfgs], [str(i) for i in range(len(cfgs))]
-    whole = trained(build_group(cfgs, envs, rng, names), 40)
-    checkpoint = tmp_path / "group.pt"
+    whole = trained(build_group(cfgs, envs, rng, names))
+    checkpoint = tmp_path / "group.ckpt"
     first = build_group(cfgs, envs, rng, names)
     with pytest.raises(GroupStopped, match="stopped by test: saved step 20"):
-        first.fit(40, checkpoint, 0, lambda: "test" if first.step == 20 else None)
+        first.fit(checkpoint, lambda: "test" if first.global_step == 20 else None)
+    saved = torch.load(checkpoint, weights_only=True)  # parameters, optimizer state, every generator, the step
+    assert saved["global_step"] == 20 and saved["state_dict"] and saved["optimizer_states"]
+    assert saved["group"]["draws"]["mode"] == rng
     resumed = build_group(cfgs, envs, rng, names)
-    resumed.load(checkpoint)
-    assert resumed.step == 20
-    assert all(torch.equal(a, b) for a, b in zip(whole, trained(resumed, 40), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(whole, trained(resumed, checkpoint), strict=True))
     assert resumed.starts == [0, 20]
     with pytest.raises(ValueError, match="another group"):
-        build_group(cfgs[:2], envs[:2], rng, names[:2]).load(checkpoint)
+        build_group(cfgs[:2], envs[:2], rng, names[:2]).fit(checkpoint)
 
 
 def test_a_non_finite_member_fails_alone(two_robots, one_thread):
     cfgs = [config(*m, "trainer.max_steps=40", "trainer.log_every_n_steps=10") for m in (MIXED[0], MIXED[2])]
     envs = [resolve_env(c.env) for c in cfgs]
     alone = build_group(cfgs[:1], envs[:1], "exact", ["0"])
-    alone.fit(40)
+    alone.fit()
     alone.unstack()
     group = build_group(cfgs, envs, "exact", ["0", "1"])
     hopper_rows = len(group.draws.inputs) - int(group.draws.sizes[1])
     group.draws.inputs[hopper_rows:] = float("nan")  # the halfcheetah member's data turns non-finite
     logged: list[list[dict]] = []
-    group.fit(40, log=lambda step, rows: logged.append(rows))
+    group.fit(log=lambda step, rows: logged.append(rows))
     assert list(group.failed) == [1] and "loss became nan by step 0" in group.failed[1]
     assert all(rows[1] == {} for rows in logged) and all(rows[0]["train/loss"] > 0 for rows in logged)
     assert all(torch.isfinite(p).all() for p in group.model.parameters())
@@ -194,7 +196,7 @@ def test_a_deadline_stop_resumes_to_the_same_numbers(tiny_dataset, minari_root, 
     stopped = sweep("stacked", cut, minari_root, "hydra.launcher.deadline_minutes=1e-4")
     assert stopped.returncode == DEADLINE_EXIT, stopped.stderr[-3000:]
     assert "stopped by the deadline" in stopped.stderr and "to resume, run the same command" in stopped.stderr
-    assert not list(cut.rglob("results.json")) and list(cut.glob(".stacked/*.pt"))
+    assert not list(cut.rglob("results.json")) and list(cut.glob(".stacked/*.ckpt"))
     resumed = sweep("stacked", cut, minari_root)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for path in whole.rglob("results.json"):
@@ -222,6 +224,23 @@ def test_fast_draws_follow_each_members_distribution():
     assert all((inputs[k, :, :2 + k] == k).all() and (inputs[k, :, 2 + k:] == 0).all() for k in range(3))
     assert (weights[0] == 1).all() and (weights[2] == 1).all()
     assert set(np.round(weights[1].numpy(), 5)) <= set(np.round(w_a.astype(np.float32), 5))
+
+
+def test_each_member_logs_to_its_own_wandb_run_in_the_sweeps_group(tiny_dataset, minari_root, tmp_path, monkeypatch):
+    """As each run of a sweep through the basic launcher: an offline W&B run in the member's run directory, named in
+    the sweep's group (its name, ``default``), with the training curves, the dataset's plot and the final score."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    where = tmp_path / "sweep"
+    proc = sweep("stacked", where, minari_root, "wandb.mode=offline")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list(where.rglob("results.json"))
+    assert len(runs) == 4
+    for path in runs:
+        (records,) = path.parent.glob("wandb/offline-run-*/run-*.wandb")
+        logged = records.read_bytes()
+        name = f"default/seed{json.loads(path.read_text())['seed']}"
+        keys = [name, "train/loss", "data/returns", "eval/final_normalized_mean"]
+        assert [k for k in keys if k.encode() not in logged] == [], path
 
 
 def test_a_refused_job_fails_alone(tiny_dataset, minari_root, tmp_path):

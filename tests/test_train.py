@@ -196,8 +196,8 @@ def test_resume_false_starts_over(tiny_dataset, tmp_path, one_thread):
     run = tmp_path / "run"
     every = "trainer.checkpoint_every_steps=10"
     train(config("trainer.max_steps=20", every), run)
-    assert train(config("trainer.max_steps=40", every, "resume=false"), run)["started_at_steps"] == [0]
-    assert train(config("trainer.max_steps=50", every), run)["started_at_steps"] == [0, 40]  # the default resumes
+    assert train(config("trainer.max_steps=40", every, "resume=false"), run).started_at_steps == [0]
+    assert train(config("trainer.max_steps=50", every), run).started_at_steps == [0, 40]  # the default resumes
 
 
 def test_explicit_target_return_and_reference_scores_are_used(tiny_dataset, tmp_path, one_thread):

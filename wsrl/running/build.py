@@ -17,7 +17,15 @@ import lightning as L
 import torch
 
 from wsrl.common.environ import scoped_environ
-from wsrl.core.config import EnvConfig, EvalConfig, ResolvedEnv, TrainConfig, resolve_device, to_plain
+from wsrl.core.config import (
+    EnvConfig,
+    EvalConfig,
+    ResolvedEnv,
+    TrainConfig,
+    TrainerConfig,
+    resolve_device,
+    to_plain,
+)
 from wsrl.core.data import DataError, OfflineDataModule, Transitions
 from wsrl.core.module import WeightedBC
 from wsrl.evaluation import media
@@ -114,20 +122,29 @@ def wandb_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def make_loggers(cfg: TrainConfig, run_dir: Path) -> list:
-    """A CSV logger in ``run_dir/csv`` and, unless ``wandb.mode=disabled``, W&B (offline when it is unreachable)."""
+def wandb_mode(requested: str, sync: str) -> str:
+    """The W&B mode to log in: ``requested`` (``wandb.mode``), offline in place of online when the W&B server does not
+    answer (``sync``: the folder to name in the hint to sync later)."""
+    if requested == "online" and not wandb_reachable():
+        log.warning("W&B is not reachable: logging offline instead (sync later with `wandb sync %s`)", sync)
+        return "offline"
+    return requested
+
+
+def make_loggers(cfg: TrainConfig, run_dir: Path, mode: str | None = None, concurrent: bool = False) -> list:
+    """A CSV logger in ``run_dir/csv`` and, unless ``wandb.mode=disabled``, W&B (offline when it is unreachable).
+    ``mode``: the W&B mode where the caller has chosen it (``wandb_mode``, once for many runs); ``concurrent``: one of
+    several W&B runs open at once in this process (the stacked launcher's members), each its own run rather than
+    the process's one ``wandb.run``."""
     loggers: list = [L.pytorch.loggers.CSVLogger(run_dir, name="csv", version="")]
-    mode = str(cfg.wandb.mode)
-    if mode == "online" and not wandb_reachable():
-        log.warning("W&B is not reachable: logging offline instead (sync later with `wandb sync %s/wandb`)", run_dir)
-        mode = "offline"
+    mode = wandb_mode(str(cfg.wandb.mode), f"{run_dir}/wandb") if mode is None else mode
     if mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 
         group = cfg.wandb.group or f"{cfg.env.name}/{cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name}"
         loggers.append(WandbLogger(project=cfg.wandb.project, entity=cfg.wandb.entity, group=group,
                                    name=f"{group}/seed{cfg.seed}", save_dir=str(run_dir), mode=mode,
-                                   config=to_plain(cfg)))
+                                   config=to_plain(cfg), **({"reinit": "create_new"} if concurrent else {})))
     return loggers
 
 
@@ -136,28 +153,40 @@ def checkpoint_interval(cfg: TrainConfig) -> int:
     return cfg.trainer.checkpoint_every_steps or cfg.trainer.max_steps
 
 
-def make_trainer(cfg: TrainConfig, run_dir: Path, device: torch.device, loggers: list,
-                 callbacks: list[L.Callback]) -> L.Trainer:
-    """The run's Trainer: ``callbacks``, then checkpoints every ``checkpoint_every_steps`` in ``run_dir/checkpoints``
-    and the progress bar."""
-    every = checkpoint_interval(cfg)
-    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}",
-                                                      save_last=True, every_n_train_steps=every, save_top_k=1,
-                                                      monitor=None, enable_version_counter=False)
+def run_checkpoints(cfg: TrainConfig, run_dir: Path) -> L.pytorch.callbacks.ModelCheckpoint:
+    """Checkpoints every ``checkpoint_every_steps`` in ``run_dir/checkpoints``, the latest as ``last.ckpt``."""
     # One process per run directory (wsrl.running.rundir.run_lock), so an existing last.ckpt is this run's, written by
-    # this
-    # callback or by a stop signal: replace it rather than write last-v1.ckpt beside it, which a resume never reads.
-    # The module steps its optimizer itself (manual optimization); its checkpoints hold the state after the step,
-    # as with automatic optimization, which is what resuming expects.
+    # this callback or by a stop signal: replace it rather than write last-v1.ckpt beside it, which a resume never
+    # reads. The module steps its optimizer itself (manual optimization); its checkpoints hold the state after the
+    # step, as with automatic optimization, which is what resuming expects.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    return L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}", save_last=True,
+                                               every_n_train_steps=checkpoint_interval(cfg), save_top_k=1,
+                                               monitor=None, enable_version_counter=False)
+
+
+def make_trainer(trainer: TrainerConfig, device: torch.device, loggers: list | bool, callbacks: list[L.Callback],
+                 checkpoints: L.pytorch.callbacks.ModelCheckpoint | None = None, root_dir: Path | None = None
+                 ) -> L.Trainer:
+    """A Trainer for ``trainer.max_steps`` steps on ``device``: ``callbacks``, then ``checkpoints`` (None: the
+    callbacks save what is to be saved) and the progress bar; every checkpoint written whole (``AtomicCheckpointIO``);
+    no validation. A single run's (``build_run``) and a stacked group's (``wsrl.stacked.group``)."""
+    bar = [L.pytorch.callbacks.TQDMProgressBar(trainer.log_every_n_steps)] if trainer.progress_bar else []
     return L.Trainer(
-        max_steps=cfg.trainer.max_steps, accelerator=device.type, devices=[device.index or 0]
+        max_steps=trainer.max_steps, accelerator=device.type, devices=[device.index or 0]
         if device.type == "cuda" else 1, logger=loggers,
-        callbacks=[*callbacks, checkpoints] + ([L.pytorch.callbacks.TQDMProgressBar(cfg.trainer.log_every_n_steps)]
-                                               if cfg.trainer.progress_bar else []),
-        log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.progress_bar,
-        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False,
-        default_root_dir=run_dir, plugins=[AtomicCheckpointIO()])
+        callbacks=[*callbacks, *([checkpoints] if checkpoints is not None else []), *bar],
+        enable_checkpointing=checkpoints is not None, log_every_n_steps=trainer.log_every_n_steps,
+        enable_progress_bar=trainer.progress_bar, enable_model_summary=False, limit_val_batches=0,
+        num_sanity_val_steps=0, deterministic=False, default_root_dir=root_dir, plugins=[AtomicCheckpointIO()])
+
+
+def trainer_fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule | None = None,
+        ckpt_path: str | Path | None = None) -> None:
+    """``trainer.fit``; Lightning's CUDA set-up writes CUDA_DEVICE_ORDER into os.environ (for processes it would
+    start, of which a run has none): it is kept out of the caller's."""
+    with scoped_environ("CUDA_DEVICE_ORDER"):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
 
 @dataclass
@@ -176,10 +205,8 @@ class Run:
     config: dict  # the resolved config as plain Python, kept in checkpoints and results
 
     def fit(self, ckpt_path: str | None = None) -> None:
-        """``trainer.fit`` of the module on the data; Lightning's CUDA set-up writes CUDA_DEVICE_ORDER into
-        os.environ (for processes it would start, of which a run has none): it is kept out of the caller's."""
-        with scoped_environ("CUDA_DEVICE_ORDER"):
-            self.trainer.fit(self.module, datamodule=self.data, ckpt_path=ckpt_path)
+        """``trainer.fit`` of the module on the data."""
+        trainer_fit(self.trainer, self.module, self.data, ckpt_path)
 
 
 def build_policy(cfg: TrainConfig, env: ResolvedEnv, transitions: Transitions | None = None,
@@ -220,6 +247,7 @@ def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSi
     last = run_dir / "checkpoints" / "last.ckpt"
     stopper = StopAtStep(signals, last)
     # without periodic evaluation the callback would only cost its hook calls on every step
-    trainer = make_trainer(cfg, run_dir, device, make_loggers(cfg, run_dir),
-                           ([evaluator] if cfg.eval.every_steps else []) + [stopper])
+    trainer = make_trainer(cfg.trainer, device, make_loggers(cfg, run_dir),
+                           ([evaluator] if cfg.eval.every_steps else []) + [stopper], run_checkpoints(cfg, run_dir),
+                           run_dir)
     return Run(env, device, data, module, trainer, evaluator, stopper, last, target, plain)

@@ -1,43 +1,49 @@
-"""A group of runs trained as one model: built member by member with the single-run builder, then stacked.
+"""A group of runs trained as one model: built member by member with the single-run builder, then stacked into a
+LightningModule that a Lightning Trainer fits, as a single run's ``WeightedBC``.
 
 ``build_group`` builds each member exactly as ``wsrl.running.build.build_policy`` builds a single run (its seed, its
 dataset, weights and initialisation; on the CPU, where its module stays as the container of its own weights) and
-stacks them on the training device. ``StackedGroup.fit`` trains them with one optimizer on the SUM over members
-of each member's weighted mean loss: a mean over members would scale every member's gradient by 1/N, which
-weight decay and Adam's eps do not undo. A group checkpoint holds the parameters, the optimizer state, every
-generator and the step, written whole or not at all; a member whose loss turns non-finite fails alone (its
-parameters and optimizer state are zeroed and its loss left out from then on).
+stacks them on the training device. ``StackedGroup`` trains them with one optimizer (manual optimization) on the
+SUM over members of each member's weighted mean loss: a mean over members would scale every member's gradient by
+1/N, which weight decay and Adam's eps do not undo. Its Trainer is the single run's (``make_trainer``); a group
+checkpoint is a Lightning checkpoint (parameters, the optimizer state, the step) plus every generator of the
+group's draws, written whole or not at all, and resumed with ``ckpt_path``. A member whose loss turns non-finite
+fails alone (its parameters and optimizer state are zeroed and its loss left out from then on).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
+import itertools
 import json
 import math
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 
-from wsrl.common.files import write_bytes_atomic
 from wsrl.core.config import ResolvedEnv, TrainerConfig, resolve_device, to_plain
 from wsrl.core.data import OfflineDataModule
 from wsrl.core.module import WeightedBC, adam
-from wsrl.running.build import build_policy
+from wsrl.running.build import build_policy, make_trainer, trainer_fit
+from wsrl.running.rundir import StopAtStep, StopSignals
 from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
 from wsrl.stacked.model import StackedPolicy
 
 Combine = Callable[[torch.Tensor], torch.Tensor]  # members' mean losses [N] -> the loss to minimise
+MemberLog = Callable[[int, list[dict]], None]  # (step, each member's training metrics: {} for a failed one)
 
 
 class GroupStopped(Exception):
-    """A stop signal or the deadline ended training; the group checkpoint holds the last step taken."""
+    """A stop signal (``signum``) or ``should_stop`` (the deadline) ended training; the group checkpoint holds the
+    last step taken."""
 
-    def __init__(self, reason: str, step: int, checkpoint: Path | None) -> None:
-        self.reason, self.step, self.checkpoint = reason, step, checkpoint
+    def __init__(self, reason: str, step: int, checkpoint: Path | None, signum: int | None = None) -> None:
+        self.reason, self.step, self.checkpoint, self.signum = reason, step, checkpoint, signum
         where = f"saved step {step} to {checkpoint}" if checkpoint is not None else f"at step {step}, not saved"
         super().__init__(f"stopped by {reason}: {where}")
 
@@ -86,47 +92,90 @@ def build_member(cfg: Any, env: ResolvedEnv, device: torch.device, built: dict[s
     return Member(cfg, env, module, data), member_data(cfg, env, data), dropout_state
 
 
-class StackedGroup:
-    """N members stacked on the training device, with their optimizer, randomness, step and failures."""
+class StopOrSave(StopAtStep):
+    """A single run's ``StopAtStep`` for a group: saves the group checkpoint every ``every`` steps and at the last,
+    and at the end of a step on a stop signal, or when ``should_stop`` names a reason before the last step, saves
+    and raises ``GroupStopped``."""
+
+    def __init__(self, signals: StopSignals, checkpoint: Path | None, every: int,
+                 should_stop: Callable[[], str | None]) -> None:
+        super().__init__(signals, checkpoint)
+        self.every, self.should_stop = every, should_stop
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        step, signum = trainer.global_step, self.signals.signum
+        reason = signal.Signals(signum).name if signum is not None else (
+            self.should_stop() if step < trainer.max_steps else None)
+        if self.last is not None and (reason or step == trainer.max_steps or (self.every and step % self.every == 0)):
+            trainer.save_checkpoint(self.last, weights_only=False)  # all of it: the optimizer's state too
+        if reason is not None:
+            self.signals.deferred = False
+            raise GroupStopped(reason, step, self.last, signum)
+
+
+class StackedGroup(L.LightningModule):
+    """N members stacked on the training device, with their randomness and failures; ``training_step`` is one
+    step of every member."""
 
     def __init__(self, members: list[Member], datas: list[MemberData], dropout_states: list[torch.Tensor],
                  rng: str, names: list[str], combine: Combine = torch.sum) -> None:
+        super().__init__()
         first = members[0].cfg
         self.members, self.names, self.rng, self.combine = members, names, rng, combine
         self.trainer_cfg = TrainerConfig(**to_plain(first)["trainer"])
-        self.device = resolve_device(first.device)
+        self.train_device = resolve_device(first.device)  # Lightning moves the module to the CPU after fitting
         self.group_seed = int(first.seed)
-        self.model = StackedPolicy([m.module for m in members]).to(self.device)
-        self.draws = GroupDraws(datas, self.trainer_cfg.batch_size, float(first.policy.dropout), rng, self.device,
-                                dropout_states, self.group_seed)
-        self.optimizer = adam(list(self.model.parameters()), self.trainer_cfg)
-        self.step = 0
-        self.alive = torch.ones(len(members), dtype=torch.bool, device=self.device)
+        self.model = StackedPolicy([m.module for m in members])
+        self.draws = GroupDraws(datas, self.trainer_cfg.batch_size, float(first.policy.dropout), rng,
+                                self.train_device, dropout_states, self.group_seed)
+        self.register_buffer("alive", torch.ones(len(members), dtype=torch.bool), persistent=False)
         self.failed: dict[int, str] = {}
         self.starts: list[int] = []  # the step each process started training from (results.json)
+        self.member_log: MemberLog | None = None
+        self.automatic_optimization = False
+        self.to(self.train_device)
+
+    def train_dataloader(self) -> Iterator[int]:
+        """Step tokens: the group draws each step's batches itself, so that its generators stand exactly at the
+        step when a checkpoint saves them (Lightning fetches a batch ahead, and fast mode draws batches and dropout
+        masks from one generator)."""
+        return itertools.repeat(0)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return adam(list(self.model.parameters()), self.trainer_cfg)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The forward's precision (``trainer.autocast``)."""
         enabled = self.trainer_cfg.autocast == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        return torch.autocast(self.train_device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One step for every member; returns each member's loss [N] and the batch's inputs and loss weights."""
+    def losses(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each member's weighted mean loss [N] on its next batch, and the batch's inputs and loss weights."""
         inputs, actions, weights = self.draws.batch()
         with self.autocast():
             log_prob = self.model.log_prob(inputs, actions, self.draws.dropout)
-        losses = -(log_prob * weights).mean(1)
-        self.optimizer.zero_grad()
-        self.combine(torch.where(self.alive, losses, 0.0)).backward()
+        return -(log_prob * weights).mean(1), inputs, weights
+
+    def training_step(self, batch: int, batch_idx: int) -> None:
+        """One step of every living member; every ``trainer.log_every_n_steps`` their metrics, which fail a member
+        whose loss is non-finite."""
+        step = self.global_step
+        losses, inputs, weights = self.losses()
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(self.combine(torch.where(self.alive, losses, 0.0)))
         if self.failed:  # a failed member's data may still be non-finite: keep its gradients (and slot) at zero
             dead = torch.tensor(list(self.failed), device=self.device)
             for p in self.model.parameters():
                 p.grad[dead] = 0.0
-        self.optimizer.step()
-        return losses.detach(), inputs, weights
+        optimizer.step()
+        if step % self.trainer_cfg.log_every_n_steps == 0:
+            rows = self.metrics(step, losses.detach(), inputs, weights)
+            if self.member_log is not None:
+                self.member_log(step, rows)
 
     @torch.no_grad()
-    def metrics(self, losses: torch.Tensor, inputs: torch.Tensor, weights: torch.Tensor) -> list[dict]:
+    def metrics(self, step: int, losses: torch.Tensor, inputs: torch.Tensor, weights: torch.Tensor) -> list[dict]:
         """Each member's training metrics, as a single run logs them (one host sync); fails non-finite members.
         The squashed policy's mean log-std is taken on the step's inputs without dropout."""
         values = losses.float().cpu().tolist()
@@ -134,12 +183,10 @@ class StackedGroup:
         w_mean, w_max = weights.mean(1).cpu().tolist(), weights.max(1).values.cpu().tolist()
         out = []
         for k, member in enumerate(self.members):
+            if k not in self.failed and not math.isfinite(values[k]):
+                self.fail(k, f"loss became {values[k]} by step {step} (checked every trainer.log_every_n_steps); "
+                             "lower trainer.lr (with a new name=), or set sampler.clip_max to bound the LDS weights")
             if k in self.failed:
-                out.append({})
-                continue
-            if not math.isfinite(values[k]):
-                self.fail(k, f"loss became {values[k]} by step {self.step} (checked every trainer.log_every_n_steps);"
-                             " lower trainer.lr (with a new name=), or set sampler.clip_max to bound the LDS weights")
                 out.append({})
                 continue
             row = {"train/loss": values[k], "train/mean_log_std": float(log_std[k]), "train/lr": self.trainer_cfg.lr}
@@ -153,60 +200,50 @@ class StackedGroup:
         """Member ``k`` fails alone: its parameters and optimizer state are zeroed and its loss left out."""
         self.failed[k] = reason
         self.alive[k] = False
+        state = self.trainer.optimizers[0].state
         for p in self.model.parameters():
             p[k].zero_()
-            for value in self.optimizer.state.get(p, {}).values():
+            for value in state.get(p, {}).values():
                 if torch.is_tensor(value) and value.shape == p.shape:
                     value[k].zero_()
 
-    def fit(self, max_steps: int, checkpoint: Path | None = None, every: int = 0,
-            should_stop: Callable[[], str | None] = lambda: None,
-            log: Callable[[int, list[dict]], None] | None = None) -> None:
-        """Train to ``max_steps``, saving to ``checkpoint`` every ``every`` steps and at the end; ``should_stop``
-        (checked after each step) names a reason to save and raise ``GroupStopped``; ``log(step, metrics)`` gets
-        each member's metrics every ``trainer.log_every_n_steps``."""
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Beside Lightning's parameters, optimizer state and step: the members, every generator and the failures."""
+        checkpoint["group"] = {"names": self.names, "rng": self.rng, "draws": self.draws.state_dict(),
+                               "failed": self.failed}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Continue from a group checkpoint of the same members and random-number mode (a failed member's slot and
+        optimizer state were saved zeroed)."""
+        group = checkpoint["group"]
+        if group["names"] != self.names:
+            raise ValueError(f"the group checkpoint holds another group ({len(group['names'])} members); delete it "
+                             "to start over")
+        self.draws.load_state_dict(group["draws"])
+        self.failed = {int(k): reason for k, reason in group["failed"].items()}
+        self.alive[list(self.failed)] = False
+
+    def fit(self, checkpoint: Path | None = None, should_stop: Callable[[], str | None] = lambda: None,
+            log: MemberLog | None = None, callbacks: Sequence[L.Callback] = ()) -> None:
+        """Train to ``trainer.max_steps`` with a Lightning Trainer, resuming from ``checkpoint`` where it exists and
+        saving it every ``trainer.checkpoint_every_steps`` and at the end; a stop signal or ``should_stop``
+        (checked after each step) saves and raises ``GroupStopped``; ``log(step, metrics)`` gets each member's
+        metrics every ``trainer.log_every_n_steps``; ``callbacks``: more for the Trainer (the benchmark's timer)."""
         torch.set_float32_matmul_precision(str(self.trainer_cfg.matmul_precision))
-        self.model.train()
-        self.starts.append(self.step)
-        while self.step < max_steps:
-            losses, inputs, weights = self.train_step()
-            if log is not None and self.step % self.trainer_cfg.log_every_n_steps == 0:
-                log(self.step, self.metrics(losses, inputs, weights))
-            self.step += 1
-            if checkpoint is not None and (self.step == max_steps or (every and self.step % every == 0)):
-                self.save(checkpoint)
-            if self.step < max_steps and (reason := should_stop()) is not None:
-                if checkpoint is not None:
-                    self.save(checkpoint)
-                raise GroupStopped(reason, self.step, checkpoint)
+        self.member_log = log
+        with StopSignals() as signals:
+            stops = StopOrSave(signals, checkpoint, self.trainer_cfg.checkpoint_every_steps, should_stop)
+            trainer = make_trainer(self.trainer_cfg, self.train_device, False, [*callbacks, stops])
+            resume = checkpoint if checkpoint is not None and checkpoint.exists() else None
+            try:
+                trainer_fit(trainer, self, ckpt_path=resume)
+            finally:
+                self.starts = stops.starts
 
     def unstack(self) -> None:
         """Copy each member's trained slot back into its own module (un-padded)."""
         for k, member in enumerate(self.members):
             self.model.store_member(k, member.module)
-
-    def state_dict(self) -> dict:
-        return {"names": self.names, "rng": self.rng, "step": self.step, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "draws": self.draws.state_dict(),
-                "failed": self.failed, "starts": self.starts}
-
-    def save(self, path: Path) -> None:
-        """The group checkpoint, whole or not at all."""
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        write_bytes_atomic(path, buffer.getvalue())
-
-    def load(self, path: Path) -> None:
-        """Continue from a group checkpoint of the same members and random-number mode."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["names"] != self.names:
-            raise ValueError(f"{path} holds another group ({len(state['names'])} members); delete it to start over")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.draws.load_state_dict(state["draws"])
-        self.step, self.starts = state["step"], list(state["starts"])
-        for k, reason in state["failed"].items():
-            self.fail(int(k), reason)
 
 
 def build_group(cfgs: list[Any], envs: list[ResolvedEnv], rng: str, names: list[str],

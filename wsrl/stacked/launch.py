@@ -5,8 +5,9 @@ settings (steps, batch size, lr, weight decay, precision, logging and checkpoint
 evaluation episodes, and, with
 ``group_by=robot`` or ``dataset``, the same robot or dataset; groups hold at most ``max_group`` members. A finished
 member (``results.json`` at its steps) is reported, not trained again; an unfinished group resumes from its group
-checkpoint (``<sweep dir>/.stacked/<group>.pt``). A stop signal or the deadline saves the group and exits
-(status 128 + signal, or ``DEADLINE_EXIT``), printing the command that resumes.
+checkpoint (``<sweep dir>/.stacked/<group>.ckpt``). A stop signal or the deadline saves the group and exits
+(status 128 + signal, or ``DEADLINE_EXIT``), printing the command that resumes. Each member logs as a single run
+does: its metrics CSV and, unless ``wandb.mode=disabled``, its own W&B run in the sweep's group.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hashlib
 import json
 import logging
 import shlex
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -26,17 +26,12 @@ from typing import Any
 from wsrl.core.config import ConfigError, resolve_env, to_plain, validate
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate_many
+from wsrl.running.build import make_loggers, wandb_mode
 from wsrl.running.refusals import report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
-from wsrl.running.rundir import (
-    StopSignals,
-    check_same_run,
-    record_run,
-    run_lock,
-    write_failed,
-)
+from wsrl.running.rundir import StopSignals, check_same_run, record_run, run_lock, write_failed
 from wsrl.stacked.group import GroupStopped, Member, StackedGroup, build_group
-from wsrl.stacked.record import csv_logger, log_dataset, write_checkpoint
+from wsrl.stacked.record import close_loggers, log_dataset, write_checkpoint
 
 log = logging.getLogger("wsrl")
 DEADLINE_EXIT = 75  # EX_TEMPFAIL: stopped at the deadline, saved; the same command resumes
@@ -116,52 +111,60 @@ def evaluate_members(members: list[Member], steps: int, workers: int) -> list[di
                          [eval_seed(int(m.cfg.seed), steps) for m in members], workers)
 
 
-def stop_reason(signals: StopSignals, deadline: float | None) -> str | None:
-    if signals.signum is not None:
-        return signal.Signals(signals.signum).name
+def past(deadline: float | None) -> str | None:
+    """The reason to stop once ``deadline`` (a ``time.time()``) has passed."""
     if deadline is not None and time.time() > deadline:
         return "the deadline (hydra.launcher.deadline_minutes)"
     return None
 
 
-def record_members(group: StackedGroup, jobs: list[Job], loggers: list,
+def record_members(group: StackedGroup, jobs: list[Job], loggers: list[list],
                    name: str, options: Options, started: float) -> list[float]:
     """Checkpoint, evaluate and record each member once the group has trained; returns the scores (NaN: failed)."""
     group.unstack()
+    step, device = group.global_step, group.train_device
     alive = [k for k in range(len(jobs)) if k not in group.failed]
     for k, reason in group.failed.items():
         write_failed(jobs[k].run_dir, reason, "NonFiniteLossError", jobs[k].overrides)
-        loggers[k].finalize("failed")
+        close_loggers(loggers[k], "failed")
     for k in alive:
-        group.members[k].module.to(group.device)
-        write_checkpoint(group.members[k], group.step, jobs[k].run_dir / "checkpoints" / "last.ckpt")
-    finals = evaluate_members([group.members[k] for k in alive], group.step, options.eval_workers)
+        group.members[k].module.to(device)
+        write_checkpoint(group.members[k], step, jobs[k].run_dir / "checkpoints" / "last.ckpt")
+    finals = evaluate_members([group.members[k] for k in alive], step, options.eval_workers)
     scores = [float("nan")] * len(jobs)
     for k, final in zip(alive, finals, strict=True):
         m, run_dir = group.members[k], jobs[k].run_dir
-        seed = eval_seed(int(m.cfg.seed), group.step)
-        extras = media.final_media([loggers[k]], m.module, m.env, m.cfg.eval, seed, group.step, run_dir,
-                                      f"{m.cfg.env.name} {m.cfg.method.name}/{m.cfg.sampler.name}/"
-                                      f"{m.cfg.policy.name} seed {m.cfg.seed}, step {group.step} (stacked)")
-        results = RunResults.of_run(m.module.hparams.config, m.env, group.step, m.module.target_return,
-                                    m.data.weight_stats, final, [], group.starts, time.time() - started,
-                                    group.device, extras)
+        seed = eval_seed(int(m.cfg.seed), step)
+        extras = media.final_media(loggers[k], m.module, m.env, m.cfg.eval, seed, step, run_dir,
+                                   f"{m.cfg.env.name} {m.cfg.method.name}/{m.cfg.sampler.name}/"
+                                   f"{m.cfg.policy.name} seed {m.cfg.seed}, step {step} (stacked)")
+        results = RunResults.of_run(m.module.hparams.config, m.env, step, m.module.target_return,
+                                    m.data.weight_stats, final, [], group.starts, time.time() - started, device,
+                                    extras)
         results.stacked = {"group": name, "size": len(jobs), "slot": k, "rng": options.rng,
                            "group_seed": group.group_seed, "precision": results.precision}
         write_results(run_dir, results)
-        loggers[k].log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
-                                "eval/final_normalized_std": final["normalized_score"]["std"]}, step=group.step)
-        loggers[k].finalize("success")
+        for logger in loggers[k]:
+            logger.log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
+                                "eval/final_normalized_std": final["normalized_score"]["std"]}, step=step)
+        close_loggers(loggers[k], "success")
         scores[k] = final["normalized_score"]["mean"]
     return scores
 
 
+def member_loggers(jobs: list[Job], sweep_dir: Path) -> list[list]:
+    """Each member's loggers, as a single run's (``make_loggers``), each W&B run open beside the others; W&B's
+    reachability is checked once."""
+    modes = {mode: wandb_mode(mode, f"{sweep_dir}/<run>/wandb") for mode in {str(j.cfg.wandb.mode) for j in jobs}}
+    return [make_loggers(j.cfg, j.run_dir, modes[str(j.cfg.wandb.mode)], concurrent=True) for j in jobs]
+
+
 def run_group(jobs: list[Job], identities: list[dict | None], options: Options, sweep_dir: Path,
-              signals: StopSignals, deadline: float | None) -> list[float]:
+              deadline: float | None) -> list[float]:
     """Train one group of accepted jobs (``identities``: from ``accept``), resuming its group checkpoint, then
     record its members; returns their scores."""
     name = group_name(jobs)
-    checkpoint = sweep_dir / ".stacked" / f"{name}.pt"
+    checkpoint = sweep_dir / ".stacked" / f"{name}.ckpt"
     with contextlib.ExitStack() as held:
         for job in jobs:
             held.enter_context(run_lock(job.run_dir))
@@ -170,27 +173,24 @@ def run_group(jobs: list[Job], identities: list[dict | None], options: Options, 
                             [str(j.run_dir) for j in jobs])
         if checkpoint.exists():
             log.info("resuming group %s (%d members) from %s", name, len(jobs), checkpoint)
-            group.load(checkpoint)
-        loggers, plotted = [csv_logger(j.run_dir) for j in jobs], {}
-        for job, identity, member, logger in zip(jobs, identities, group.members, loggers, strict=True):
+        loggers, plotted = member_loggers(jobs, sweep_dir), {}
+        for job, identity, member, logs in zip(jobs, identities, group.members, loggers, strict=True):
             record_run(job.run_dir, identity, member.module.hparams.config)
             if identity is not None:
-                log_dataset(member, job.run_dir, logger, plotted)
+                log_dataset(member, job.run_dir, logs, plotted)
 
         def write_metrics(step: int, rows: list[dict]) -> None:
-            for logger, row in zip(loggers, rows, strict=True):
-                if row:
-                    logger.log_metrics(row, step=step)
+            for logs, row in zip(loggers, rows, strict=True):
+                if row:  # {}: a failed member
+                    for logger in logs:
+                        logger.log_metrics(row, step=step)
 
-        every = group.trainer_cfg.checkpoint_every_steps
-        signals.deferred = True
         try:
-            group.fit(group.trainer_cfg.max_steps, checkpoint, every, lambda: stop_reason(signals, deadline),
-                      write_metrics)
-        finally:
-            signals.deferred = False
-            for logger in loggers:
-                logger.save()
+            group.fit(checkpoint, lambda: past(deadline), write_metrics)
+        except BaseException:
+            for logs in loggers:
+                close_loggers(logs, "failed")
+            raise
         return record_members(group, jobs, loggers, name, options, started)
 
 
@@ -199,7 +199,7 @@ def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
     deadline = time.time() + 60 * options.deadline_minutes if options.deadline_minutes > 0 else None
     scores: dict[int, float] = {}
     todo, identity = [], {}
-    with StopSignals() as signals:
+    with StopSignals():  # a stop signal outside training stops at once (RunInterrupted)
         for i, job in enumerate(jobs):
             if (done := finished_results(job.run_dir, job.cfg.trainer.max_steps)) is not None:
                 log.info("%s already finished (%s steps)", job.run_dir, done.steps)
@@ -214,12 +214,12 @@ def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
         for number, group in enumerate(plan(todo, options)):
             log.info("group %d: %d members", number, len(group))
             try:
-                results = run_group(group, [identity[index[id(j)]] for j in group], options, sweep_dir, signals,
+                results = run_group(group, [identity[index[id(j)]] for j in group], options, sweep_dir,
                                     deadline)
             except GroupStopped as err:
                 again = "python -m wsrl.train " + " ".join(map(shlex.quote, sys.argv[1:]))
                 print(f"{err}; to resume, run the same command: {again}", file=sys.stderr, flush=True)
-                sys.exit(128 + signals.signum if signals.signum is not None else DEADLINE_EXIT)
+                sys.exit(128 + err.signum if err.signum is not None else DEADLINE_EXIT)
             except Exception as err:  # the group's jobs fail as one job of a sweep does; the other groups go on
                 results = [report_failure(err, j.run_dir, True, j.overrides) for j in group]
             scores |= {index[id(job)]: score for job, score in zip(group, results, strict=True)}
