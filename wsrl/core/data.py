@@ -235,7 +235,7 @@ class OfflineDataModule(L.LightningDataModule):
         """``transitions``: ``dataset_id`` already loaded (``load_transitions``), so several runs share one load."""
         super().__init__()
         self.dataset_id, self.method, self.sampler_cfg = dataset_id, method, sampler
-        self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
+        self.batch_size, self.device = batch_size, torch.device(device)
         self.transitions = transitions
         self.data: Transitions | None = None
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
