@@ -63,7 +63,6 @@ import torch
 
 from wsrl.core.data import load_transitions
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_ID = "bench/halfcheetah/synthetic-v0"
 ENV_ID = "HalfCheetah-v5"  # episodes always last 1000 steps: every policy does the same amount of work
 OBS_DIM, ACT_DIM, EPISODE = 17, 6, 1000
@@ -202,10 +201,10 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
     """The run configuration as ``python -m wsrl.train`` composes it: RvS-R with LDS loss weights."""
     from hydra import compose, initialize_config_dir
 
-    from wsrl.core.config import register_configs, validate
+    from wsrl.core.config import CONF_DIR, register_configs, validate
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[
             "env=halfcheetah_medium_expert", f"env.dataset_id={DATASET_ID}", "method=rvs_r", "sampler=lds",
             f"policy.hidden_dims=[{width},{width}]", f"trainer.batch_size={batch}", f"trainer.max_steps={max_steps}",
@@ -969,7 +968,7 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
     torch starts its threads: a process without wsrl's fix."""
     from hydra import compose, initialize_config_dir
 
-    from wsrl.core.config import register_configs, resolve_env, validate
+    from wsrl.core.config import CONF_DIR, register_configs, resolve_env, validate
     from wsrl.datasets.sources import ensure_dataset
 
     if mode == "keep":  # after importing wsrl (which turns the flush on), before any op starts torch's threads
@@ -978,7 +977,7 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
         raise SystemExit(f"the subnormal flush is not as mode {mode!r} needs")
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         data_env = ["env=halfcheetah_medium_expert", f"env.dataset_id={DATASET_ID}"] if synthetic else [
             "env=hopper_medium_expert"]
         cfg = compose("train", overrides=["experiment=quick", *data_env, "method=rvs_r", "wandb.mode=disabled",

@@ -24,7 +24,7 @@ BELOW = {  # package: the packages it may import, besides itself; keep in step w
                     "wsrl.train"},
 }
 INSIDE = {  # a package's modules, bottom first: each imports only modules listed before it
-    "wsrl.common": ["__init__", "environ", "files", "figures", "episodes"],
+    "wsrl.common": ["__init__", "environ", "files", "locks", "figures", "episodes"],
     "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "sources", "info",
                       "__main__"],
     "wsrl.core": ["__init__", "weighting", "config", "policies", "data", "module"],

@@ -18,7 +18,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from wsrl.core.config import ConfigError, TrainConfig, register_configs, resolve_device, resolve_env, validate
+from wsrl.core.config import (
+    CONF_DIR,
+    ConfigError,
+    TrainConfig,
+    register_configs,
+    resolve_device,
+    resolve_env,
+    validate,
+)
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate
 from wsrl.evaluation.video import VideoUnavailable, check_video
@@ -111,7 +119,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     """Run one job and return its mean normalized score (what a sweeper optimizes). A failure ends the job as
     ``wsrl.running.refusals.report_failure`` says: in a sweep the other jobs go on."""

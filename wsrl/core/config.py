@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from wsrl.core.weighting import SAMPLER_NAMES, SCHEMES, sampler_name
 from wsrl.datasets.suite import QUALITIES, ROBOT, ROBOTS, SIZES, SOURCES, dataset_id, normalize
 
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the YAML files that choose among the schema's values
 
 class Choice(str, Enum):
     """A config value from a fixed set. OmegaConf refuses any other value when it composes the config (naming the

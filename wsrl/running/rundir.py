@@ -6,9 +6,9 @@
   same command resumes or reports the run; a directory holding another configuration is refused.
 - ``discard_if_empty``: a run refused before it wrote anything leaves no empty directories behind.
 
-- ``run_lock``: an exclusive ``flock`` on ``<run dir>/.wsrl.lock`` for the run's life. A second process on the
-  same directory is refused (``RunLockedError``, naming the directory and the holder's PID) before it writes
-  anything; the kernel drops the lock when its holder dies, so a killed run leaves no stale lock.
+- ``run_lock``: an exclusive lock on ``<run dir>/.wsrl.lock`` for the run's life (``wsrl.common.locks``). A second
+  process on the same directory is refused (``RunLockedError``, naming the directory and the holder's PID) before
+  it writes anything; a killed run leaves no stale lock.
 - ``StopSignals`` and ``StopAtStep``: SIGTERM and SIGINT (and, inside a submitit job, submitit's pre-emption
   signal) ask the run to stop. While training, the step in progress finishes, ``last.ckpt`` is written for it and
   ``RunInterrupted`` is raised; outside training it is raised at once. A second signal exits at once.
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -32,6 +31,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 
 from wsrl.common.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
+from wsrl.common.locks import PidLock
 from wsrl.core.config import ConfigError, SamplerConfig, TrainConfig, to_plain
 
 LOCK_NAME = ".wsrl.lock"
@@ -141,39 +141,22 @@ def discard_if_empty(run_dir: Path) -> None:
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir`` exclusively for the duration; the lock file goes away with the hold."""
-    path = run_dir / LOCK_NAME
-    while True:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise WriteError(f"cannot lock the run directory {run_dir} ({path}: {os_reason(err)}); it must be "
-                             "writable: fix its permissions or choose another hydra.run.dir") from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunLockedError(f"{run_dir} is in use by another run (PID {holder}); wait for it to end or stop it, "
-                                 "or pass name=<new name> to run separately") from None
-        try:  # the holder may have removed the file between our open and our lock: then lock the new one
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+    lock = PidLock(run_dir / LOCK_NAME)
+
+    def refuse(holder: str) -> None:
+        raise RunLockedError(f"{run_dir} is in use by another run (PID {holder}); wait for it to end or stop it, "
+                             "or pass name=<new name> to run separately")
+
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire(refuse)
     except OSError as err:
-        os.close(fd)
-        raise WriteError(f"cannot write {path}: {os_reason(err)}") from err
+        raise WriteError(f"cannot lock the run directory {run_dir} ({lock.path}: {os_reason(err)}); it must be "
+                         "writable: fix its permissions or choose another hydra.run.dir") from err
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            path.unlink()  # while still holding the lock, so no one can take the old file after us
-        os.close(fd)
+        lock.release()
 
 
 def preemption_signal() -> signal.Signals | None:
