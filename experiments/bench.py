@@ -216,12 +216,12 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
 def build(b: Bench, cfg, transitions, signals=None):
     """The run exactly as ``wsrl.train`` builds it (``wsrl.running.build.build_run``), in a new directory under the
     bench's root, from already loaded ``transitions`` (``wsrl.core.data.load_transitions``)."""
-    from wsrl.core.config import resolve_env
+    from wsrl.core.config import resolve_env, to_plain
     from wsrl.running.build import build_run
     from wsrl.running.rundir import StopSignals
 
     run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="run-"))
-    return build_run(cfg, resolve_env(cfg.env), run_dir, signals or StopSignals(), transitions)
+    return build_run(cfg, to_plain(cfg), resolve_env(cfg.env), run_dir, signals or StopSignals(), transitions)
 
 
 # ------------------------------------------------------------------------------------------ 1-2 training

@@ -27,7 +27,7 @@ INSIDE = {  # a package's modules, bottom first: each imports only modules liste
     "wsrl.common": ["__init__", "environ", "files", "locks", "figures", "episodes"],
     "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "sources", "info",
                       "__main__"],
-    "wsrl.core": ["__init__", "weighting", "config", "policies", "data", "module"],
+    "wsrl.core": ["__init__", "weighting", "policies", "methods", "config", "data", "module"],
     "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
     "wsrl.running": ["__init__", "gpus", "rundir", "results", "refusals", "build"],
     "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "launch"],

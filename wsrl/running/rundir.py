@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 from wsrl.common.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
 from wsrl.common.locks import PidLock
-from wsrl.core.config import ConfigError, SamplerConfig, TrainConfig, to_plain
+from wsrl.core.config import ConfigError, SamplerConfig, read_method
 
 LOCK_NAME = ".wsrl.lock"
 IDENTITY = "run_config.json"
@@ -99,13 +99,15 @@ def _sampler_identity(sampler: dict) -> dict:
     return keep
 
 
-def check_same_run(cfg: TrainConfig, run_dir: Path) -> dict | None:
-    """Refuse to resume or extend a run directory that holds a run with another configuration; return the
-    identity to record when the directory holds no run yet."""
-    keep = run_identity(to_plain(cfg))
+def check_same_run(plain: dict, run_dir: Path) -> dict | None:
+    """Refuse to resume or extend a run directory that holds a run with another configuration (``plain``: the
+    config as plain data); return the identity to record when the directory holds no run yet."""
+    keep = run_identity(plain)
     path = run_dir / IDENTITY
     if path.exists():
         before = json.loads(path.read_text())
+        before["method"] = read_method(before["method"], str(path), "pass name=<new name> (or hydra.run.dir=...) "
+                                       "to run it again beside it")
         if before != keep:
             diff = sorted(k for k in set(before) | set(keep) if before.get(k) != keep.get(k))
             raise ConfigError(f"{run_dir} holds a run with a different {', '.join(diff)} config; pass name=<new "

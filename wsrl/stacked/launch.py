@@ -101,7 +101,7 @@ def accept(job: Job) -> dict | None:
 
         e = job.cfg.env
         ensure_dataset(env.dataset_id, e.source, e.robot, e.quality, e.size, e.d4rl_file)
-    return check_same_run(job.cfg, job.run_dir)
+    return check_same_run(to_plain(job.cfg), job.run_dir)
 
 
 def group_name(jobs: list[Job]) -> str:

@@ -35,8 +35,7 @@ def log_dataset(member: Member, run_dir: Path, logger: L.pytorch.loggers.CSVLogg
     if id(data) in plotted:
         write_bytes_atomic(run_dir / "returns.png", plotted[id(data)].read_bytes())
     else:
-        plotted[id(data)] = media.log_dataset([logger], data.data.trajectory_returns(), data.weights,
-                                                  member.cfg.sampler, member.env, run_dir)
+        plotted[id(data)] = media.log_dataset([logger], data, member.env, run_dir)
 
 
 def write_checkpoint(member: Member, step: int, path: Path) -> None:
