@@ -65,7 +65,6 @@ import torch
 from wsrl.common.files import write_text_atomic
 from wsrl.core.data import load_transitions
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 DATASET_ID = "bench/halfcheetah/synthetic-v0"
 ENV_ID = "HalfCheetah-v5"  # episodes always last 1000 steps: every policy does the same amount of work
 OBS_DIM, ACT_DIM, EPISODE = 17, 6, 1000
@@ -204,10 +203,10 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
     """The run configuration as ``python -m wsrl.train`` composes it: RvS-R with LDS loss weights."""
     from hydra import compose, initialize_config_dir
 
-    from wsrl.core.config import register_configs, validate
+    from wsrl.core.config import CONF_DIR, register_configs, validate
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[
             "env=halfcheetah_medium_expert", f"env.dataset_id={DATASET_ID}", "method=rvs_r", "sampler=lds",
             f"policy.hidden_dims=[{width},{width}]", f"trainer.batch_size={batch}", f"trainer.max_steps={max_steps}",
@@ -219,12 +218,12 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
 def build(b: Bench, cfg, transitions, signals=None):
     """The run exactly as ``wsrl.train`` builds it (``wsrl.running.build.build_run``), in a new directory under the
     bench's root, from already loaded ``transitions`` (``wsrl.core.data.load_transitions``)."""
-    from wsrl.core.config import resolve_env
+    from wsrl.core.config import resolve_env, to_plain
     from wsrl.running.build import build_run
     from wsrl.running.rundir import StopSignals
 
     run_dir = Path(tempfile.mkdtemp(dir=b.root, prefix="run-"))
-    return build_run(cfg, resolve_env(cfg.env), run_dir, signals or StopSignals(), transitions)
+    return build_run(cfg, to_plain(cfg), resolve_env(cfg.env), run_dir, signals or StopSignals(), transitions)
 
 
 # ------------------------------------------------------------------------------------------ 1-2 training
@@ -949,7 +948,7 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
     torch starts its threads: a process without wsrl's fix."""
     from hydra import compose, initialize_config_dir
 
-    from wsrl.core.config import register_configs, resolve_env, validate
+    from wsrl.core.config import CONF_DIR, register_configs, resolve_env, validate
     from wsrl.datasets.sources import ensure_dataset
 
     if mode == "keep":  # after importing wsrl (which turns the flush on), before any op starts torch's threads
@@ -958,7 +957,7 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
         raise SystemExit(f"the subnormal flush is not as mode {mode!r} needs")
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         data_env = ["env=halfcheetah_medium_expert", f"env.dataset_id={DATASET_ID}"] if synthetic else [
             "env=hopper_medium_expert"]
         cfg = compose("train", overrides=["experiment=quick", *data_env, "method=rvs_r", "wandb.mode=disabled",
@@ -1109,8 +1108,6 @@ def table(b: Bench) -> str:
         value = "-" if r.value is None else f"{r.value:12.4g}" if abs(r.value) < 1e4 else f"{r.value:12,.0f}"
         ratio = "" if r.ratio is None else f"{r.ratio:7.2f}"
         result = "" if r.ok is None else "PASS" if r.ok else "FAIL"
-        if r.note.startswith("SKIPPED"):
-            result = "SKIP"
         lines.append(f"  {r.name:<64} {value:>12} {r.unit:<11} {ratio:>7}  {r.bar:<8} {result}")
         if r.note:
             lines.append(f"  {'':<4}{r.note}")

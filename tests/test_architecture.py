@@ -24,12 +24,12 @@ BELOW = {  # package: the packages it may import, besides itself; keep in step w
                     "wsrl.train"},
 }
 INSIDE = {  # a package's modules, bottom first: each imports only modules listed before it
-    "wsrl.common": ["__init__", "environ", "files", "figures", "episodes"],
+    "wsrl.common": ["__init__", "environ", "files", "locks", "figures", "episodes"],
     "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "sources", "info",
                       "__main__"],
     "wsrl.datasets.behavior": ["__init__", "locations", "learners", "actors", "training", "selection", "plots",
                                "__main__"],  # a sub-package: its own order inside, one place ("behavior") above
-    "wsrl.core": ["__init__", "weighting", "config", "policies", "data", "module"],
+    "wsrl.core": ["__init__", "weighting", "policies", "methods", "config", "data", "module"],
     "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
     "wsrl.running": ["__init__", "gpus", "rundir", "results", "refusals", "build"],
     "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "launch"],

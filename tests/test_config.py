@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 
@@ -13,9 +14,11 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from tests.conftest import ROOT, child_env
-from wsrl.core.config import ConfigError, TrainConfig, register_configs, resolve_env, validate
+from wsrl.core.config import ConfigError, TrainConfig, register_configs, resolve_env, to_plain, validate
+from wsrl.core.methods import conditions_on_return
 from wsrl.core.weighting import sampler_name
 from wsrl.datasets.suite import ROBOT
+from wsrl.running.rundir import IDENTITY, check_same_run, run_identity
 
 CONF = ROOT / "conf"
 
@@ -52,7 +55,7 @@ def test_every_combination_composes_and_validates(hydra_conf):
             continue
         validate(cfg)
         assert (cfg.env.name, cfg.method.name, cfg.sampler.name, cfg.policy.name) == (env, method, sampler, policy)
-        assert cfg.method.condition_on_return == (method == "rvs_r")
+        assert conditions_on_return(cfg.method) == (method == "rvs_r")
         assert cfg.sampler.weighting == {"uniform": "none", "lds": "loss", "lds_sampling": "sampling"}.get(
             sampler, "loss" if sampler.endswith("_loss") else "sampling")
         assert sampler_name(cfg.sampler.scheme, cfg.sampler.weighting) == sampler.removesuffix("_conservative")
@@ -172,6 +175,30 @@ def test_unknown_option_key_or_type_fails_at_composition(hydra_conf):
         config("trainer.batch_size=abc")
     assert isinstance(err.value.__cause__, ValidationError)
     assert "batch_size" in str(err.value.__cause__)
+
+
+def test_the_method_alone_says_whether_the_policy_takes_the_return_input(hydra_conf):
+    """``method=bc method.condition_on_return=true`` said one thing twice, and differently: it cannot be asked."""
+    with pytest.raises(ConfigCompositionException) as err:
+        config("method=bc", "method.condition_on_return=true")
+    assert "Key 'condition_on_return' not in 'MethodConfig'" in str(err.value.__cause__)
+
+
+@pytest.mark.parametrize("method,flag,same", [("rvs_r", True, True), ("bc", False, True), ("bc", True, False)])
+def test_a_run_directory_holding_condition_on_return_resumes_where_it_agrees(hydra_conf, tmp_path, method, flag,
+                                                                              same):
+    """A run directory recorded while the return input was a switch of its own: the same run where the switch said
+    what the method says, refused in one line naming the file and the fix where it did not."""
+    plain = to_plain(config(f"method={method}"))
+    old = run_identity(plain)
+    old["method"] = {**old["method"], "condition_on_return": flag}
+    (tmp_path / IDENTITY).write_text(json.dumps(old))
+    if same:
+        assert check_same_run(plain, tmp_path) is None
+        return
+    with pytest.raises(ConfigError, match=f"{tmp_path / IDENTITY} holds method.name=bc with method.condition_on_return"
+                                          "=True, which this version cannot make.*pass name=<new name>"):
+        check_same_run(plain, tmp_path)
 
 
 @pytest.mark.parametrize("override,message", [

@@ -86,32 +86,32 @@ def test_trajectory_returns_label_each_transition_with_its_episode_return(datase
 def test_average_return_input(dataset, episodes):
     data = load_transitions(dataset)
     horizon, scale = 50, 100.0
-    method = MethodConfig(name="rvs_r", condition_on_return=True, return_input="average", horizon=horizon,
-                          return_scale=scale)
+    method = MethodConfig(name="rvs_r", return_input="average", horizon=horizon, return_scale=scale)
     want = []
     for ep in episodes:
         for t, g in enumerate(hand_returns_to_go([float(r) for r in ep.rewards], 1.0)):
             want.append(g / (horizon - t) * horizon / scale)  # remaining return per remaining step, times H
     np.testing.assert_allclose(return_input(data, method), want, rtol=1e-12)
-    to_go = MethodConfig(name="rvs_r", condition_on_return=True, gamma=0.9, return_scale=scale)
+    to_go = MethodConfig(name="rvs_r", gamma=0.9, return_scale=scale)
     np.testing.assert_allclose(return_input(data, to_go), data.returns_to_go(0.9) / scale, rtol=1e-12)
 
 
-@pytest.mark.parametrize("condition_on_return", [False, True])
-def test_datamodule_normalization_round_trip(dataset, condition_on_return):
-    method = MethodConfig(condition_on_return=condition_on_return, return_scale=10.0)
+@pytest.mark.parametrize("name", ["bc", "rvs_r"])
+def test_datamodule_normalization_round_trip(dataset, name):
+    method = MethodConfig(name=name, return_scale=10.0)
+    conditioned = name == "rvs_r"  # RvS-R's policy takes the return input besides the state
     dm = OfflineDataModule(dataset, method, UNIFORM, batch_size=16, seed=0, device=torch.device("cpu"))
     dm.setup()
-    data = dm.data
+    data = dm.transitions
     obs_dim = data.observations.shape[1]
-    assert dm.input_dim == obs_dim + int(condition_on_return)
+    assert dm.input_dim == obs_dim + int(conditioned)
     assert dm.action_dim == data.actions.shape[1] == 3
     inputs = dm.inputs.numpy().astype(np.float64)
     np.testing.assert_allclose(inputs[:, :obs_dim] * dm.obs_std + dm.obs_mean, data.observations, atol=1e-4)
     np.testing.assert_allclose(inputs[:, :obs_dim].mean(0), 0.0, atol=1e-4)
     np.testing.assert_allclose(dm.obs_mean, data.observations.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dm.obs_std, data.observations.astype(np.float64).std(0) + 1e-3, rtol=1e-5)
-    if condition_on_return:
+    if conditioned:
         np.testing.assert_allclose(inputs[:, -1], data.returns_to_go(1.0) / 10.0, rtol=1e-5)
     np.testing.assert_array_equal(dm.actions.numpy(), data.actions)
 
@@ -171,14 +171,14 @@ def test_uniform_sampler_is_uniform():
 def test_lds_sampling_draws_dataset_transitions_in_proportion_to_their_weights(dataset):
     dm = OfflineDataModule(dataset, MethodConfig(), LDS_SAMPLING, batch_size=4096, seed=0, device=torch.device("cpu"))
     dm.setup()
-    weights = sample_weights(dm.data, LDS_SAMPLING, 1.0)
+    weights = sample_weights(dm.transitions, LDS_SAMPLING, 1.0)
     np.testing.assert_allclose(dm.weights, weights)
     assert weights.std() > 0.05, "the test needs unequal weights"
     counts = draw_counts(dm.stream.sampler, len(weights), 50)
     probs = weights / weights.sum()
     assert chi_square(counts, probs) < chi2.ppf(1 - 1e-6, df=len(weights) - 1)
     # per episode (one trajectory-return label each) the frequency is the episode's share of the weight
-    ids = dm.data.episode_ids
+    ids = dm.transitions.episode_ids
     per_episode = np.bincount(ids, counts) / counts.sum()
     np.testing.assert_allclose(per_episode, np.bincount(ids, probs), atol=0.01)
 

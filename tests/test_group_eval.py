@@ -109,14 +109,14 @@ def test_evaluate_many_equals_evaluate_for_each_module():
     from wsrl.core.module import WeightedBC
     from wsrl.evaluation.scores import evaluate, evaluate_many
 
-    bc = {"condition_on_return": False}
-    rvs = {"condition_on_return": True, "return_input": "to_go", "return_scale": 100.0}
+    bc = {"name": "bc"}
+    rvs = {"name": "rvs_r", "return_input": "to_go", "return_scale": 100.0}
     members = [("Hopper-v5", bc), ("Walker2d-v5", rvs), ("Hopper-v5", rvs)]  # robots that fall: short episodes
     modules, envs = [], []
     for k, (env_id, method) in enumerate(members):
         obs_dim, act_dim = DIMS[env_id]
         torch.manual_seed(k)
-        modules.append(WeightedBC(obs_dim + int(method["condition_on_return"]), act_dim, {"hidden_dims": [16]},
+        modules.append(WeightedBC(obs_dim + int(method["name"] == "rvs_r"), act_dim, {"hidden_dims": [16]},
                                   method, {}, target_return=300.0, obs_mean=np.zeros(obs_dim),
                                   obs_std=np.ones(obs_dim)))
         envs.append(ResolvedEnv(f"test/{env_id}", env_id, -20.0 * (k + 1), 3000.0))

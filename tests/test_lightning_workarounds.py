@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 from hydra import compose, initialize_config_dir
 
-from wsrl.core.config import register_configs, resolve_env
+from wsrl.core.config import register_configs, resolve_env, to_plain
 from wsrl.running.build import build_run
 from wsrl.running.rundir import StopSignals
 
@@ -41,7 +41,7 @@ def test_lightning_draws_exactly_one_batch_ahead(tiny_dataset, tmp_path):
                                           "trainer.progress_bar=false"])
     probe = Lookahead()
     with StopSignals() as signals:
-        run = build_run(cfg, resolve_env(cfg.env), tmp_path, signals)
+        run = build_run(cfg, to_plain(cfg), resolve_env(cfg.env), tmp_path, signals)
         run.trainer.callbacks.append(probe)
         run.fit()
     assert probe.ahead[:-1] == [1] * 5, probe.ahead  # the last step may or may not fetch a batch it never uses

@@ -243,7 +243,7 @@ def test_wandb_online_without_network_falls_back_to_offline(tiny_dataset, tmp_pa
 
     monkeypatch.setattr(wt, "wandb_reachable", lambda timeout=3.0: False)
     cfg = config("wandb.mode=online")
-    loggers = wt.make_loggers(cfg, tmp_path)
+    loggers = wt.make_loggers(cfg, to_plain(cfg), tmp_path)
     assert "logging offline instead" in caplog.text
     assert loggers[1].experiment.settings.mode == "offline"
     import wandb

@@ -241,13 +241,13 @@ def test_runs_recorded_before_the_schemes_are_the_same_run(tmp_path):
         run_dir = tmp_path / sampler
         run_dir.mkdir()
         (run_dir / IDENTITY).write_text(json.dumps(before))
-        assert check_same_run(cfg, run_dir) is None  # accepted: the same run
+        assert check_same_run(now, run_dir) is None  # accepted: the same run
     # a scheme or knob that acts is part of the identity
     assert run_identity(to_plain(config("sampler=rw")))["sampler"]["scheme"] == "rw"
     assert run_identity(to_plain(config("sampler=rw", "sampler.alpha=0.2")))["sampler"]["alpha"] == 0.2
     with pytest.raises(Exception, match="holds a run with a different sampler config"):
-        check_same_run(config("sampler=lds", "sampler.alpha=0.5", "sampler.scheme=lds_rw",
-                              "sampler.name=mine"), tmp_path / "lds")
+        check_same_run(to_plain(config("sampler=lds", "sampler.alpha=0.5", "sampler.scheme=lds_rw",
+                                       "sampler.name=mine")), tmp_path / "lds")
 
 
 @pytest.mark.parametrize("sampler", ["topk", "rw", "aw", "cwbc", "lds_rw", "rw_loss", "cwbc_conservative"])
@@ -354,8 +354,7 @@ def test_the_conservative_loss_raises_the_best_trajectories_return_input(return_
     input raised by (G* - G_i + |noise|) in return units, the same actions, and weights that make the batch's mean
     loss the batch's NLL plus conservative_weight x the raised rows' mean NLL."""
     data = hand_made()
-    method = MethodConfig(name="rvs_r", condition_on_return=True, return_input=return_input, return_scale=10.0,
-                          horizon=4)
+    method = MethodConfig(name="rvs_r", return_input=return_input, return_scale=10.0, horizon=4)
     sampler = SamplerConfig(name="mine", conservative_percentile=0.5, conservative_std=0.0, conservative_weight=2.0)
     dm = OfflineDataModule("hand-made", method, sampler, batch_size=64, seed=0, device=torch.device("cpu"),
                            transitions=data)

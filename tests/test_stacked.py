@@ -53,7 +53,7 @@ def two_robots(minari_root):
 def single_run_parameters(cfg, run_dir: Path) -> list[torch.Tensor]:
     """The policy's parameters after the normal single-run path (build_run + Trainer.fit), on the CPU."""
     with StopSignals() as signals:
-        run = build_run(cfg, resolve_env(cfg.env), run_dir, signals)
+        run = build_run(cfg, to_plain(cfg), resolve_env(cfg.env), run_dir, signals)
         run.fit()
     return [p.detach().cpu().clone() for p in run.module.policy.parameters()]
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import gymnasium as gym
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -15,8 +16,9 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from wsrl.common.episodes import run_episodes
-from wsrl.core.config import MethodConfig, SamplerConfig, register_configs
+from wsrl.core.config import ConfigError, MethodConfig, SamplerConfig, register_configs
 from wsrl.core.data import OfflineDataModule, load_transitions
+from wsrl.core.methods import conditions_on_return
 from wsrl.core.module import WeightedBC
 from wsrl.evaluation.__main__ import main as evaluate_cli
 from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
@@ -88,7 +90,7 @@ def test_checkpoint_reloads_and_acts_identically_without_the_dataset(finished_ru
     minari_root.mkdir()  # the dataset is gone: acting needs only the checkpoint
     module, env = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert module.target_return == results.target_return
-    assert module.method.condition_on_return
+    assert conditions_on_return(module.method)
     np.testing.assert_allclose(module.obs_mean.cpu().numpy(), observations.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(module.obs_std.cpu().numpy(), observations.std(0) + 1e-3, rtol=1e-5)
     assert env.eval_env_id == results.eval_env_id == "Hopper-v5"
@@ -162,7 +164,7 @@ class Recorder(nn.Module):
 @pytest.mark.parametrize("return_input", ["to_go", "average", None])
 def test_act_feeds_normalized_state_and_the_return_input(return_input):
     obs_mean, obs_std = np.linspace(-1, 1, 11), np.linspace(0.5, 2, 11)
-    method = {"condition_on_return": return_input is not None, "return_input": return_input or "to_go",
+    method = {"name": "bc" if return_input is None else "rvs_r", "return_input": return_input or "to_go",
               "return_scale": 100.0}
     in_dim = 11 + int(return_input is not None)
     module = WeightedBC(in_dim, 3, {"hidden_dims": [8]}, method, {}, target_return=500.0, obs_mean=obs_mean,
@@ -178,6 +180,26 @@ def test_act_feeds_normalized_state_and_the_return_input(return_input):
         np.testing.assert_allclose(x[:, -1], (500.0 - so_far) / 100.0, rtol=1e-6)
     elif return_input == "average":
         np.testing.assert_allclose(x[:, -1], np.full(4, 5.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,flag", [("rvs_r", True), ("bc", False), ("bc", True)])
+def test_a_checkpoint_holding_condition_on_return_loads_where_it_agrees(tmp_path, name, flag):
+    """A checkpoint made while the return input was a switch of its own (``method.condition_on_return``) loads
+    where the switch says what the method says, and is refused in one line where it does not."""
+    in_dim = 11 + int(flag)
+    method = {"name": name, "condition_on_return": flag, "return_scale": 100.0}
+    hparams = {"input_dim": in_dim, "action_dim": 3, "policy": {"hidden_dims": [8]}, "method": method,
+               "trainer": {}, "target_return": 500.0}
+    state_dict = WeightedBC(in_dim, 3, {"hidden_dims": [8]}, {"name": "rvs_r" if flag else "bc"}, {}, 1.0).state_dict()
+    path = tmp_path / "old.ckpt"
+    torch.save({"epoch": 0, "global_step": 0, "pytorch-lightning_version": L.__version__, "state_dict": state_dict,
+                "hyper_parameters": hparams, "torch_rng": torch.get_rng_state()}, path)
+    if flag == (name == "rvs_r"):
+        module = WeightedBC.load_from_checkpoint(path, map_location="cpu")
+        assert conditions_on_return(module.method) == flag and module.policy.body[0].in_features == in_dim
+        return
+    with pytest.raises(ConfigError, match="the checkpoint holds method.name=bc with method.condition_on_return=True"):
+        WeightedBC.load_from_checkpoint(path, map_location="cpu")
 
 
 def test_periodic_evaluation_scores_the_policy_of_its_step(tiny_dataset, tmp_path, one_thread):

@@ -18,7 +18,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from wsrl.core.config import ConfigError, TrainConfig, register_configs, resolve_device, resolve_env, validate
+from wsrl.core.config import (
+    CONF_DIR,
+    ConfigError,
+    TrainConfig,
+    register_configs,
+    resolve_device,
+    resolve_env,
+    to_plain,
+    validate,
+)
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate
 from wsrl.evaluation.video import VideoUnavailable, check_video
@@ -51,7 +60,8 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
             check_video(env.eval_env_id)
         except VideoUnavailable as err:
             raise ConfigError(f"eval.video=true: {err}") from err
-    identity = check_same_run(cfg, run_dir)
+    plain = to_plain(cfg)  # the one conversion: what run_config.json, config.yaml, W&B, checkpoints and results hold
+    identity = check_same_run(plain, run_dir)
     if (done := finished_results(run_dir, cfg.trainer.max_steps)) is not None:
         log.info("%s already finished (%s steps): choose another name= to run again", run_dir, done.steps)
         return done
@@ -63,15 +73,14 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
                        cfg.env.d4rl_file)
     start = time.time()
     # build
-    run = build_run(cfg, env, run_dir, signals)
+    run = build_run(cfg, plain, env, run_dir, signals)
     data, module, trainer = run.data, run.module, run.trainer
     try:
         if data.weight_stats is not None:  # weights in the loss or the draw: how uneven, where their mass lies
             for lg in trainer.loggers:  # (null: a unimodal dataset has no share between modes)
                 lg.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items() if v is not None}, step=0)
-        record_run(run_dir, identity, run.config)
-        media.log_dataset(trainer.loggers, data.data.trajectory_returns(), data.weights, cfg.sampler, env,
-                              run_dir)
+        record_run(run_dir, identity, plain)
+        media.log_dataset(trainer.loggers, data, env, run_dir)
         # fit
         resume = cfg.resume and run.last.exists()
         if resume:
@@ -93,7 +102,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
             lg.finalize("failed")
         raise
     # record
-    results = RunResults.of_run(run.config, env, trainer.global_step, run.target_return, data.weight_stats, final,
+    results = RunResults.of_run(plain, env, trainer.global_step, run.target_return, data.weight_stats, final,
                                 run.evaluator.history, run.stopper.starts, time.time() - start, run.device, extras)
     results_path = write_results(run_dir, results)
     for lg in trainer.loggers:
@@ -111,7 +120,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     """Run one job and return its mean normalized score (what a sweeper optimizes). A failure ends the job as
     ``wsrl.running.refusals.report_failure`` says: in a sweep the other jobs go on."""

@@ -10,15 +10,19 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from wsrl.core.weighting import SAMPLER_NAMES, SCHEMES, sampler_name
+from wsrl.core.methods import METHODS, conditions_on_return
+from wsrl.core.policies import POLICIES
+from wsrl.core.weighting import PLACEMENTS, SAMPLER_NAMES, SCHEMES, sampler_name
 from wsrl.datasets.suite import QUALITIES, ROBOT, ROBOTS, SIZES, SOURCES, dataset_id, normalize
 
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the YAML files that choose among the schema's values
 
 class Choice(str, Enum):
     """A config value from a fixed set. OmegaConf refuses any other value when it composes the config (naming the
@@ -41,14 +45,14 @@ RobotName = choice("RobotName", ROBOTS)
 Quality = choice("Quality", QUALITIES)
 Source = choice("Source", SOURCES)
 Size = choice("Size", SIZES)
-MethodName = choice("MethodName", ("bc", "rvs_r"))
+MethodName = choice("MethodName", tuple(METHODS))
 ReturnInput = choice("ReturnInput", ("to_go", "average"))
-Weighting = choice("Weighting", ("none", "loss", "sampling"))
+Weighting = choice("Weighting", tuple(PLACEMENTS))
 SchemeName = choice("SchemeName", tuple(SCHEMES))
 LdsTarget = choice("LdsTarget", ("trajectory_return", "return_to_go", "action"))
 Kernel = choice("Kernel", ("gaussian", "triangular", "laplace"))
 Reweight = choice("Reweight", ("sqrt_inv", "inverse"))
-PolicyName = choice("PolicyName", ("unconditional", "diag_gaussian"))
+PolicyName = choice("PolicyName", tuple(POLICIES))
 WandbMode = choice("WandbMode", ("offline", "online", "disabled"))
 MatmulPrecision = choice("MatmulPrecision", ("highest", "high"))
 Autocast = choice("Autocast", ("none", "bf16"))
@@ -94,10 +98,9 @@ class EnvConfig:
 
 @dataclass
 class MethodConfig:
-    """What the policy is conditioned on."""
+    """What the policy is conditioned on: the method (``wsrl.core.methods.METHODS``) and its return input."""
 
-    name: MethodName = MethodName.bc  # bc | rvs_r
-    condition_on_return: bool = False  # true: state plus return-to-go (RvS-R, the paper's "Own Return")
+    name: MethodName = MethodName.bc  # bc: the state | rvs_r: the state and the return input (the paper's "Own Return")
     return_input: ReturnInput = ReturnInput.to_go  # to_go: remaining return G_t | average: G_t / (horizon - t) (RvS)
     gamma: float = 1.0  # discount of the return-to-go (the paper: 1)
     return_scale: float = 1000.0  # the return input is divided by this before it enters the network
@@ -252,7 +255,7 @@ def validate(cfg: TrainConfig) -> None:
     if not lo < hi:
         raise ConfigError(f"policy.log_std_bounds={[lo, hi]} must be increasing")
     _validate_sampler(cfg.sampler)
-    if cfg.sampler.conservative_percentile is not None and not cfg.method.condition_on_return:
+    if cfg.sampler.conservative_percentile is not None and not conditions_on_return(cfg.method):
         raise ConfigError("sampler.conservative_percentile (CWBC's conservative loss) raises the return input: it "
                           "needs method=rvs_r")
     if cfg.sampler.clip_max is not None and cfg.sampler.clip_max <= 1.0:
@@ -326,6 +329,18 @@ def to_plain(cfg: TrainConfig | DictConfig) -> dict:
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     return OmegaConf.to_container(OmegaConf.structured(asdict(cfg)), enum_to_str=True)
+
+
+def read_method(section: dict, where: str, fix: str) -> dict:
+    """A plain method section (``where``: the file it comes from) as this version writes it. Files made while the
+    return input was a switch of its own also hold ``condition_on_return``: dropped where it says what the method
+    says, refused (naming ``fix``) where it contradicts it."""
+    section = dict(section)
+    if (flag := section.pop("condition_on_return", None)) is not None and flag != METHODS[section["name"]].conditioned:
+        raise ConfigError(f"{where} holds method.name={section['name']} with method.condition_on_return={flag}, which "
+                          f"this version cannot make: the method alone says whether the policy takes the return "
+                          f"input (rvs_r does, bc does not); {fix}")
+    return section
 
 
 def register_configs() -> None:

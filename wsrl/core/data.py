@@ -18,7 +18,8 @@ import torch
 from scipy.signal import lfilter
 
 from wsrl.core.config import MethodConfig, SamplerConfig
-from wsrl.core.weighting import Episodes, IndexSampler, scheme_weights, weight_diagnostics
+from wsrl.core.methods import conditions_on_return
+from wsrl.core.weighting import PLACEMENTS, Episodes, IndexSampler, scheme_weights, weight_diagnostics
 
 
 class DataError(ValueError):
@@ -66,40 +67,33 @@ class Transitions:
 
 
 def load_transitions(dataset_id: str) -> Transitions:
-    """Read a local Minari dataset (no download) and check it is finite and well formed."""
-    import minari
-
-    from wsrl.datasets.store import datasets_root, exists_locally
+    """A local Minari dataset (``wsrl.datasets.store.read_episodes``, no download) as flat arrays, checked finite
+    and well formed."""
+    from wsrl.datasets.store import datasets_root, exists_locally, read_episodes
 
     if not exists_locally(dataset_id):
         raise DataError(f"{dataset_id} is not in {datasets_root()}: make it with `python -m wsrl.datasets "
                         "generate ...` (or run with generate_if_missing=true), or set MINARI_DATASETS_PATH")
     try:
-        dataset = minari.load_dataset(dataset_id)
-        episodes = list(dataset.iterate_episodes())
+        episodes = read_episodes(dataset_id)
     except (OSError, KeyError, ValueError) as err:  # h5py's damaged or truncated file, missing fields
         raise DataError(f"{dataset_id} in {datasets_root()} cannot be read ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else 'damaged'}); delete it and make it again "
                         "(generated ones: `python -m wsrl.datasets generate <robot> <quality> --overwrite`)") from err
-    obs, act, rew, term, trunc = [], [], [], [], []
-    for ep in episodes:
-        if not isinstance(ep.observations, np.ndarray) or len(ep.observations) != len(ep.actions) + 1:
-            raise DataError(f"{dataset_id}: episode {ep.id} must have one more observation than actions "
+    act = episodes["actions"]
+    for i, (o, a) in enumerate(zip(episodes["observations"], act, strict=True)):
+        if o.ndim != 2 or len(o) != len(a) + 1:
+            raise DataError(f"{dataset_id}: episode {i} must have one more observation than actions "
                             "(flat Box observations are required)")
-        obs.append(ep.observations[:-1])
-        act.append(ep.actions)
-        rew.append(ep.rewards)
-        term.append(ep.terminations)
-        trunc.append(ep.truncations)
     if not act:
         raise DataError(f"{dataset_id} has no episodes")
     lengths = np.array([len(a) for a in act])
     data = Transitions(
-        observations=np.concatenate(obs).astype(np.float32),
+        observations=np.concatenate([o[:-1] for o in episodes["observations"]]).astype(np.float32),
         actions=np.concatenate(act).astype(np.float32),
-        rewards=np.concatenate(rew).astype(np.float64),
-        terminations=np.concatenate(term).astype(bool),
-        truncations=np.concatenate(trunc).astype(bool),
+        rewards=np.concatenate(episodes["rewards"]).astype(np.float64),
+        terminations=np.concatenate(episodes["terminations"]).astype(bool),
+        truncations=np.concatenate(episodes["truncations"]).astype(bool),
         episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
     )
     for name in ("observations", "actions", "rewards"):
@@ -180,7 +174,7 @@ def trajectories(data: Transitions, sampler: SamplerConfig, gamma: float) -> Epi
 
 def sample_weights(data: Transitions, sampler: SamplerConfig, gamma: float) -> np.ndarray | None:
     """The sampler's weights per transition (its ``scheme``, mean 1), or None where nothing is weighted."""
-    if sampler.weighting == "none":
+    if not PLACEMENTS[sampler.weighting].weighted:
         return None
     return scheme_weights(sampler.scheme, trajectories(data, sampler, gamma), sampler, sampler.clip_max)
 
@@ -235,19 +229,21 @@ class OfflineDataModule(L.LightningDataModule):
         """``transitions``: ``dataset_id`` already loaded (``load_transitions``), so several runs share one load."""
         super().__init__()
         self.dataset_id, self.method, self.sampler_cfg = dataset_id, method, sampler
-        self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
-        self.transitions = transitions
-        self.data: Transitions | None = None
+        self.batch_size, self.device = batch_size, torch.device(device)
+        self.transitions = transitions  # the dataset's transitions: given, or loaded by ``setup``
+        self.stream: BatchStream | None = None  # set by ``setup``
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.data is not None:
+        if self.stream is not None:
             return
-        self.data = data = load_transitions(self.dataset_id) if self.transitions is None else self.transitions
+        if self.transitions is None:
+            self.transitions = load_transitions(self.dataset_id)
+        data = self.transitions
         self.obs_mean = data.observations.mean(0)
         self.obs_std = data.observations.std(0) + 1e-3
         inputs = (data.observations - self.obs_mean) / self.obs_std
-        if self.method.condition_on_return:
+        if conditions_on_return(self.method):
             inputs = np.concatenate([inputs, return_input(data, self.method)[:, None]], axis=1)
         weights = sample_weights(data, self.sampler_cfg, self.method.gamma)
         self.weights = weights
@@ -259,11 +255,11 @@ class OfflineDataModule(L.LightningDataModule):
         self.inputs = torch.as_tensor(inputs, dtype=torch.float32, device=dev)
         self.actions = torch.as_tensor(data.actions, dtype=torch.float32, device=dev)
         w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=dev)
-        weighted_draw = w if self.sampler_cfg.weighting == "sampling" else None
+        loss_weights, draw_weights = PLACEMENTS[self.sampler_cfg.weighting].split(w)
         conservative = None if self.sampler_cfg.conservative_percentile is None else Conservative(
             data, self.method, self.sampler_cfg, self.inputs, self.actions)
-        self.stream = BatchStream(self.inputs, self.actions, w if self.sampler_cfg.weighting == "loss" else None,
-                                  IndexSampler(len(data.actions), self.batch_size, weighted_draw, self.generator),
+        self.stream = BatchStream(self.inputs, self.actions, loss_weights,
+                                  IndexSampler(len(data.actions), self.batch_size, draw_weights, self.generator),
                                   conservative)
 
     @property

@@ -14,7 +14,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig
+from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig, read_method
+from wsrl.core.methods import conditions_on_return
 from wsrl.core.policies import make_policy
 
 
@@ -42,18 +43,19 @@ class WeightedBC(L.LightningModule):
     def __init__(self, input_dim: int, action_dim: int, policy: dict, method: dict, trainer: dict,
                  target_return: float, obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
                  config: dict | None = None, dataset_returns: dict | None = None) -> None:
-        """Configs come as plain dicts (checkpoints then load with ``weights_only=True``); ``obs_mean`` and
+        """Configs come as plain dicts (checkpoints then load with ``weights_only=True``), read back into their
+        dataclasses here (a method section of an older checkpoint through ``read_method``); ``obs_mean`` and
         ``obs_std`` come from the dataset, or from the checkpoint's buffers when reloading. ``config`` is the run's
         whole resolved config, kept in the checkpoint (``hparams.config``) so that the policy can be evaluated in
         its environment with nothing else (``wsrl.evaluation.scores.load_checkpoint``); ``dataset_returns``, a
-        histogram of
-        the dataset's episode returns (``wsrl.evaluation.conditioning.return_histogram``), likewise for the conditioning
-        curve's default targets."""
+        histogram of the dataset's episode returns (``wsrl.evaluation.conditioning.return_histogram``), likewise for
+        the conditioning curve's default targets."""
         super().__init__()
         self.save_hyperparameters(ignore=["obs_mean", "obs_std"])
-        self.method, self.train_cfg = MethodConfig(**method), TrainerConfig(**trainer)
+        self.method = MethodConfig(**read_method(method, "the checkpoint", "evaluate it with the wsrl that made it"))
+        self.train_cfg = TrainerConfig(**trainer)
         self.policy = make_policy(PolicyConfig(**policy), input_dim, action_dim)
-        obs_dim = input_dim - int(self.method.condition_on_return)
+        obs_dim = input_dim - int(conditions_on_return(self.method))
         self.register_buffer("obs_mean", torch.zeros(obs_dim) if obs_mean is None else torch.as_tensor(
             obs_mean, dtype=torch.float32))
         self.register_buffer("obs_std", torch.ones(obs_dim) if obs_std is None else torch.as_tensor(
@@ -119,7 +121,7 @@ class WeightedBC(L.LightningModule):
     def act(self, obs: np.ndarray, returns_so_far: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Mean actions for a batch of raw observations; RvS-R adds the return input for ``target_return``."""
         x = (torch.as_tensor(obs, dtype=torch.float32, device=self.device) - self.obs_mean) / self.obs_std
-        if self.method.condition_on_return:
+        if conditions_on_return(self.method):
             remaining = self.target_return if self.method.return_input == "average" else (
                 self.target_return - returns_so_far)
             g = torch.as_tensor(np.broadcast_to(remaining, (len(obs),)) / self.method.return_scale,

@@ -8,13 +8,24 @@ Both expose ``log_prob(x, a)`` (per-sample log-likelihood, the term the weighted
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from wsrl.core.config import PolicyConfig
-
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class PolicyParams(Protocol):
+    """The knobs the policies read (``PolicyConfig`` has them; see its comments for their meaning and defaults)."""
+
+    name: str
+    hidden_dims: Sequence[int]
+    dropout: float
+    layer_norm: bool
+    log_std_init: float
+    log_std_bounds: Sequence[float]
 
 
 def mlp(in_dim: int, hidden_dims: list[int], dropout: float = 0.0, layer_norm: bool = False) -> nn.Sequential:
@@ -41,7 +52,7 @@ class UnconditionalPolicy(nn.Module):
     """The paper's policy (from SB3's actor-critic MLP, value head dropped, as RvS does): an MLP with ReLU and
     dropout, a linear mean head and a state-independent log-std; evaluation takes the mean, clipped to [-1, 1]."""
 
-    def __init__(self, in_dim: int, act_dim: int, cfg: PolicyConfig) -> None:
+    def __init__(self, in_dim: int, act_dim: int, cfg: PolicyParams) -> None:
         super().__init__()
         self.body = mlp(in_dim, list(cfg.hidden_dims), cfg.dropout, cfg.layer_norm)
         self.mean = nn.Linear(cfg.hidden_dims[-1], act_dim)
@@ -64,7 +75,7 @@ class DiagGaussianActor(nn.Module):
 
     EPS = 1e-6
 
-    def __init__(self, in_dim: int, act_dim: int, cfg: PolicyConfig) -> None:
+    def __init__(self, in_dim: int, act_dim: int, cfg: PolicyParams) -> None:
         super().__init__()
         self.body = mlp(in_dim, list(cfg.hidden_dims), cfg.dropout, cfg.layer_norm)
         self.head = nn.Linear(cfg.hidden_dims[-1], 2 * act_dim)
@@ -89,6 +100,9 @@ class DiagGaussianActor(nn.Module):
         return self._last_log_std
 
 
-def make_policy(cfg: PolicyConfig, in_dim: int, act_dim: int) -> nn.Module:
-    """Build the policy named by ``cfg.name``."""
-    return {"unconditional": UnconditionalPolicy, "diag_gaussian": DiagGaussianActor}[cfg.name](in_dim, act_dim, cfg)
+POLICIES: dict[str, type[nn.Module]] = {"unconditional": UnconditionalPolicy, "diag_gaussian": DiagGaussianActor}
+
+
+def make_policy(cfg: PolicyParams, in_dim: int, act_dim: int) -> nn.Module:
+    """Build the policy named by ``cfg.name`` (``POLICIES``)."""
+    return POLICIES[cfg.name](in_dim, act_dim, cfg)

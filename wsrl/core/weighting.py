@@ -1,6 +1,7 @@
 """Sample weights: label distribution smoothing from imbalanced regression (LDS, Yang et al. 2021), the weighting
-schemes of offline RL beside it (``SCHEMES``: top-x % filtering, RW / AW, CWBC, LDS x RW; see below), their
-diagnostics (``weight_diagnostics``) and the index sampler that draws by weight.
+schemes of offline RL beside it (``SCHEMES``: top-x % filtering, RW / AW, CWBC, LDS x RW; see below), where the
+weights act (``PLACEMENTS``: in the loss or in the draw), their diagnostics (``weight_diagnostics``) and the index
+sampler that draws by weight.
 
 The paper weights each transition by ``w(y) = 1 / smoothed density(y)``. We follow the reference code of
 "Delving into Deep Imbalanced Regression" (``_prepare_weights``): count labels per bin, take the square root of
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -211,6 +212,29 @@ def _lds_rw(ep: Episodes, p: SchemeParams) -> np.ndarray:
     return _lds(ep, p) * _rw(ep, p)
 
 
+WeightsT = TypeVar("WeightsT")  # per-transition weights: an array or a tensor
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a sampler's weights act (``SamplerConfig.weighting``)."""
+
+    in_loss: bool  # they multiply each transition's log-likelihood
+    in_draw: bool  # each transition is drawn with probability weight / sum
+
+    @property
+    def weighted(self) -> bool:
+        return self.in_loss or self.in_draw
+
+    def split(self, weights: WeightsT) -> tuple[WeightsT | None, WeightsT | None]:
+        """``weights`` as (loss weights, draw weights): each None where they do not act."""
+        return (weights if self.in_loss else None), (weights if self.in_draw else None)
+
+
+PLACEMENTS: dict[str, Placement] = {"none": Placement(False, False), "loss": Placement(True, False),
+                                    "sampling": Placement(False, True)}
+
+
 @dataclass(frozen=True)
 class Scheme:
     """One weighting scheme: its raw per-transition weights (None: no weights) and the sampler names (config files,
@@ -236,13 +260,13 @@ SCHEMES: dict[str, Scheme] = {
 
 def sampler_name(scheme: str, weighting: str) -> str:
     """The sampler name of a scheme in a placement (weighting none or the uniform scheme: ``uniform``)."""
-    entry = SCHEMES[scheme]
-    if weighting == "none" or entry.weights is None:
+    entry, placement = SCHEMES[scheme], PLACEMENTS[weighting]
+    if not placement.weighted or entry.weights is None:
         return "uniform"
-    return entry.draw_name if weighting == "sampling" else entry.loss_name
+    return entry.draw_name if placement.in_draw else entry.loss_name
 
 
-SAMPLER_NAMES = frozenset(sampler_name(s, w) for s in SCHEMES for w in ("none", "loss", "sampling"))
+SAMPLER_NAMES = frozenset(sampler_name(s, w) for s in SCHEMES for w in PLACEMENTS)
 
 
 def scheme_weights(scheme: str, episodes: Episodes, params: SchemeParams, clip_max: float | None = None

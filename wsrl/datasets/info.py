@@ -10,25 +10,23 @@ from pathlib import Path
 import numpy as np
 
 from wsrl.common.figures import pyplot, save_figure
-from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
+from wsrl.datasets.store import DatasetError, datasets_root, exists_locally, read_episodes, read_metadata
 from wsrl.datasets.suite import normalize
 
 
 def summarize(dataset_id: str) -> tuple[dict, np.ndarray]:
     """The printed summary of ``dataset_id`` and its episodes' returns, normalized when the dataset carries
     reference scores (raw otherwise)."""
-    import minari
-
     if not exists_locally(dataset_id):
         raise DatasetError(f"{dataset_id} is not in {datasets_root()}; make it with `python -m wsrl.datasets "
                            "generate|import-d4rl|download ...` (see --help)")
-    ds = minari.load_dataset(dataset_id)
-    returns = np.array([ep.rewards.sum() for ep in ds.iterate_episodes()])
-    summary = {"dataset_id": dataset_id, "episodes": int(ds.total_episodes), "steps": int(ds.total_steps),
+    meta = read_metadata(dataset_id)
+    returns = np.array([rewards.sum() for rewards in read_episodes(dataset_id)["rewards"]])
+    summary = {"dataset_id": dataset_id, "episodes": int(meta["total_episodes"]), "steps": int(meta["total_steps"]),
                "return_quantiles": dict(zip(("min", "q25", "median", "q75", "max"),
                                             np.quantile(returns, [0, 0.25, 0.5, 0.75, 1]).round(1).tolist(),
                                             strict=True))}
-    lo, hi = ds.storage.metadata.get("ref_min_score"), ds.storage.metadata.get("ref_max_score")
+    lo, hi = meta.get("ref_min_score"), meta.get("ref_max_score")
     if lo is None or hi is None:
         return summary, returns
     scores = normalize(returns, lo, hi)

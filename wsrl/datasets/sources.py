@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from wsrl.common.locks import PidLock
 from wsrl.datasets.store import DatasetError, datasets_root, exists_locally
 from wsrl.datasets.suite import generated_id
 
@@ -29,16 +29,16 @@ def ensure_dataset(dataset_id: str, source: str, robot: str, quality: str, size:
 @contextmanager
 def making_lock() -> Iterator[None]:
     """One process at a time makes datasets in this Minari root: the jobs of a parallel sweep that need the same
-    missing dataset wait for the first one's (an exclusive ``flock`` on a hidden file, which Minari ignores)."""
+    missing dataset wait for the first one's (``wsrl.common.locks`` on a hidden file, which Minari ignores)."""
     root = datasets_root()
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".wsrl-make.lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for another process that is making a dataset in {root}", flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # released when the file closes
+    lock = PidLock(root / ".wsrl-make.lock")
+    lock.acquire(lambda holder: print(f"waiting for another process (PID {holder}) that is making a dataset in "
+                                      f"{root}", flush=True))
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _make(dataset_id: str, source: str, robot: str, quality: str, size: str, d4rl_file: str | None) -> None:

@@ -1,5 +1,6 @@
-"""The local Minari store: where datasets live, reading their episodes, and writing them atomically (built in a
-scratch root beside the target, then renamed into place). The one place that points Minari at another root."""
+"""The local Minari store: where datasets live, reading them (their episodes, their metadata) and writing them
+atomically (built in a scratch root beside the target, then renamed into place). The one place that reads a Minari
+dataset and the one place that points Minari at another root."""
 
 from __future__ import annotations
 
@@ -49,8 +50,14 @@ def scratch_root(prefix: str) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def read_metadata(dataset_id: str) -> dict:
+    """A local dataset's Minari metadata (``metadata.json``: its sizes, spaces as JSON strings, reference scores)."""
+    return json.loads((datasets_root() / dataset_id / "data" / "metadata.json").read_text())
+
+
 def read_episodes(dataset_id: str) -> Episodes:
-    """Every episode of a local dataset as per-episode arrays."""
+    """Every episode of a local dataset as per-episode arrays. Minari's own errors (a damaged file, missing
+    fields) pass through: each reader says what they mean for it."""
     import minari
 
     out: Episodes = {k: [] for k in KEYS}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wsrl.common.figures import pyplot, save_figure
+from wsrl.core.methods import conditions_on_return
 from wsrl.evaluation.scores import evaluate
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def default_targets(histogram: dict, points: int) -> np.ndarray:
 
 def require_conditioned(module: WeightedBC) -> None:
     """Refuse a policy that takes no target return."""
-    if not module.method.condition_on_return:
+    if not conditions_on_return(module.method):
         raise ConditioningError("a BC policy (method=bc) takes no target return, so it has no conditioning curve; "
                                 "pass an RvS-R checkpoint (method=rvs_r)")
 

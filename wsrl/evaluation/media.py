@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wsrl.common.figures import pyplot, save_figure
-from wsrl.core.weighting import SCHEMES, effective_fraction
+from wsrl.core.methods import conditions_on_return
+from wsrl.core.weighting import PLACEMENTS, SCHEMES
 from wsrl.evaluation.conditioning import conditioning_curve, default_targets, plot_conditioning
 from wsrl.evaluation.video import Recording, record_episode
 
 if TYPE_CHECKING:
-    from wsrl.core.config import EvalConfig, ResolvedEnv, SamplerConfig
+    from wsrl.core.config import EvalConfig, ResolvedEnv
+    from wsrl.core.data import OfflineDataModule
     from wsrl.core.module import WeightedBC
 
 log = logging.getLogger("wsrl")
@@ -42,20 +44,21 @@ def return_distribution(trajectory_returns: np.ndarray, weights: np.ndarray | No
     return edges, data_share, weighted
 
 
-def plot_return_distribution(trajectory_returns: np.ndarray, weights: np.ndarray | None, sampler: SamplerConfig,
-                             env: ResolvedEnv, title: str, png: Path) -> Path:
-    """The dataset's and, with LDS weights, the weighted distribution of trajectory returns (normalized) as a PNG."""
+def plot_return_distribution(data: OfflineDataModule, env: ResolvedEnv, title: str, png: Path) -> Path:
+    """The set-up dataset's and, with weights, the weighted distribution of trajectory returns (normalized) as a
+    PNG, with the weights' effective sample size (``weight_stats``)."""
     plt = pyplot()
 
-    edges, data_share, weighted = return_distribution(trajectory_returns, weights)
+    sampler = data.sampler_cfg
+    edges, data_share, weighted = return_distribution(data.transitions.trajectory_returns(), data.weights)
     edges = env.normalize(edges)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(edges[:-1], data_share, width=np.diff(edges), align="edge", color="0.7", label="dataset (uniform)")
     if weighted is not None:
-        seen = "the sampler draws" if sampler.weighting == "sampling" else "the loss sees"
+        seen = "the sampler draws" if PLACEMENTS[sampler.weighting].in_draw else "the loss sees"
         on = f" on {sampler.target}" if SCHEMES[sampler.scheme].labelled else ""
         ax.stairs(weighted, edges, color="tab:red", linewidth=2, label=f"{sampler.scheme}-weighted{on}: what "
-                  f"{seen} (effective size {effective_fraction(weights):.0%} of N)")
+                  f"{seen} (effective size {data.weight_stats['effective_fraction']:.0%} of N)")
     ax.set(xlabel="trajectory return of the transition (D4RL normalized)", ylabel="share of transitions",
            title=title)
     ax.legend(fontsize=8)
@@ -65,11 +68,10 @@ def plot_return_distribution(trajectory_returns: np.ndarray, weights: np.ndarray
     return png
 
 
-def log_dataset(loggers: list, trajectory_returns: np.ndarray, weights: np.ndarray | None, sampler: SamplerConfig,
-                env: ResolvedEnv, run_dir: Path) -> Path:
+def log_dataset(loggers: list, data: OfflineDataModule, env: ResolvedEnv, run_dir: Path) -> Path:
     """``returns.png`` in the run directory, and the same figure on the W&B page (``data/returns``)."""
-    png = plot_return_distribution(trajectory_returns, weights, sampler, env, f"{env.dataset_id}: trajectory "
-                                   f"returns ({sampler.name} sampler)", run_dir / "returns.png")
+    png = plot_return_distribution(data, env, f"{env.dataset_id}: trajectory returns ({data.sampler_cfg.name} "
+                                   "sampler)", run_dir / "returns.png")
     if (wb := wandb_logger(loggers)) is not None:
         wb.log_image("data/returns", [str(png)], step=0)
     return png
@@ -103,7 +105,7 @@ def final_media(loggers: list, module: WeightedBC, env: ResolvedEnv, cfg: EvalCo
         rec = record_and_log(loggers, module, env, cfg, seed, step, run_dir)
         out["video"] = {"path": str(rec.path.relative_to(run_dir)), "frames": rec.frames, "fps": rec.fps,
                         "episode_return": rec.episode_return, "seconds": rec.seconds}
-    if cfg.conditioning_points and module.method.condition_on_return:
+    if cfg.conditioning_points and conditions_on_return(module.method):
         histogram = module.hparams.dataset_returns
         curve = conditioning_curve(module, env, default_targets(histogram, cfg.conditioning_points), cfg.episodes,
                                    seed)

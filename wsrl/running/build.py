@@ -17,15 +17,7 @@ import lightning as L
 import torch
 
 from wsrl.common.environ import scoped_environ
-from wsrl.core.config import (
-    EnvConfig,
-    EvalConfig,
-    ResolvedEnv,
-    TrainConfig,
-    TrainerConfig,
-    resolve_device,
-    to_plain,
-)
+from wsrl.core.config import EnvConfig, EvalConfig, ResolvedEnv, TrainConfig, TrainerConfig, resolve_device
 from wsrl.core.data import DataError, OfflineDataModule, Transitions
 from wsrl.core.module import WeightedBC
 from wsrl.evaluation import media
@@ -55,12 +47,12 @@ def known_dataset_shapes(env_cfg: EnvConfig, dataset_id: str) -> tuple[int, int]
     generated in. None where only the data would tell (a download, a D4RL file not converted yet, odd metadata)."""
     import gymnasium as gym
 
-    from wsrl.datasets.store import datasets_root, exists_locally
+    from wsrl.datasets.store import exists_locally, read_metadata
     from wsrl.datasets.suite import ROBOT, generated_id
 
     if exists_locally(dataset_id):
         try:
-            meta = json.loads((datasets_root() / dataset_id / "data" / "metadata.json").read_text())
+            meta = read_metadata(dataset_id)
             obs, act = (json.loads(meta[key]) for key in ("observation_space", "action_space"))
             if obs["type"] == act["type"] == "Box" and len(obs["shape"]) == len(act["shape"]) == 1:
                 return int(obs["shape"][0]), int(act["shape"][0])
@@ -131,11 +123,12 @@ def wandb_mode(requested: str, sync: str) -> str:
     return requested
 
 
-def make_loggers(cfg: TrainConfig, run_dir: Path, mode: str | None = None, concurrent: bool = False) -> list:
-    """A CSV logger in ``run_dir/csv`` and, unless ``wandb.mode=disabled``, W&B (offline when it is unreachable).
-    ``mode``: the W&B mode where the caller has chosen it (``wandb_mode``, once for many runs); ``concurrent``: one of
-    several W&B runs open at once in this process (the stacked launcher's members), each its own run rather than
-    the process's one ``wandb.run``."""
+def make_loggers(cfg: TrainConfig, plain: dict, run_dir: Path, mode: str | None = None,
+                 concurrent: bool = False) -> list:
+    """A CSV logger in ``run_dir/csv`` and, unless ``wandb.mode=disabled``, W&B (offline when it is unreachable),
+    which records ``plain``, the config as plain data. ``mode``: the W&B mode where the caller has chosen it
+    (``wandb_mode``, once for many runs); ``concurrent``: one of several W&B runs open at once in this process (the
+    stacked launcher's members), each its own run rather than the process's one ``wandb.run``."""
     loggers: list = [L.pytorch.loggers.CSVLogger(run_dir, name="csv", version="")]
     mode = wandb_mode(str(cfg.wandb.mode), f"{run_dir}/wandb") if mode is None else mode
     if mode != "disabled":
@@ -144,7 +137,7 @@ def make_loggers(cfg: TrainConfig, run_dir: Path, mode: str | None = None, concu
         group = cfg.wandb.group or f"{cfg.env.name}/{cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name}"
         loggers.append(WandbLogger(project=cfg.wandb.project, entity=cfg.wandb.entity, group=group,
                                    name=f"{group}/seed{cfg.seed}", save_dir=str(run_dir), mode=mode,
-                                   config=to_plain(cfg), **({"reinit": "create_new"} if concurrent else {})))
+                                   config=plain, **({"reinit": "create_new"} if concurrent else {})))
     return loggers
 
 
@@ -202,19 +195,19 @@ class Run:
     stopper: StopAtStep  # saves the step on a stop signal; records the step each process started from
     last: Path  # checkpoints/last.ckpt: what a resumed run starts from
     target_return: float  # RvS-R's evaluation target (raw return)
-    config: dict  # the resolved config as plain Python, kept in checkpoints and results
 
     def fit(self, ckpt_path: str | None = None) -> None:
         """``trainer.fit`` of the module on the data."""
         trainer_fit(self.trainer, self.module, self.data, ckpt_path)
 
 
-def build_policy(cfg: TrainConfig, env: ResolvedEnv, transitions: Transitions | None = None,
+def build_policy(cfg: TrainConfig, plain: dict, env: ResolvedEnv, transitions: Transitions | None = None,
                  device: torch.device | None = None, data: OfflineDataModule | None = None
                  ) -> tuple[torch.device, OfflineDataModule, WeightedBC]:
     """Seed everything, load the dataset onto the device (``device``: another than the config's, as the stacked
     launcher builds its members on the CPU), check that it fits the evaluation env and build the module: a run's
-    initial state, shared by ``build_run`` and the stacked launcher's members (``wsrl.stacked``). ``data``: a
+    initial state, shared by ``build_run`` and the stacked launcher's members (``wsrl.stacked``). ``plain``: ``cfg``
+    as plain data (``to_plain``), what the module keeps in its checkpoints. ``data``: a
     data module already set up for the same dataset, method and sampler (the stacked launcher's members with those
     in common share one; its generator is not theirs)."""
     # Lightning also writes PL_GLOBAL_SEED and PL_SEED_WORKERS into os.environ, for DDP processes and DataLoader
@@ -229,25 +222,23 @@ def build_policy(cfg: TrainConfig, env: ResolvedEnv, transitions: Transitions | 
         data.setup()
     check_shapes(env.eval_env_id, env.dataset_id, data.obs_mean.shape[0], data.action_dim)
     target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
-    plain = to_plain(cfg)
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
                         target, data.obs_mean, data.obs_std, config=plain,
-                        dataset_returns=return_histogram(data.data.episode_returns()))
+                        dataset_returns=return_histogram(data.transitions.episode_returns()))
     return device, data, module
 
 
-def build_run(cfg: TrainConfig, env: ResolvedEnv, run_dir: Path, signals: StopSignals,
+def build_run(cfg: TrainConfig, plain: dict, env: ResolvedEnv, run_dir: Path, signals: StopSignals,
               transitions: Transitions | None = None) -> Run:
     """``build_policy`` (``transitions``: the dataset already loaded, as the benchmark reuses them), then the
     Trainer with its loggers and callbacks."""
-    device, data, module = build_policy(cfg, env, transitions)
-    target, plain = module.target_return, module.hparams.config
+    device, data, module = build_policy(cfg, plain, env, transitions)
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed,
                              cfg.eval if cfg.eval.video_periodic else None, run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     stopper = StopAtStep(signals, last)
     # without periodic evaluation the callback would only cost its hook calls on every step
-    trainer = make_trainer(cfg.trainer, device, make_loggers(cfg, run_dir),
+    trainer = make_trainer(cfg.trainer, device, make_loggers(cfg, plain, run_dir),
                            ([evaluator] if cfg.eval.every_steps else []) + [stopper], run_checkpoints(cfg, run_dir),
                            run_dir)
-    return Run(env, device, data, module, trainer, evaluator, stopper, last, target, plain)
+    return Run(env, device, data, module, trainer, evaluator, stopper, last, module.target_return)

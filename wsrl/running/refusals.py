@@ -16,14 +16,13 @@ import sys
 from pathlib import Path
 
 from wsrl.common.files import WriteError
-from wsrl.core.config import ConfigError
+from wsrl.core.config import CONF_DIR, ConfigError
 from wsrl.core.data import DataError
 from wsrl.core.module import NonFiniteLossError
 from wsrl.datasets.store import DatasetError
 from wsrl.running.rundir import RunInterrupted, RunLockedError, discard_if_empty, write_failed
 
 log = logging.getLogger("wsrl")
-CONF = Path(__file__).resolve().parents[2] / "conf"
 REFUSALS = (ConfigError, DataError, DatasetError, NonFiniteLossError, WriteError)  # one line, no traceback
 
 
@@ -47,7 +46,7 @@ def check_command_line(args: list[str]) -> None:
               else [o.input_line] for o in parsed]
     base = [choices[0] for choices in values]
     runs = [base] + [base[:i] + [v] + base[i + 1:] for i, choices in enumerate(values) for v in choices[1:]]
-    with initialize_config_dir(str(CONF), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for overrides in runs:
             try:
                 compose("train", overrides=overrides)

@@ -6,9 +6,9 @@
   same command resumes or reports the run; a directory holding another configuration is refused.
 - ``discard_if_empty``: a run refused before it wrote anything leaves no empty directories behind.
 
-- ``run_lock``: an exclusive ``flock`` on ``<run dir>/.wsrl.lock`` for the run's life. A second process on the
-  same directory is refused (``RunLockedError``, naming the directory and the holder's PID) before it writes
-  anything; the kernel drops the lock when its holder dies, so a killed run leaves no stale lock.
+- ``run_lock``: an exclusive lock on ``<run dir>/.wsrl.lock`` for the run's life (``wsrl.common.locks``). A second
+  process on the same directory is refused (``RunLockedError``, naming the directory and the holder's PID) before
+  it writes anything; a killed run leaves no stale lock.
 - ``StopSignals`` and ``StopAtStep``: SIGTERM and SIGINT (and, inside a submitit job, submitit's pre-emption
   signal) ask the run to stop. While training, the step in progress finishes, ``last.ckpt`` is written for it and
   ``RunInterrupted`` is raised; outside training it is raised at once. A second signal exits at once.
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -32,7 +31,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 
 from wsrl.common.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
-from wsrl.core.config import ConfigError, SamplerConfig, TrainConfig, to_plain
+from wsrl.common.locks import PidLock
+from wsrl.core.config import ConfigError, SamplerConfig, read_method
 
 LOCK_NAME = ".wsrl.lock"
 IDENTITY = "run_config.json"
@@ -99,13 +99,15 @@ def _sampler_identity(sampler: dict) -> dict:
     return keep
 
 
-def check_same_run(cfg: TrainConfig, run_dir: Path) -> dict | None:
-    """Refuse to resume or extend a run directory that holds a run with another configuration; return the
-    identity to record when the directory holds no run yet."""
-    keep = run_identity(to_plain(cfg))
+def check_same_run(plain: dict, run_dir: Path) -> dict | None:
+    """Refuse to resume or extend a run directory that holds a run with another configuration (``plain``: the
+    config as plain data); return the identity to record when the directory holds no run yet."""
+    keep = run_identity(plain)
     path = run_dir / IDENTITY
     if path.exists():
         before = json.loads(path.read_text())
+        before["method"] = read_method(before["method"], str(path), "pass name=<new name> (or hydra.run.dir=...) "
+                                       "to run it again beside it")
         if before != keep:
             diff = sorted(k for k in set(before) | set(keep) if before.get(k) != keep.get(k))
             raise ConfigError(f"{run_dir} holds a run with a different {', '.join(diff)} config; pass name=<new "
@@ -141,39 +143,22 @@ def discard_if_empty(run_dir: Path) -> None:
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir`` exclusively for the duration; the lock file goes away with the hold."""
-    path = run_dir / LOCK_NAME
-    while True:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise WriteError(f"cannot lock the run directory {run_dir} ({path}: {os_reason(err)}); it must be "
-                             "writable: fix its permissions or choose another hydra.run.dir") from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunLockedError(f"{run_dir} is in use by another run (PID {holder}); wait for it to end or stop it, "
-                                 "or pass name=<new name> to run separately") from None
-        try:  # the holder may have removed the file between our open and our lock: then lock the new one
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+    lock = PidLock(run_dir / LOCK_NAME)
+
+    def refuse(holder: str) -> None:
+        raise RunLockedError(f"{run_dir} is in use by another run (PID {holder}); wait for it to end or stop it, "
+                             "or pass name=<new name> to run separately")
+
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire(refuse)
     except OSError as err:
-        os.close(fd)
-        raise WriteError(f"cannot write {path}: {os_reason(err)}") from err
+        raise WriteError(f"cannot lock the run directory {run_dir} ({lock.path}: {os_reason(err)}); it must be "
+                         "writable: fix its permissions or choose another hydra.run.dir") from err
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            path.unlink()  # while still holding the lock, so no one can take the old file after us
-        os.close(fd)
+        lock.release()
 
 
 def preemption_signal() -> signal.Signals | None:

@@ -28,7 +28,9 @@ import torch
 
 from wsrl.core.config import ResolvedEnv, TrainerConfig, resolve_device, to_plain
 from wsrl.core.data import OfflineDataModule
+from wsrl.core.methods import conditions_on_return
 from wsrl.core.module import WeightedBC, adam
+from wsrl.core.weighting import PLACEMENTS
 from wsrl.running.build import build_policy, make_trainer, trainer_fit
 from wsrl.running.rundir import StopAtStep, StopSignals
 from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
@@ -61,7 +63,7 @@ class Member:
 def input_key(cfg: Any, dataset_id: str) -> str:
     """Members with the same key have the same policy inputs and actions."""
     m = cfg.method
-    return dataset_id + (f"|{m.return_input}|{m.gamma}|{m.return_scale}|{m.horizon}" if m.condition_on_return else "")
+    return dataset_id + (f"|{m.return_input}|{m.gamma}|{m.return_scale}|{m.horizon}" if conditions_on_return(m) else "")
 
 
 def data_key(cfg: Any, env: ResolvedEnv) -> str:
@@ -71,11 +73,10 @@ def data_key(cfg: Any, env: ResolvedEnv) -> str:
 
 def member_data(cfg: Any, env: ResolvedEnv, data: OfflineDataModule) -> MemberData:
     """What the group's flat store needs of a member's set-up data module."""
-    weighting = str(cfg.sampler.weighting)
+    loss_weights, draw_weights = PLACEMENTS[cfg.sampler.weighting].split(data.weights)
     return MemberData(source=input_key(cfg, env.dataset_id), weights_key=data_key(cfg, env),
-                      inputs=data.inputs.numpy(), actions=data.actions.numpy(),
-                      loss_weights=data.weights if weighting == "loss" else None,
-                      draw_weights=data.weights if weighting == "sampling" else None, seed=int(cfg.seed))
+                      inputs=data.inputs.numpy(), actions=data.actions.numpy(), loss_weights=loss_weights,
+                      draw_weights=draw_weights, seed=int(cfg.seed))
 
 
 def build_member(cfg: Any, env: ResolvedEnv, device: torch.device, built: dict[str, OfflineDataModule]
@@ -83,11 +84,11 @@ def build_member(cfg: Any, env: ResolvedEnv, device: torch.device, built: dict[s
     """A member as its single run starts (built on the CPU), its data, and the state of the generator its single
     run's dropout would draw from. ``built``: data modules set up so far, shared by members with the same dataset,
     method and sampler (setting one up costs seconds at the paper's size); a new one is added."""
-    key = data_key(cfg, env)
+    key, plain = data_key(cfg, env), to_plain(cfg)
     if key not in built:
-        same_dataset = next((d.data for d in built.values() if d.dataset_id == env.dataset_id), None)
-        built[key] = build_policy(cfg, env, same_dataset, torch.device("cpu"))[1]
-    _, data, module = build_policy(cfg, env, device=torch.device("cpu"), data=built[key])
+        same_dataset = next((d.transitions for d in built.values() if d.dataset_id == env.dataset_id), None)
+        built[key] = build_policy(cfg, plain, env, same_dataset, torch.device("cpu"))[1]
+    _, data, module = build_policy(cfg, plain, env, device=torch.device("cpu"), data=built[key])
     dropout_state = run_dropout_state(device, int(cfg.seed))
     return Member(cfg, env, module, data), member_data(cfg, env, data), dropout_state
 
@@ -190,7 +191,7 @@ class StackedGroup(L.LightningModule):
                 out.append({})
                 continue
             row = {"train/loss": values[k], "train/mean_log_std": float(log_std[k]), "train/lr": self.trainer_cfg.lr}
-            if str(member.cfg.sampler.weighting) == "loss":
+            if PLACEMENTS[member.cfg.sampler.weighting].in_loss:
                 row |= {"train/weight_mean": w_mean[k], "train/weight_max": w_max[k]}
             out.append(row)
         return out

@@ -96,7 +96,7 @@ def accept(job: Job) -> dict | None:
 
         e = job.cfg.env
         ensure_dataset(env.dataset_id, e.source, e.robot, e.quality, e.size, e.d4rl_file)
-    return check_same_run(job.cfg, job.run_dir)
+    return check_same_run(to_plain(job.cfg), job.run_dir)
 
 
 def group_name(jobs: list[Job]) -> str:
@@ -156,7 +156,8 @@ def member_loggers(jobs: list[Job], sweep_dir: Path) -> list[list]:
     """Each member's loggers, as a single run's (``make_loggers``), each W&B run open beside the others; W&B's
     reachability is checked once."""
     modes = {mode: wandb_mode(mode, f"{sweep_dir}/<run>/wandb") for mode in {str(j.cfg.wandb.mode) for j in jobs}}
-    return [make_loggers(j.cfg, j.run_dir, modes[str(j.cfg.wandb.mode)], concurrent=True) for j in jobs]
+    return [make_loggers(j.cfg, to_plain(j.cfg), j.run_dir, modes[str(j.cfg.wandb.mode)], concurrent=True)
+            for j in jobs]
 
 
 def run_group(jobs: list[Job], identities: list[dict | None], options: Options, sweep_dir: Path,

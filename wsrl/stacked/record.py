@@ -29,8 +29,7 @@ def log_dataset(member: Member, run_dir: Path, loggers: list, plotted: dict[int,
         for logger in loggers:
             logger.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items() if v is not None}, step=0)
     if id(data) not in plotted:
-        plotted[id(data)] = media.log_dataset(loggers, data.data.trajectory_returns(), data.weights,
-                                              member.cfg.sampler, member.env, run_dir)
+        plotted[id(data)] = media.log_dataset(loggers, data, member.env, run_dir)
         return
     write_bytes_atomic(run_dir / "returns.png", plotted[id(data)].read_bytes())
     if (wb := media.wandb_logger(loggers)) is not None:
