@@ -203,7 +203,8 @@ def train_config(width: int, batch: int, max_steps: int, device: str = "cpu"):
     """The run configuration as ``python -m wsrl.train`` composes it: RvS-R with LDS loss weights."""
     from hydra import compose, initialize_config_dir
 
-    from wsrl.core.config import CONF_DIR, register_configs, validate
+    from wsrl.core.config import CONF_DIR, register_configs
+    from wsrl.core.validation import validate
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -948,7 +949,8 @@ def steady_child(mode: str, steps: int, synthetic: bool) -> None:
     torch starts its threads: a process without wsrl's fix."""
     from hydra import compose, initialize_config_dir
 
-    from wsrl.core.config import CONF_DIR, register_configs, resolve_env, validate
+    from wsrl.core.config import CONF_DIR, register_configs, resolve_env
+    from wsrl.core.validation import validate
     from wsrl.datasets.sources import ensure_dataset
 
     if mode == "keep":  # after importing wsrl (which turns the flush on), before any op starts torch's threads

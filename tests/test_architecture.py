@@ -29,7 +29,8 @@ INSIDE = {  # a package's modules, bottom first: each imports only modules liste
                       "__main__"],
     "wsrl.datasets.behavior": ["__init__", "locations", "learners", "actors", "training", "selection", "plots",
                                "__main__"],  # a sub-package: its own order inside, one place ("behavior") above
-    "wsrl.core": ["__init__", "weighting", "policies", "methods", "config", "data", "module"],
+    "wsrl.core": ["__init__", "weighting", "diagnostics", "policies", "methods", "config", "validation", "data",
+                  "module"],
     "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
     "wsrl.running": ["__init__", "gpus", "rundir", "results", "refusals", "build"],
     "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "launch"],

@@ -14,8 +14,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from tests.conftest import ROOT, child_env
-from wsrl.core.config import ConfigError, TrainConfig, register_configs, resolve_env, to_plain, validate
+from wsrl.core.config import ConfigError, TrainConfig, register_configs, resolve_env, to_plain
 from wsrl.core.methods import conditions_on_return
+from wsrl.core.validation import validate
 from wsrl.core.weighting import sampler_name
 from wsrl.datasets.suite import ROBOT
 from wsrl.running.rundir import IDENTITY, check_same_run, run_identity

@@ -13,17 +13,16 @@ import torch
 from tests.test_train import config
 from wsrl.core.config import MethodConfig, SamplerConfig, to_plain
 from wsrl.core.data import OfflineDataModule, Transitions, load_transitions, sample_weights, trajectories
+from wsrl.core.diagnostics import between_modes, weight_diagnostics
 from wsrl.core.module import weighted_nll
 from wsrl.core.weighting import (
     SAMPLER_NAMES,
     SCHEMES,
-    between_modes,
     cwbc_trajectory_weights,
     lds_weights,
     ridge_fit,
     sampler_name,
     top_trajectories,
-    weight_diagnostics,
 )
 from wsrl.running.rundir import IDENTITY, check_same_run, run_identity
 from wsrl.train import train
@@ -328,7 +327,8 @@ def test_table5_commands_make_every_column_in_its_own_directory():
     from hydra import compose, initialize_config_dir
 
     from tests.test_train import CONF
-    from wsrl.core.config import register_configs, validate
+    from wsrl.core.config import register_configs
+    from wsrl.core.validation import validate
     from wsrl.report.paper import COLUMNS
 
     register_configs()

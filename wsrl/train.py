@@ -21,17 +21,18 @@ from omegaconf import DictConfig
 from wsrl.core.config import (
     CONF_DIR,
     ConfigError,
+    ResolvedEnv,
     TrainConfig,
     register_configs,
     resolve_device,
     resolve_env,
     to_plain,
-    validate,
 )
+from wsrl.core.validation import validate
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate
 from wsrl.evaluation.video import VideoUnavailable, check_video
-from wsrl.running.build import build_run, check_shapes_early, checkpoint_interval
+from wsrl.running.build import Run, build_run, check_shapes_early, checkpoint_interval
 from wsrl.running.refusals import check_command_line, report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
 from wsrl.running.rundir import RunInterrupted, StopSignals, check_same_run, record_run, run_lock
@@ -54,12 +55,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
     # compose: everything that can refuse the run does so before any data is made or loaded and before any file is
     # written, the quickest first: the device, the video, the run directory's identity, the data's shapes
     env = resolve_env(cfg.env)
-    resolve_device(cfg.device)  # device=cuda without CUDA (build_run resolves it again, for the run)
-    if cfg.eval.video:  # refused before any data or training when this machine cannot render
-        try:
-            check_video(env.eval_env_id)
-        except VideoUnavailable as err:
-            raise ConfigError(f"eval.video=true: {err}") from err
+    refuse_early(cfg, env)
     plain = to_plain(cfg)  # the one conversion: what run_config.json, config.yaml, W&B, checkpoints and results hold
     identity = check_same_run(plain, run_dir)
     if (done := finished_results(run_dir, cfg.trainer.max_steps)) is not None:
@@ -72,52 +68,81 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
         ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size,
                        cfg.env.d4rl_file)
     start = time.time()
-    # build
     run = build_run(cfg, plain, env, run_dir, signals)
-    data, module, trainer = run.data, run.module, run.trainer
     try:
-        if data.weight_stats is not None:  # weights in the loss or the draw: how uneven, where their mass lies
-            for lg in trainer.loggers:  # (null: a unimodal dataset has no share between modes)
-                lg.log_metrics({f"data/weight_{k}": v for k, v in data.weight_stats.items() if v is not None}, step=0)
         record_run(run_dir, identity, plain)
-        media.log_dataset(trainer.loggers, data, env, run_dir)
-        # fit
-        resume = cfg.resume and run.last.exists()
-        if resume:
-            log.info("resuming from %s", run.last)
-        run.fit(str(run.last) if resume else None)
-        if trainer.global_step % checkpoint_interval(cfg):
-            # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
-            trainer.save_checkpoint(run.last)
-        # evaluate, on the training device: Lightning's teardown has moved the module to the CPU, and the final
-        # score must be computed as the periodic ones were (on a GPU, the CPU's float sums differ in the last bits)
-        module.to(run.device)
-        seed = eval_seed(cfg.seed, cfg.trainer.max_steps)
-        final = evaluate(module, env, cfg.eval.episodes, seed)
-        extras = media.final_media(trainer.loggers, module, env, cfg.eval, seed, trainer.global_step, run_dir,
-                                      f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name} "
-                                      f"seed {cfg.seed}, step {trainer.global_step}")
+        log_dataset(run, env, run_dir)
+        fit(run, cfg)
+        final, extras = evaluate_final(run, cfg, env, run_dir)
     except RunInterrupted:
-        for lg in trainer.loggers:  # already done if the signal came while training; harmless twice
+        for lg in run.trainer.loggers:  # already done if the signal came while training; harmless twice
             lg.finalize("failed")
         raise
-    # record
-    results = RunResults.of_run(plain, env, trainer.global_step, run.target_return, data.weight_stats, final,
+    results = RunResults.of_run(plain, env, run.trainer.global_step, run.target_return, run.data.weight_stats, final,
                                 run.evaluator.history, run.stopper.starts, time.time() - start, run.device, extras)
+    record(run, cfg, results, run_dir)
+    return results
+
+
+def refuse_early(cfg: TrainConfig, env: ResolvedEnv) -> None:
+    """Refuse what this machine cannot do before any data or training: CUDA without CUDA (``build_run`` resolves
+    the device again, for the run), a video where rendering fails."""
+    resolve_device(cfg.device)
+    if cfg.eval.video:
+        try:
+            check_video(env.eval_env_id)
+        except VideoUnavailable as err:
+            raise ConfigError(f"eval.video=true: {err}") from err
+
+
+def log_dataset(run: Run, env: ResolvedEnv, run_dir: Path) -> None:
+    """What the run starts from: the weights' diagnostics (how uneven, where their mass lies; null: a unimodal
+    dataset has no share between modes) and the dataset's returns figure."""
+    if run.data.weight_stats is not None:
+        for lg in run.trainer.loggers:
+            lg.log_metrics({f"data/weight_{k}": v for k, v in run.data.weight_stats.items() if v is not None}, step=0)
+    media.log_dataset(run.trainer.loggers, run.data, env, run_dir)
+
+
+def fit(run: Run, cfg: TrainConfig) -> None:
+    """Fit to ``trainer.max_steps``, resuming from the run directory's last checkpoint unless ``resume=false``."""
+    resume = cfg.resume and run.last.exists()
+    if resume:
+        log.info("resuming from %s", run.last)
+    run.fit(str(run.last) if resume else None)
+    if run.trainer.global_step % checkpoint_interval(cfg):
+        # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
+        run.trainer.save_checkpoint(run.last)
+
+
+def evaluate_final(run: Run, cfg: TrainConfig, env: ResolvedEnv, run_dir: Path) -> tuple[dict, dict]:
+    """The final evaluation and the media asked for (video, conditioning curve)."""
+    # on the training device: Lightning's teardown has moved the module to the CPU, and the final score must be
+    # computed as the periodic ones were (on a GPU, the CPU's float sums differ in the last bits)
+    run.module.to(run.device)
+    seed, step = eval_seed(cfg.seed, cfg.trainer.max_steps), run.trainer.global_step
+    final = evaluate(run.module, env, cfg.eval.episodes, seed)
+    extras = media.final_media(run.trainer.loggers, run.module, env, cfg.eval, seed, step, run_dir,
+                               f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name} "
+                               f"seed {cfg.seed}, step {step}")
+    return final, extras
+
+
+def record(run: Run, cfg: TrainConfig, results: RunResults, run_dir: Path) -> None:
+    """Write ``results.json``, close the loggers with the final score and print the one-line summary."""
     results_path = write_results(run_dir, results)
-    for lg in trainer.loggers:
-        lg.log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
-                        "eval/final_normalized_std": final["normalized_score"]["std"]}, step=trainer.global_step)
+    score = results.normalized_score
+    for lg in run.trainer.loggers:
+        lg.log_metrics({"eval/final_normalized_mean": score["mean"], "eval/final_normalized_std": score["std"]},
+                       step=results.steps)
         lg.finalize("success")
     if cfg.wandb.mode != "disabled":
         import wandb
 
         wandb.finish()
-    score = results.normalized_score
     print(f"{cfg.env.name} {cfg.method.name}/{cfg.sampler.name}/{cfg.policy.name} seed {cfg.seed}: normalized "
           f"score {score['mean']:.1f} +- {score['std']:.1f} over {cfg.eval.episodes} episodes "
-          f"({trainer.global_step} steps, {results.wall_seconds:.0f} s) -> {results_path}")
-    return results
+          f"({results.steps} steps, {results.wall_seconds:.0f} s) -> {results_path}")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")

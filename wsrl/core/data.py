@@ -18,8 +18,9 @@ import torch
 from scipy.signal import lfilter
 
 from wsrl.core.config import MethodConfig, SamplerConfig
+from wsrl.core.diagnostics import weight_diagnostics
 from wsrl.core.methods import conditions_on_return
-from wsrl.core.weighting import PLACEMENTS, Episodes, IndexSampler, scheme_weights, weight_diagnostics
+from wsrl.core.weighting import PLACEMENTS, Episodes, IndexSampler, scheme_weights
 
 
 class DataError(ValueError):
@@ -247,7 +248,7 @@ class OfflineDataModule(L.LightningDataModule):
             inputs = np.concatenate([inputs, return_input(data, self.method)[:, None]], axis=1)
         weights = sample_weights(data, self.sampler_cfg, self.method.gamma)
         self.weights = weights
-        # how uneven the weights are and where they put the mass (wsrl.core.weighting.weight_diagnostics)
+        # how uneven the weights are and where they put the mass (wsrl.core.diagnostics.weight_diagnostics)
         self.weight_stats = None if weights is None else weight_diagnostics(weights, data.episode_returns(),
                                                                             data.episode_lengths)
         self.max_episode_return = float(data.episode_returns().max())

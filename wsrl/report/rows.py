@@ -194,7 +194,7 @@ WEIGHT_STATS = {"effective_fraction": "ESS", "max": "max", "top10_share": "top-1
 def weights_markdown(runs: list[Run], number: int) -> str:
     """Beside the scores, what each weighted cell's weights do (``results.json``'s ``weights``, the same for every
     seed of a cell): Kish's effective sample fraction, the largest weight (mean 1), the weight's share on the top
-    10 % of trajectories and between the dataset's two modes (``wsrl.core.weighting.weight_diagnostics``; "—" for a
+    10 % of trajectories and between the dataset's two modes (``wsrl.core.diagnostics.weight_diagnostics``; "—" for a
     unimodal dataset), with the unweighted shares in the header. Empty where no run has these statistics."""
     by_cell = cells(runs, number)
     first = {key: cell[0].results.weights or {} for key, cell in by_cell.items()}  # a cell's runs share them

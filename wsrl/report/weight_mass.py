@@ -20,7 +20,8 @@ from wsrl.common.figures import pyplot, save_figure
 from wsrl.common.files import write_json_atomic
 from wsrl.core.config import SamplerConfig
 from wsrl.core.data import DataError, Transitions, load_transitions, sample_weights
-from wsrl.core.weighting import MODE_BINS, SCHEMES, between_modes, bin_index, sampler_name, weight_diagnostics
+from wsrl.core.diagnostics import MODE_BINS, between_modes, weight_diagnostics
+from wsrl.core.weighting import SCHEMES, bin_index, sampler_name
 from wsrl.datasets.suite import ROBOTS, dataset_id
 from wsrl.evaluation.media import return_distribution
 

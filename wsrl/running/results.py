@@ -34,7 +34,7 @@ class RunResults:
     ref_min_score: float  # the reference returns the normalized scores use (0 and 100)
     ref_max_score: float
     target_return: float | None  # RvS-R's evaluation target (raw return); None for BC
-    weights: dict | None  # the sample weights' diagnostics (wsrl.core.weighting.weight_diagnostics); None: uniform
+    weights: dict | None  # the sample weights' diagnostics (wsrl.core.diagnostics.weight_diagnostics); None: uniform
     normalized_score: dict  # {mean, std} of the final evaluation's normalized returns over episodes
     returns: list[float]  # the final evaluation's raw return of each episode
     lengths: list[int]  # and its length

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsrl.core.config import ConfigError, resolve_env, to_plain, validate
+from wsrl.core.config import ConfigError, resolve_env, to_plain
+from wsrl.core.validation import validate
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate_many
 from wsrl.running.build import make_loggers, wandb_mode
