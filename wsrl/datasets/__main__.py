@@ -22,7 +22,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> OneLineParser:
+    """The command line: generate, info, import-d4rl, download."""
     p = OneLineParser(prog="python -m wsrl.datasets", description="wsrl's dataset suite")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     g = sub.add_parser("generate", help="make datasets from the shipped behaviour policies")
@@ -44,18 +45,27 @@ def main(argv: list[str] | None = None) -> None:
     m = sub.add_parser("download", help="download Minari's mujoco datasets, with D4RL reference scores attached")
     m.add_argument("robot", choices=ROBOTS)
     m.add_argument("quality", choices=MINARI_QUALITIES)
-    a = p.parse_args(argv)
+    return p
+
+
+def generate_all(a: argparse.Namespace) -> None:
+    """``generate``: each asked dataset made in turn; with quality ``all``, existing ones kept."""
+    robots = ROBOTS if a.robot == "all" else (a.robot,)
+    qualities = GENERATED_QUALITIES if a.quality == "all" else (a.quality,)
+    for robot in robots:
+        for quality in qualities:
+            made = dataset_id(robot, quality, "generated", a.size)
+            if exists_locally(made) and not a.overwrite and a.quality == "all":
+                print(f"{made}: exists, kept")
+                continue
+            print(f"{generate(robot, quality, a.size, a.overwrite, seed=a.seed, workers=a.workers)}: written")
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parser().parse_args(argv)
     try:
         if a.command == "generate":
-            robots = ROBOTS if a.robot == "all" else (a.robot,)
-            qualities = GENERATED_QUALITIES if a.quality == "all" else (a.quality,)
-            for robot in robots:
-                for quality in qualities:
-                    made = dataset_id(robot, quality, "generated", a.size)
-                    if exists_locally(made) and not a.overwrite and a.quality == "all":
-                        print(f"{made}: exists, kept")
-                        continue
-                    print(f"{generate(robot, quality, a.size, a.overwrite, seed=a.seed, workers=a.workers)}: written")
+            generate_all(a)
         elif a.command == "info":
             from wsrl.datasets.info import info
 

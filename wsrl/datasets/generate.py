@@ -132,8 +132,15 @@ def rollout_shard(env_id: str, actors: list[Actor | None], steps: int, seed: int
     finally:
         envs.close()
         torch.set_num_threads(threads)
+    return cut_episodes(length, final_obs, obs_buf, act_buf, rew_buf, term_buf, trunc_buf)
+
+
+def cut_episodes(length: np.ndarray, final_obs: dict[tuple[int, int], np.ndarray], obs_buf: np.ndarray,
+                 act_buf: np.ndarray, rew_buf: np.ndarray, term_buf: np.ndarray, trunc_buf: np.ndarray) -> Episodes:
+    """The step arrays of a rollout ([step, env, ...]; environment i's first ``length[i]`` steps) cut into whole
+    episodes at their termination or truncation flags, each ending with its final observation."""
     episodes: Episodes = {k: [] for k in KEYS}
-    for i in range(n_envs):
+    for i in range(len(length)):
         n = length[i]
         term, trunc = term_buf[:n, i], trunc_buf[:n, i]
         ends = np.flatnonzero(term | trunc)
