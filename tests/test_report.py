@@ -380,6 +380,19 @@ def test_pooled_sweeps_make_one_table(tmp_path, capsys):
         pool([ablation, longer])
 
 
+def test_seeds_option_keeps_the_same_seeds_in_every_column(tmp_path, capsys):
+    """A pooled sweep with seeds 0-3 in one column and 0-1 in the other: --seeds 0 1 gives both columns the same."""
+    for seed in range(4):
+        write_run(tmp_path, "hopper_medium_expert", "rvs_r", "uniform", seed, 40.0 + 10 * seed)
+    for seed in range(2):
+        write_run(tmp_path, "hopper_medium_expert", "rvs_r", "lds", seed, 30.0 + seed)
+    main([str(tmp_path), "--table", "2", "--reps", "20", "--seeds", "0", "1"])
+    rows = {r["dataset"]: r for r in csv.DictReader((tmp_path / "table2.csv").open())}
+    assert float(rows["hopper_medium_expert"]["Own Return"]) == 45.0  # seeds 0 and 1: 40, 50
+    assert "Seeds 0, 1 only (--seeds)" in capsys.readouterr().out
+    assert {r["seed"] for r in csv.DictReader((tmp_path / "table2_runs.csv").open())} == {"0", "1"}
+
+
 def test_learning_curve_of_one_cell(tmp_path, capsys):
     """Each seed's periodic evaluations and the final one; the mean and interval at the steps all seeds have;
     several sweeps side by side."""

@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
                    "weighting schemes of the field beside LDS")
     p.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregates' intervals")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="only these seeds' runs (default: all), e.g. "
+                   "when a pooled sweep has more seeds in some columns than the others")
     p.add_argument("--wandb", action="store_true", help="also log the tables and figures to W&B")
     p.add_argument("--wandb-project", default=WandbConfig().project,
                    help="with --wandb: the W&B project (default: the training runs' default, %(default)s)")
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if a.reps < 1:
                 raise ReportError(f"--reps {a.reps} must be >= 1")
-            write_table(a.sweep_dir, a.table, a.out, a.wandb_project if a.wandb else None, a.reps)
+            write_table(a.sweep_dir, a.table, a.out, a.wandb_project if a.wandb else None, a.reps, a.seeds)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

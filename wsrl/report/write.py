@@ -17,14 +17,21 @@ from wsrl.report.upload import log_report
 
 
 def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = None,
-                wandb_project: str | None = None, reps: int = 2000) -> Path:
+                wandb_project: str | None = None, reps: int = 2000, seeds: Sequence[int] | None = None) -> Path:
     """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>_runs.csv``, ``table<N>.png``,
     ``table<N>_aggregates.csv`` and ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir), each
-    whole or not at all; ``reps`` bootstrap resamples. Several sweep directories are pooled (``pool``). With a
+    whole or not at all; ``reps`` bootstrap resamples; ``seeds``: only these seeds' runs, so that every column has
+    the same ones where a pooled sweep has more. Several sweep directories are pooled (``pool``). With a
     ``wandb_project``, the tables and figures are also logged there, grouped by the first sweep's name."""
     sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
-    runs, failed, seeds = pool(sweeps)
-    rows, notes = table(runs, number, seeds)
+    runs, failed, swept = pool(sweeps)
+    if seeds is not None:
+        runs = [run for run in runs if run.results.seed in set(seeds)]
+        swept = sorted(seeds)
+    rows, notes = table(runs, number, swept)
+    if seeds is not None:
+        notes.append(f"Seeds {', '.join(map(str, swept))} only (--seeds): runs of other seeds in the sweeps are left "
+                     "out.")
     result = statistics(runs, number, reps)
     out = out or sweeps[0]
     out.mkdir(parents=True, exist_ok=True)
