@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from wsrl.core.config import TrainConfig
+from wsrl.datasets.suite import ROBOT
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_PAGE = ROOT / "docs" / "configuration.md"
@@ -140,3 +141,37 @@ def test_the_results_page_names_every_field_of_the_record():
     named = set(re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", section, flags=re.M))
     documented = {name for row in named for name in re.findall(r"`(\w+)`", row)}
     assert documented == {f.name for f in fields(RunResults)}
+
+
+def named_in_docs() -> set[str]:
+    """Every ``wsrl/...`` path and ``wsrl.x.y`` dotted name in the README, docs/ and experiments/README.md; not the
+    dataset ids (``wsrl/<robot>/...``), the cache folder (``~/.cache/wsrl/...``) or the lock file (``.wsrl.lock``)."""
+    pages = [*PAGES, ROOT / "experiments" / "README.md"]
+    text = "\n".join(p.read_text() for p in pages)
+    names = set(re.findall(r"(?<![\w./])wsrl(?:[./][A-Za-z_]\w*)+", text))
+    return {n for n in names if n.split("/")[1:2] not in ([r] for r in ROBOT)}
+
+
+def resolves(name: str) -> bool:
+    """A path that exists (``.py`` or a folder), or a module with the attributes after it."""
+    import importlib
+
+    if "/" in name:
+        return (ROOT / name).exists() or (ROOT / f"{name}.py").exists()
+    parts = name.rstrip(".").split(".")
+    for n in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:n]))
+        except ImportError:
+            continue
+        for attr in parts[n:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_every_module_and_name_the_docs_mention_exists():
+    missing = sorted(name for name in named_in_docs() if not resolves(name))
+    assert not missing, f"the docs name what the code does not have: {missing}"
