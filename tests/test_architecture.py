@@ -38,7 +38,7 @@ INSIDE = {  # a package's modules, bottom first: each imports only modules liste
                     "write", "__main__"],
 }
 SOURCES = sorted([*(ROOT / "wsrl").rglob("*.py"), *(ROOT / "hydra_plugins").rglob("*.py"),
-                  *(ROOT / "experiments").glob("*.py")])
+                  *(ROOT / "experiments").rglob("*.py")])
 
 
 def module_name(path: Path) -> str:
