@@ -270,6 +270,7 @@ def plot(rows: list[dict], layout: Layout, png: Path) -> None:
     x = np.arange(len(data))
     width = 0.8 / len(cols)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(data) * max(1, len(cols) / 4)), 4))
+    colors = plt.get_cmap("tab20" if len(cols) > 10 else "tab10")  # beyond ten columns tab10 repeats its colours
     for i, col in enumerate(cols):
         pos = x + (i - (len(cols) - 1) / 2) * width
         means = np.array([r.get(col) or 0 for r in data])
@@ -277,7 +278,7 @@ def plot(rows: list[dict], layout: Layout, png: Path) -> None:
                        for r, m in zip(data, means, strict=True)])
         hi = np.array([r[f"{col} ci95 high"] if r.get(f"{col} ci95 high") is not None else m
                        for r, m in zip(data, means, strict=True)])
-        ax.bar(pos, means, width, yerr=[means - lo, hi - means], capsize=2, label=col)
+        ax.bar(pos, means, width, yerr=[means - lo, hi - means], capsize=2, label=col, color=colors(i))
         paper = [r.get(f"{col} paper") for r in data]
         ax.plot([p for p, v in zip(pos, paper, strict=True) if v is not None], [v for v in paper if v is not None],
                 "k_", markersize=12, markeredgewidth=2)
@@ -285,7 +286,8 @@ def plot(rows: list[dict], layout: Layout, png: Path) -> None:
         ax.plot([], [], "k_", markersize=12, markeredgewidth=2, label="paper")
     ax.set_xticks(x, [r["dataset"].replace("_", "\n", 1) for r in data], fontsize=8)
     ax.set(ylabel="D4RL normalized score", title=f"Table {layout.number}: mean over seeds, 95 % interval over seeds")
-    ax.legend(fontsize=8)
+    many = len(cols) > 6  # a legend of many columns would cover bars: beside the axes instead
+    ax.legend(fontsize=8, **({"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)} if many else {}))
     fig.tight_layout()
     save_figure(fig, png, dpi=100)
     plt.close(fig)
