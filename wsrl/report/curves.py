@@ -88,7 +88,6 @@ def _plot_curves(curves: list[tuple], title: str, png: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, png, dpi=100)
-    plt.close(fig)
 
 
 def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 8, episodes: int = 5,

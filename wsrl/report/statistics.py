@@ -177,4 +177,3 @@ def plot(agg: dict[str, dict], poi: dict[tuple[str, str], tuple[float, float, fl
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, png, dpi=100)
-    plt.close(fig)

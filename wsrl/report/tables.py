@@ -290,4 +290,3 @@ def plot(rows: list[dict], layout: Layout, png: Path) -> None:
     ax.legend(fontsize=8, **({"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)} if many else {}))
     fig.tight_layout()
     save_figure(fig, png, dpi=100)
-    plt.close(fig)

@@ -58,8 +58,6 @@ def scheme_masses(data: Transitions, schemes: list[str], bins: int = 50) -> dict
 
 def plot(masses: dict, data: Transitions, title: str, png: Path) -> Path:
     plt = pyplot()
-
-
     edges = np.array(masses["edges"])
     fig, ax = plt.subplots(figsize=(9, 4.8))
     ax.bar(edges[:-1], masses["dataset"], width=np.diff(edges), align="edge", color="0.8",

@@ -1,9 +1,9 @@
 """A run directory: what a run records there, and what keeps it sound (one process at a time, a clean stop).
 
-- ``check_same_run``, ``record_run``, ``finished_results``, ``write_results``: the run's identity
-  (``run_config.json``, the config minus what may change between a run and its resumption), the full config
-  (``config.yaml``), "already finished" and ``results.json``. The directory is a function of the command, so the
-  same command resumes or reports the run; a directory holding another configuration is refused.
+- ``check_same_run``, ``record_run``: the run's identity (``run_config.json``, the config minus what may change
+  between a run and its resumption) and the full config (``config.yaml``); ``results.json`` and "already finished"
+  are ``wsrl.running.results``'. The directory is a function of the command, so the same command resumes or
+  reports the run; a directory holding another configuration is refused.
 - ``discard_if_empty``: a run refused before it wrote anything leaves no empty directories behind.
 
 - ``run_lock``: an exclusive lock on ``<run dir>/.wsrl.lock`` for the run's life (``wsrl.common.locks``). A second
