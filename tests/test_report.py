@@ -393,6 +393,24 @@ def test_seeds_option_keeps_the_same_seeds_in_every_column(tmp_path, capsys):
     assert {r["seed"] for r in csv.DictReader((tmp_path / "table2_runs.csv").open())} == {"0", "1"}
 
 
+def test_datasets_option_keeps_only_those_rows(tmp_path, capsys):
+    """--datasets renders the rows asked for (e.g. medium-expert at 10 seeds) and refuses one the sweeps lack."""
+    for seed in range(3):
+        write_run(tmp_path, "hopper_medium_expert", "rvs_r", "uniform", seed, 40.0 + 10 * seed)
+    write_run(tmp_path, "hopper_medium", "rvs_r", "uniform", 0, 10.0)
+    main([str(tmp_path), "--table", "2", "--reps", "20", "--datasets", "hopper_medium_expert"])
+    rows = {r["dataset"]: r for r in csv.DictReader((tmp_path / "table2.csv").open())}
+    assert float(rows["hopper_medium_expert"]["Own Return"]) == 50.0
+    assert rows["hopper_medium"]["Own Return"] == ""  # the paper's row stays, without our runs
+    assert {r["dataset"] for r in csv.DictReader((tmp_path / "table2_runs.csv").open())} == {"hopper_medium_expert"}
+    assert "Datasets hopper_medium_expert only (--datasets)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path), "--table", "2", "--datasets", "walker2d_medium"])
+    assert stop.value.code == 2
+    assert "--datasets walker2d_medium: no run of it in the sweeps; they have hopper_medium, hopper_medium_expert" \
+        in capsys.readouterr().err
+
+
 def test_learning_curve_of_one_cell(tmp_path, capsys):
     """Each seed's periodic evaluations and the final one; the mean and interval at the steps all seeds have;
     several sweeps side by side."""

@@ -52,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregates' intervals")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="only these seeds' runs (default: all), e.g. "
                    "when a pooled sweep has more seeds in some columns than the others")
+    p.add_argument("--datasets", nargs="+", metavar="ENV", help="only these datasets' rows (default: all the sweeps "
+                   "have), e.g. the medium-expert rows of a sweep that has them at more seeds")
     p.add_argument("--wandb", action="store_true", help="also log the tables and figures to W&B")
     p.add_argument("--wandb-project", default=WandbConfig().project,
                    help="with --wandb: the W&B project (default: the training runs' default, %(default)s)")
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if a.reps < 1:
                 raise ReportError(f"--reps {a.reps} must be >= 1")
-            write_table(a.sweep_dir, a.table, a.out, a.wandb_project if a.wandb else None, a.reps, a.seeds)
+            write_table(a.sweep_dir, a.table, a.out, a.wandb_project if a.wandb else None, a.reps, a.seeds, a.datasets)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

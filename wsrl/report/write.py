@@ -10,21 +10,25 @@ from pathlib import Path
 from wsrl.common.files import write_text_atomic
 from wsrl.report import statistics as stats
 from wsrl.report import tables
-from wsrl.report.collect import pool
+from wsrl.report.collect import ReportError, pool
 from wsrl.report.paper import layout
 from wsrl.report.rows import per_run, statistics, table, weights_markdown
 from wsrl.report.upload import log_report
 
 
 def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = None,
-                wandb_project: str | None = None, reps: int = 2000, seeds: Sequence[int] | None = None) -> Path:
+                wandb_project: str | None = None, reps: int = 2000, seeds: Sequence[int] | None = None,
+                datasets: Sequence[str] | None = None) -> Path:
     """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>_runs.csv``, ``table<N>.png``,
     ``table<N>_aggregates.csv`` and ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir), each
     whole or not at all; ``reps`` bootstrap resamples; ``seeds``: only these seeds' runs, so that every column has
-    the same ones where a pooled sweep has more. Several sweep directories are pooled (``pool``). With a
+    the same ones where a pooled sweep has more; ``datasets``: only these datasets' rows (a table of one group,
+    e.g. the medium-expert rows at more seeds than the others). Several sweep directories are pooled (``pool``). With a
     ``wandb_project``, the tables and figures are also logged there, grouped by the first sweep's name."""
     sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
     runs, failed, swept = pool(sweeps)
+    if datasets is not None:
+        runs = only_datasets(runs, datasets)
     if seeds is not None:
         runs = [run for run in runs if run.results.seed in set(seeds)]
         swept = sorted(seeds)
@@ -32,6 +36,8 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
     if seeds is not None:
         notes.append(f"Seeds {', '.join(map(str, swept))} only (--seeds): runs of other seeds in the sweeps are left "
                      "out.")
+    if datasets is not None:
+        notes.append(f"Datasets {', '.join(datasets)} only (--datasets): the sweeps' other datasets are left out.")
     result = statistics(runs, number, reps)
     out = out or sweeps[0]
     out.mkdir(parents=True, exist_ok=True)
@@ -54,3 +60,12 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
         log_report(wandb_project, sweeps[0].name, f"report-table{number}", out, logged, figures)
     print(md)
     return out / f"table{number}.md"
+
+
+def only_datasets(runs: list, datasets: Sequence[str]) -> list:
+    """The runs on ``datasets``; a dataset with no run in the sweeps is refused, naming the ones they have."""
+    have = sorted({run.results.env for run in runs})
+    missing = [name for name in datasets if name not in have]
+    if missing:
+        raise ReportError(f"--datasets {' '.join(missing)}: no run of it in the sweeps; they have {', '.join(have)}")
+    return [run for run in runs if run.results.env in set(datasets)]
