@@ -400,10 +400,11 @@ def test_datasets_option_keeps_only_those_rows(tmp_path, capsys):
     write_run(tmp_path, "hopper_medium", "rvs_r", "uniform", 0, 10.0)
     main([str(tmp_path), "--table", "2", "--reps", "20", "--datasets", "hopper_medium_expert"])
     rows = {r["dataset"]: r for r in csv.DictReader((tmp_path / "table2.csv").open())}
+    assert list(rows) == ["hopper_medium_expert", "medium_expert average"]  # no other row, not even the paper's
     assert float(rows["hopper_medium_expert"]["Own Return"]) == 50.0
-    assert rows["hopper_medium"]["Own Return"] == ""  # the paper's row stays, without our runs
     assert {r["dataset"] for r in csv.DictReader((tmp_path / "table2_runs.csv").open())} == {"hopper_medium_expert"}
-    assert "Datasets hopper_medium_expert only (--datasets)" in capsys.readouterr().out
+    md = capsys.readouterr().out
+    assert "Datasets hopper_medium_expert only (--datasets)" in md and "hopper_medium /" not in md
     with pytest.raises(SystemExit) as stop:
         main([str(tmp_path), "--table", "2", "--datasets", "walker2d_medium"])
     assert stop.value.code == 2

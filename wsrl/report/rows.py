@@ -4,6 +4,8 @@ per-run lines and what the weights of each weighted cell do."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from wsrl.report import statistics as stats
@@ -13,9 +15,11 @@ from wsrl.report.paper import ALPHA, COLUMNS, D4RL_EXPERT, GROUPS, PAPER, expert
 from wsrl.report.statistics import seed_interval
 
 
-def table(runs: list[Run], number: int, expected_seeds: list[int] = ()) -> tuple[list[dict], list[str]]:
-    """Rows in the paper's layout (datasets then group averages) and the notes on what is incomplete: missing
-    seeds (of ``expected_seeds`` and of the seeds found in other cells), unequal steps, empty cells. Per compared
+def table(runs: list[Run], number: int, expected_seeds: list[int] = (),
+          datasets: Collection[str] | None = None) -> tuple[list[dict], list[str]]:
+    """Rows in the paper's layout (datasets then group averages; only ``datasets`` where given) and the notes on
+    what is incomplete: missing seeds (of ``expected_seeds`` and of the seeds found in other cells), unequal steps,
+    empty cells. Per compared
     pair (``pairs``) and dataset: Welch's difference, interval and p, the Holm-adjusted p over every comparison
     of the table that has one, the mark, and whether the paper's own difference lies inside the interval."""
     by_cell = cells(runs, number)
@@ -25,6 +29,8 @@ def table(runs: list[Run], number: int, expected_seeds: list[int] = ()) -> tuple
     for group, members in GROUPS.items():
         group_rows = []
         for env in members:
+            if datasets is not None and env not in datasets:
+                continue
             if not any((env, col) in by_cell for col in COLUMNS[number]) and env not in PAPER[number]:
                 continue
             row = {"dataset": env}

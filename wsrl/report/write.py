@@ -32,7 +32,7 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
     if seeds is not None:
         runs = [run for run in runs if run.results.seed in set(seeds)]
         swept = sorted(seeds)
-    rows, notes = table(runs, number, swept)
+    rows, notes = table(runs, number, swept, datasets)
     if seeds is not None:
         notes.append(f"Seeds {', '.join(map(str, swept))} only (--seeds): runs of other seeds in the sweeps are left "
                      "out.")
