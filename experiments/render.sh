@@ -56,6 +56,6 @@ report "$OUT/me10" table1_cpu,table2_cpu --table 1 --datasets "${ME[@]}"
 report "$OUT/me10" table2_cpu --table 2 --datasets "${ME[@]}"
 report "$OUT" table2_cpu --table 2 "${FIVE[@]}"
 report "$OUT" table2_cpu --table 3 "${FIVE[@]}"
-report "$OUT" table4_cpu,table2_cpu --table 4 "${FIVE[@]}"
+report "$OUT" table4_cpu,table2_cpu,table5_cpu --table 4 "${FIVE[@]}"
 report "$OUT/table4_clip5" table4_clip5 --table 4
 report "$OUT/table5" table5_cpu,table2_cpu --table 5 "${FIVE[@]}"
