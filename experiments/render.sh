@@ -43,7 +43,7 @@ mkdir -p "$MULTIRUN"
 for archive in "$RUNS"/*.tar.gz; do tar -xzf "$archive" -C "$MULTIRUN" --skip-old-files; done
 
 report() {  # $1: the output directory, $2: the sweeps (comma-separated), then the report's options
-  local out=$1 sweep dirs=()
+  local out=$1 sweep sweeps dirs=()
   IFS=, read -ra sweeps <<< "$2"
   for sweep in "${sweeps[@]}"; do
     [[ -d $MULTIRUN/$sweep ]] || { echo "skipped: $out ($MULTIRUN/$sweep is missing)"; return 0; }

@@ -19,9 +19,9 @@ def table(runs: list[Run], number: int, expected_seeds: list[int] = (),
           datasets: Collection[str] | None = None) -> tuple[list[dict], list[str]]:
     """Rows in the paper's layout (datasets then group averages; only ``datasets`` where given) and the notes on
     what is incomplete: missing seeds (of ``expected_seeds`` and of the seeds found in other cells), unequal steps,
-    empty cells. Per compared
-    pair (``pairs``) and dataset: Welch's difference, interval and p, the Holm-adjusted p over every comparison
-    of the table that has one, the mark, and whether the paper's own difference lies inside the interval."""
+    empty cells. Per compared pair (``pairs``) and dataset: Welch's difference, interval and p, the Holm-adjusted p
+    over every comparison of the table that has one, the mark, and whether the paper's own difference lies inside
+    the interval."""
     by_cell = cells(runs, number)
     seeds = sorted({r.results.seed for r in runs} | set(expected_seeds))
     notes: list[str] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 from wsrl.common.files import write_text_atomic
 from wsrl.report import statistics as stats
 from wsrl.report import tables
-from wsrl.report.collect import ReportError, pool
+from wsrl.report.collect import ReportError, Run, pool
 from wsrl.report.paper import layout
 from wsrl.report.rows import per_run, statistics, table, weights_markdown
 from wsrl.report.upload import log_report
@@ -30,7 +30,8 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
     if datasets is not None:
         runs = only_datasets(runs, datasets)
     if seeds is not None:
-        runs = [run for run in runs if run.results.seed in set(seeds)]
+        keep = set(seeds)
+        runs = [run for run in runs if run.results.seed in keep]
         swept = sorted(seeds)
     rows, notes = table(runs, number, swept, datasets)
     if seeds is not None:
@@ -62,10 +63,11 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
     return out / f"table{number}.md"
 
 
-def only_datasets(runs: list, datasets: Sequence[str]) -> list:
+def only_datasets(runs: list[Run], datasets: Sequence[str]) -> list[Run]:
     """The runs on ``datasets``; a dataset with no run in the sweeps is refused, naming the ones they have."""
     have = sorted({run.results.env for run in runs})
     missing = [name for name in datasets if name not in have]
     if missing:
         raise ReportError(f"--datasets {' '.join(missing)}: no run of it in the sweeps; they have {', '.join(have)}")
-    return [run for run in runs if run.results.env in set(datasets)]
+    keep = set(datasets)
+    return [run for run in runs if run.results.env in keep]
