@@ -18,11 +18,12 @@ from tests.conftest import child_env, make_tiny_dataset
 from tests.test_bench import load_bench
 from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig, register_configs, resolve_env, to_plain
 from wsrl.core.module import WeightedBC
+from wsrl.core.policies import Dropout
 from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
 from wsrl.report.collect import collect
 from wsrl.running.build import build_run
 from wsrl.running.rundir import StopSignals, run_identity
-from wsrl.stacked.draws import GroupDraws, MemberData
+from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
 from wsrl.stacked.group import GroupStopped, build_group
 from wsrl.stacked.launch import DEADLINE_EXIT
 from wsrl.stacked.model import StackedPolicy
@@ -251,6 +252,32 @@ def test_each_members_stacked_log_prob_is_its_own_policys(policy):
         for k, (in_dim, act_dim) in enumerate(dims):
             own = members[k].policy.eval().log_prob(x[k, :, :in_dim], a[k, :, :act_dim])
             torch.testing.assert_close(stacked[k], own, rtol=1e-6, atol=1e-6)  # float32 rounding apart
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_bf16_dropout_keeps_h_over_one_minus_p_computed_in_float32(mode):
+    """In bfloat16 the kept values are h / (1 - p) computed in float32, then rounded once (as a single run's on a
+    GPU), not h times 1 / (1 - p) rounded to bfloat16 (1.109375 for p = 0.1); exact mode's are the single run's."""
+    p, dev = 0.1, torch.device(DEVICE)
+    data = MemberData("s", "w", np.zeros((8, 2)), np.zeros((8, 1)), None, None, seed=0)
+    h = (torch.rand(2, 64, 128, generator=torch.Generator().manual_seed(0)) + 0.1).to(dev, torch.bfloat16)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        states = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            states.append(run_dropout_state(dev, seed))
+        draws = GroupDraws([data, data], 8, p, mode, dev, states, 0)
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            out = draws.dropout(h)
+        kept = out != 0
+        assert out.dtype == torch.bfloat16 and 0.85 < kept.float().mean() < 0.95
+        assert torch.equal(out[kept], (h.float() / (1 - p)).to(torch.bfloat16)[kept])
+        for k in range(2 if mode == "exact" else 0):  # the very draws and values of member k's single run
+            if dev.type == "cpu":
+                torch.set_rng_state(states[k])
+            else:
+                torch.cuda.set_rng_state(states[k], dev)
+            assert torch.equal(out[k], Dropout(p).train()(h[k]))
 
 
 def test_each_member_logs_to_its_own_wandb_run_in_the_sweeps_group(tiny_dataset, minari_root, tmp_path, monkeypatch):

@@ -3,8 +3,8 @@
 Both expose ``log_prob(x, a)`` (per-sample log-likelihood, the term the weighted MLE loss sums) and
 ``mean_action(x)`` (what evaluation executes). The log-densities are written out rather than built through
 ``torch.distributions`` so a training step launches a handful of kernels and validates nothing; they are plain
-functions (``squash_log_std``, ``gaussian_log_prob``, ``squashed_gaussian_log_prob``) that the stacked model
-(``wsrl.stacked.model``) calls too, with a mask over its padded action dimensions.
+functions (``squash_log_std``, ``gaussian_log_prob``, ``squashed_gaussian_log_prob``, ``dropout``) that the stacked
+model (``wsrl.stacked.model``) calls too, with a mask over its padded action dimensions.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -30,16 +31,32 @@ class PolicyParams(Protocol):
     log_std_bounds: Sequence[float]
 
 
-def mlp(in_dim: int, hidden_dims: list[int], dropout: float = 0.0, layer_norm: bool = False) -> nn.Sequential:
-    """Linear -> [LayerNorm] -> ReLU -> [Dropout] for each hidden width."""
+def dropout(h: torch.Tensor, p: float) -> torch.Tensor:
+    """Training-mode dropout that keeps h / (1 - p) computed in float32, rounded once to ``h``'s precision. PyTorch's
+    CUDA kernel does so itself; its CPU kernel scales a bfloat16 (or float16) ``h`` by 1 / (1 - p) rounded to that
+    precision (1.109375 for p = 0.1), so there the mask is drawn in float32 (the same draws) and applied after."""
+    if h.device.type != "cpu" or h.dtype not in (torch.bfloat16, torch.float16):
+        return F.dropout(h, p, training=True)
+    return (h * F.dropout(torch.ones_like(h, dtype=torch.float32), p, training=True)).to(h.dtype)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` through ``dropout``: the same draws, the kept values scaled in float32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p) if self.training else x
+
+
+def mlp(in_dim: int, hidden_dims: list[int], p: float = 0.0, layer_norm: bool = False) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> ReLU -> [Dropout(p)] for each hidden width."""
     layers: list[nn.Module] = []
     for width in hidden_dims:
         layers.append(nn.Linear(in_dim, width))
         if layer_norm:
             layers.append(nn.LayerNorm(width))
         layers.append(nn.ReLU())
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+        if p > 0:
+            layers.append(Dropout(p))
         in_dim = width
     return nn.Sequential(*layers)
 
