@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
@@ -73,6 +74,26 @@ def test_dropout_is_active_in_training_and_off_in_evaluation(batch):
     no_dropout = make_policy(PolicyConfig(hidden_dims=[64, 64], dropout=0.0), IN_DIM, ACT_DIM).train()
     assert not any(isinstance(m, nn.Dropout) for m in no_dropout.modules())
     assert torch.equal(no_dropout.log_prob(x, a), no_dropout.log_prob(x, a))
+
+
+def test_bf16_dropout_keeps_h_over_one_minus_p_computed_in_float32():
+    """The policy's dropout draws as PyTorch's, but in bfloat16 keeps h / (1 - p) computed in float32 and rounded
+    once (PyTorch's CPU kernel would scale by 1 / (1 - p) rounded to bfloat16, 1.109375 for p = 0.1); in float32 it
+    is PyTorch's dropout."""
+    drop = make_policy(PolicyConfig(hidden_dims=[64], dropout=0.1), IN_DIM, ACT_DIM).body[-1].train()
+    h = (torch.rand(256, 64, generator=torch.Generator().manual_seed(0)) + 0.1).to(torch.bfloat16)
+
+    def seeded(f, x: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(0)
+        return f(x)
+
+    with torch.random.fork_rng(devices=[]), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, pytorch = seeded(drop, h), seeded(lambda x: F.dropout(x, 0.1, training=True), h)
+        fp32, fp32_pytorch = seeded(drop, h.float()), seeded(lambda x: F.dropout(x, 0.1, training=True), h.float())
+    kept = out != 0
+    assert out.dtype == torch.bfloat16 and torch.equal(kept, pytorch != 0) and 0.85 < kept.float().mean() < 0.95
+    assert torch.equal(out[kept], (h.float() / 0.9).to(torch.bfloat16)[kept])
+    assert torch.equal(fp32, fp32_pytorch)
 
 
 @pytest.mark.parametrize("name", ["unconditional", "diag_gaussian"])

@@ -16,14 +16,17 @@ from hydra import compose, initialize_config_dir
 
 from tests.conftest import child_env, make_tiny_dataset
 from tests.test_bench import load_bench
-from wsrl.core.config import register_configs, resolve_env, to_plain
+from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig, register_configs, resolve_env, to_plain
+from wsrl.core.module import WeightedBC
+from wsrl.core.policies import Dropout
 from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
 from wsrl.report.collect import collect
 from wsrl.running.build import build_run
 from wsrl.running.rundir import StopSignals, run_identity
-from wsrl.stacked.draws import GroupDraws, MemberData
+from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
 from wsrl.stacked.group import GroupStopped, build_group
 from wsrl.stacked.launch import DEADLINE_EXIT
+from wsrl.stacked.model import StackedPolicy
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 # WSRL_TEST_DEVICE=cuda runs the in-process tests on a GPU (the exact test then measures the GPU's tolerance)
@@ -224,6 +227,57 @@ def test_fast_draws_follow_each_members_distribution():
     assert all((inputs[k, :, :2 + k] == k).all() and (inputs[k, :, 2 + k:] == 0).all() for k in range(3))
     assert (weights[0] == 1).all() and (weights[2] == 1).all()
     assert set(np.round(weights[1].numpy(), 5)) <= set(np.round(w_a.astype(np.float32), 5))
+
+
+@pytest.mark.parametrize("policy", ["unconditional", "diag_gaussian"])
+def test_each_members_stacked_log_prob_is_its_own_policys(policy):
+    """The stacked model's likelihood of member k is member k's own policy's, for members with fewer inputs and
+    actions than the group's largest too (their padded columns and action dimensions hold numbers, masked out)."""
+    dims, batch = [(17, 6), (11, 3), (5, 1)], 32
+    members = []
+    for k, (in_dim, act_dim) in enumerate(dims):
+        torch.manual_seed(k)
+        cfg = PolicyConfig(name=policy, hidden_dims=[16, 16], log_std_bounds=[-3.0, 1.0])
+        member = WeightedBC(in_dim, act_dim, vars(cfg), vars(MethodConfig()), vars(TrainerConfig()), 0.0)
+        if policy == "unconditional":
+            with torch.no_grad():
+                member.policy.log_std.uniform_(-1.5, 0.5)  # a log-std of its own per dimension
+        members.append(member)
+    model = StackedPolicy(members)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(len(dims), batch, 17, generator=g)
+    a = torch.rand(len(dims), batch, 6, generator=g) * 1.9 - 0.95
+    with torch.no_grad():
+        stacked = model.log_prob(x, a, None)
+        for k, (in_dim, act_dim) in enumerate(dims):
+            own = members[k].policy.eval().log_prob(x[k, :, :in_dim], a[k, :, :act_dim])
+            torch.testing.assert_close(stacked[k], own, rtol=1e-6, atol=1e-6)  # float32 rounding apart
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_bf16_dropout_keeps_h_over_one_minus_p_computed_in_float32(mode):
+    """In bfloat16 the kept values are h / (1 - p) computed in float32, then rounded once (as a single run's on a
+    GPU), not h times 1 / (1 - p) rounded to bfloat16 (1.109375 for p = 0.1); exact mode's are the single run's."""
+    p, dev = 0.1, torch.device(DEVICE)
+    data = MemberData("s", "w", np.zeros((8, 2)), np.zeros((8, 1)), None, None, seed=0)
+    h = (torch.rand(2, 64, 128, generator=torch.Generator().manual_seed(0)) + 0.1).to(dev, torch.bfloat16)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        states = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            states.append(run_dropout_state(dev, seed))
+        draws = GroupDraws([data, data], 8, p, mode, dev, states, 0)
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            out = draws.dropout(h)
+        kept = out != 0
+        assert out.dtype == torch.bfloat16 and 0.85 < kept.float().mean() < 0.95
+        assert torch.equal(out[kept], (h.float() / (1 - p)).to(torch.bfloat16)[kept])
+        for k in range(2 if mode == "exact" else 0):  # the very draws and values of member k's single run
+            if dev.type == "cpu":
+                torch.set_rng_state(states[k])
+            else:
+                torch.cuda.set_rng_state(states[k], dev)
+            assert torch.equal(out[k], Dropout(p).train()(h[k]))
 
 
 def test_each_member_logs_to_its_own_wandb_run_in_the_sweeps_group(tiny_dataset, minari_root, tmp_path, monkeypatch):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from wsrl.core.policies import dropout as single_run_dropout
 from wsrl.core.weighting import IndexSampler
 
 INT_RANGE = 2**62  # fast mode's integer draws: uniform over [0, 2^62), reduced modulo each dataset size
@@ -140,18 +140,20 @@ class GroupDraws:
         return self.inputs[rows], self.actions[rows], self.loss_weights[local + self.weight_start.unsqueeze(1)]
 
     def dropout(self, h: torch.Tensor) -> torch.Tensor:
-        """``h`` [N, B, H] with each member's dropout mask applied."""
+        """``h`` [N, B, H] with each member's dropout mask applied; kept values are h / (1 - p) computed in float32
+        and rounded once to ``h``'s precision, as in a single run (``wsrl.core.policies.dropout``)."""
         if self.p == 0:
             return h
         if self.mode == "fast":
-            return h * torch.empty_like(h).bernoulli_(1 - self.p, generator=self.generator).div_(1 - self.p)
-        saved, masks = _dropout_state(self.device), []
+            mask = torch.empty_like(h, dtype=torch.float32).bernoulli_(1 - self.p, generator=self.generator)
+            return (h * mask.div_(1 - self.p)).to(h.dtype)
+        saved, dropped = _dropout_state(self.device), []
         for k in range(h.shape[0]):
             _set_dropout_state(self.device, self.dropout_states[k])
-            masks.append(F.dropout(torch.ones_like(h[k]), self.p, training=True))
+            dropped.append(single_run_dropout(h[k], self.p))
             self.dropout_states[k] = _dropout_state(self.device)
         _set_dropout_state(self.device, saved)
-        return h * torch.stack(masks)
+        return torch.stack(dropped)
 
     def state_dict(self) -> dict:
         if self.mode == "fast":

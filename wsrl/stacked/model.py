@@ -5,7 +5,9 @@ the single-run builder with its own seed), so the init is exactly the single run
 would make ``nn.init`` compute the fan-in from ``out``). Members with fewer inputs or actions than the group's
 largest are zero-padded: a padded input column sees zero input and gets zero gradient, a padded action
 dimension is masked out of the likelihood, so padded entries stay exactly zero (weight decay keeps a zero at
-zero) and a member trains as it would alone. Both policies of ``wsrl.core.policies`` are supported; LayerNorm is not.
+zero) and each member's log-likelihood is its own policy's (the density is ``wsrl.core.policies``' own functions).
+That likelihood is all the model computes: a loss term beyond it (CWBC's conservative loss) is not here. Both
+policies of ``wsrl.core.policies`` are supported; LayerNorm is not.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 
 from wsrl.core.module import WeightedBC
-from wsrl.core.policies import HALF_LOG_2PI, DiagGaussianActor
+from wsrl.core.policies import DiagGaussianActor, gaussian_log_prob, squash_log_std, squashed_gaussian_log_prob
 
 Dropout = Callable[[torch.Tensor], torch.Tensor]  # hidden activations [N, B, H] -> the same with dropout applied
 
@@ -96,20 +98,13 @@ class StackedPolicy(nn.Module):
         out = torch.baddbmm(self.head_bias.unsqueeze(1), self.body(x, dropout), self.head_weight.transpose(1, 2))
         if not self.squashed:
             return out, self.log_std.unsqueeze(1)
-        mean, log_std = out.chunk(2, dim=-1)
-        return mean, self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1)
+        mean, raw = out.chunk(2, dim=-1)
+        return mean, squash_log_std(raw, self.log_std_min, self.log_std_max)
 
     def log_prob(self, x: torch.Tensor, actions: torch.Tensor, dropout: Dropout | None) -> torch.Tensor:
         """Per-sample log-likelihood [N, B] of padded actions [N, B, A], padded dimensions masked out."""
-        mean, log_std = self._mean_log_std(x, dropout)
-        mask = self.action_mask.unsqueeze(1)
-        if self.squashed:
-            actions = actions.clamp(-1 + DiagGaussianActor.EPS, 1 - DiagGaussianActor.EPS)
-            jacobian = (torch.log1p(-actions.square() + DiagGaussianActor.EPS) * mask).sum(-1)
-            actions = torch.atanh(actions)
-        z = (actions - mean) * torch.exp(-log_std)
-        log_prob = ((-0.5 * z.square() - log_std - HALF_LOG_2PI) * mask).sum(-1)
-        return log_prob - jacobian if self.squashed else log_prob
+        density = squashed_gaussian_log_prob if self.squashed else gaussian_log_prob
+        return density(actions, *self._mean_log_std(x, dropout), self.action_mask.unsqueeze(1))
 
     def mean_log_std(self, x: torch.Tensor) -> torch.Tensor:
         """Each member's mean log-std [N] (over a batch ``x`` for the squashed policy), for the training logs."""
