@@ -223,6 +223,28 @@ def test_aggregates_of_a_synthetic_sweep_have_the_known_answers(tmp_path):
     assert improvement(matrices, {"a": "b"}, 50, seed=3) == improvement(matrices, {"a": "b"}, 50, seed=3)
 
 
+def test_tied_scores_count_half_in_p_of_improvement(tmp_path):
+    """Table 2 with tied scores: P(X > Y) counts a tie as half a win, on each dataset and over datasets (rliable's
+    rule). hopper: Own Return 1, 2, 3 against BC 2, 2, 0 wins 5 of the 9 pairs and ties 2: P = (5 + 2/2) / 9 = 2/3
+    (5/9 if ties counted nothing, 7/9 if they counted whole); BC + LDS 2, 2, 2 against BC wins 3 and ties 6: 2/3.
+    walker2d: every pair a win or, for IR = Own Return, P = 1/2."""
+    cols = {"hopper_medium": {("rvs_r", "uniform"): [1, 2, 3], ("bc", "uniform"): [2, 2, 0],
+                              ("rvs_r", "lds"): [1, 2, 3], ("bc", "lds"): [2, 2, 2]},
+            "walker2d_medium": {("rvs_r", "uniform"): [10, 11, 12], ("bc", "uniform"): [0, 0, 0],
+                                ("rvs_r", "lds"): [10, 11, 12], ("bc", "lds"): [5, 5, 5]}}
+    for env, runs in cols.items():
+        for (method, sampler), scores in runs.items():
+            for seed, score in enumerate(scores):
+                write_run(tmp_path, env, method, sampler, seed, float(score))
+    write_table(tmp_path, 2, reps=20)
+    rows = {r["what"]: r for r in csv.DictReader(open(tmp_path / "table2_aggregates.csv"))
+            if r["statistic"] == "P(X > Y)"}
+    per_task = {what: (float(r["P on hopper_medium"]), float(r["P on walker2d_medium"])) for what, r in rows.items()}
+    assert per_task == {"Own Return > BC": pytest.approx((2 / 3, 1.0)), "IR > Own Return": (0.5, 0.5),
+                        "BC + LDS > BC": pytest.approx((2 / 3, 1.0))}
+    assert float(rows["Own Return > BC"]["estimate"]) == pytest.approx((2 / 3 + 1) / 2)
+
+
 def _welch_by_hand(x, y):
     """Welch's difference, Welch-Satterthwaite 95 % interval (written out) and scipy's p-value."""
     x, y = np.asarray(x), np.asarray(y)
