@@ -257,6 +257,9 @@ def test_explicit_target_return_and_reference_scores_are_used(tiny_dataset, tmp_
     assert results.normalized_score["mean"] == pytest.approx((returns - 10).mean(), rel=1e-9)
     module, env = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert module.target_return == 1234.5 and (env.ref_min_score, env.ref_max_score) == (10, 110)
+    # BC takes no target return, so its results.json records none, even with env.target_return set
+    assert train(config("env.target_return=1234.5", "trainer.max_steps=5"), tmp_path / "bc").target_return is None
+    assert json.loads((tmp_path / "bc" / "results.json").read_text())["target_return"] is None
 
 
 def test_checkpoint_every_steps_zero_saves_only_the_end(tiny_dataset, tmp_path, one_thread):
