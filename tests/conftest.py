@@ -111,13 +111,14 @@ def random_episodes(env_id: str, n_episodes: int, max_steps: int, seed: int) -> 
 
 
 def make_tiny_dataset(dataset_id: str, robot: str = "hopper", n_episodes: int = 6, max_steps: int = 60,
-                      seed: int = 0) -> str:
-    """Write a small Minari dataset of random-action episodes with the robot's D4RL reference scores."""
+                      seed: int = 0, episodes: list | None = None) -> str:
+    """Write a small Minari dataset of random-action episodes (or the given ``episodes``) with the robot's D4RL
+    reference scores."""
     import minari
 
     r = ROBOT[robot]
     minari.create_dataset_from_buffers(
-        dataset_id, buffer=random_episodes(r.env_id, n_episodes, max_steps, seed), env=r.env_id,
+        dataset_id, buffer=episodes or random_episodes(r.env_id, n_episodes, max_steps, seed), env=r.env_id,
         algorithm_name="random", ref_min_score=r.ref_min_score, ref_max_score=r.ref_max_score,
         description="tiny test dataset")
     return dataset_id

@@ -9,6 +9,7 @@ import torch
 from scipy.stats import chi2
 
 from tests.conftest import make_tiny_dataset, random_episodes
+from tests.test_weighting import reference_weights
 from wsrl.core.config import MethodConfig, SamplerConfig
 from wsrl.core.data import DataError, OfflineDataModule, load_transitions, return_input, sample_weights
 from wsrl.core.weighting import IndexSampler
@@ -168,11 +169,14 @@ def test_uniform_sampler_is_uniform():
     assert chi_square(counts, np.full(n, 1.0 / n)) < chi2.ppf(1 - 1e-6, df=n - 1)
 
 
-def test_lds_sampling_draws_dataset_transitions_in_proportion_to_their_weights(dataset):
+def test_lds_sampling_draws_dataset_transitions_in_proportion_to_their_weights(dataset, episodes):
     dm = OfflineDataModule(dataset, MethodConfig(), LDS_SAMPLING, batch_size=4096, seed=0, device=torch.device("cpu"))
     dm.setup()
-    weights = sample_weights(dm.transitions, LDS_SAMPLING, 1.0)
-    np.testing.assert_allclose(dm.weights, weights)
+    # the formula: each transition labelled with its episode's return (from the raw episodes), LDS_SAMPLING's 10
+    # bins and the default kernel (gaussian, ks 5, sigma 2) and reweighting (sqrt_inv)
+    labels = np.concatenate([np.full(len(ep.rewards), np.sum(ep.rewards)) for ep in episodes])
+    weights = reference_weights(labels, 10, "gaussian", 5, 2.0, "sqrt_inv")
+    np.testing.assert_allclose(dm.weights, weights, rtol=1e-10)
     assert weights.std() > 0.05, "the test needs unequal weights"
     counts = draw_counts(dm.stream.sampler, len(weights), 50)
     probs = weights / weights.sum()

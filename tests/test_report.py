@@ -10,9 +10,9 @@ import math
 import multiprocessing as mp
 import os
 import statistics
+import struct
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -129,38 +129,76 @@ def test_report_files_failed_jobs_and_empty_dir(tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("error: no results.json")
 
 
+def wandb_records(run_file):
+    """The protobuf records of an offline W&B run file (``run-<id>.wandb``): W&B's 7-byte header, then LevelDB's log
+    format (32 KiB blocks of fragments, each with a 7-byte header: checksum, length, type 1 whole, 2-4 first, middle,
+    last; a block's tail under 7 bytes is padding)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, fragments = run_file.read_bytes(), 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:
+            pos += 32768 - pos % 32768
+            continue
+        _checksum, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        fragments, pos = fragments + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(fragments)
+            fragments = b""
+            yield record
+
+
+def offline_report(out):
+    """The one offline W&B run below ``out``: its run record and its logged values by key (``{table: {"path": ..,
+    "_type": ..}}`` for a table or image)."""
+    (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    records = list(wandb_records(run_file))
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    logged = {}
+    for item in (i for r in records if r.WhichOneof("record_type") == "history" for i in r.history.item):
+        *key, field = item.nested_key or [item.key]
+        logged.setdefault("/".join(key), {})[field] = json.loads(item.value_json)
+    return run, run_file.parent / "files", {k: v for k, v in logged.items() if k and not k.startswith("_")}
+
+
 def test_wandb_logs_the_tables_and_figures_to_the_chosen_project(tmp_path, monkeypatch, capsys):
-    """--wandb: one report run in the sweep's group, in --wandb-project (default: the training runs'), with every
-    table and figure under its own key."""
-    calls = []
+    """--wandb, against the real wandb offline (WANDB_MODE unset; its folders in tmp_path): one report run in the
+    sweep's group, in --wandb-project (default: the training runs'), with every table (its rows those of the CSV)
+    and figure (the PNG written) under its own key; without --wandb nothing is logged."""
+    import wandb
 
-    class Run:
-        def log(self, data):
-            calls.append(("log", data))
-
-        def finish(self):
-            calls.append(("finish", None))
-
-    fake = types.SimpleNamespace(init=lambda **kw: calls.append(("init", kw)) or Run(), Table=lambda **kw: kw,
-                                 Image=lambda path: path)
-    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home" / var.lower()))
+    sweep = tmp_path / "sweep"
     for seed in range(2):
-        write_run(tmp_path, "hopper_medium_expert", "rvs_r", "uniform", seed, 50.0 + seed)
-    out = tmp_path / "out"
-    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb", "--wandb-project", "elsewhere"])
-    (_, init), (_, logged), finish = calls
-    assert (init["project"], init["group"], init["name"], init["dir"]) == ("elsewhere", tmp_path.name,
-                                                                          "report-table1", str(out))
+        write_run(sweep, "hopper_medium_expert", "rvs_r", "uniform", seed, 50.0 + seed)
+    try:
+        main([str(sweep), "--table", "1", "--reps", "20", "--out", str(tmp_path / "a"), "--wandb"])
+        main([str(sweep), "--table", "1", "--reps", "20", "--out", str(tmp_path / "b"), "--wandb", "--wandb-project",
+              "elsewhere"])
+    finally:
+        wandb.teardown()  # stops the W&B service this process started, and takes WANDB_SERVICE out of its environment
+    run, files, logged = offline_report(tmp_path / "a")
+    assert (run.project, run.run_group, run.display_name, run.job_type) == (WandbConfig().project, "sweep",
+                                                                            "report-table1", "report")
+    assert offline_report(tmp_path / "b")[0].project == "elsewhere"
     assert sorted(logged) == ["figures/table1", "figures/table1_statistics", "table1", "table1_aggregates",
                               "table1_runs"]
-    assert logged["table1"]["columns"][0] == "dataset" and logged["figures/table1"] == str(out / "table1.png")
-    assert finish == ("finish", None)
-    calls.clear()
-    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb"])
-    assert calls[0][1]["project"] == WandbConfig().project
-    calls.clear()
-    main([str(tmp_path), "--table", "1", "--reps", "20", "--out", str(out), "--wandb-project", "elsewhere"])
-    assert calls == []  # without --wandb nothing is logged
+    for key in ("table1", "table1_aggregates", "table1_runs"):
+        assert logged[key]["_type"] == "table-file"
+        table = json.loads((files / logged[key]["path"]).read_text())
+        with open(tmp_path / "a" / f"{key}.csv") as f:
+            rows = list(csv.reader(f))
+        assert table["columns"] == rows[0] and len(table["data"]) == len(rows) - 1
+        assert [["" if v is None else str(v) for v in row] for row in table["data"]] == rows[1:]
+    for stem in ("table1", "table1_statistics"):
+        image = logged[f"figures/{stem}"]
+        assert image["_type"] == "image-file"
+        assert (files / image["path"]).read_bytes() == (tmp_path / "a" / f"{stem}.png").read_bytes()
+    main([str(sweep), "--table", "1", "--reps", "20", "--out", str(tmp_path / "c"), "--wandb-project", "elsewhere"])
+    assert not (tmp_path / "c" / "wandb").exists()  # without --wandb nothing is logged
     capsys.readouterr()
 
 
@@ -221,6 +259,28 @@ def test_aggregates_of_a_synthetic_sweep_have_the_known_answers(tmp_path):
     matrices = {"a": np.array([[1.0, 5.0], [2.0, 9.0], [4.0, 3.0]]), "b": np.array([[0.0, 4.0], [3.0, 8.0]])}
     assert aggregates(matrices, 50, seed=3) == aggregates(matrices, 50, seed=3)
     assert improvement(matrices, {"a": "b"}, 50, seed=3) == improvement(matrices, {"a": "b"}, 50, seed=3)
+
+
+def test_tied_scores_count_half_in_p_of_improvement(tmp_path):
+    """Table 2 with tied scores: P(X > Y) counts a tie as half a win, on each dataset and over datasets (rliable's
+    rule). hopper: Own Return 1, 2, 3 against BC 2, 2, 0 wins 5 of the 9 pairs and ties 2: P = (5 + 2/2) / 9 = 2/3
+    (5/9 if ties counted nothing, 7/9 if they counted whole); BC + LDS 2, 2, 2 against BC wins 3 and ties 6: 2/3.
+    walker2d: every pair a win or, for IR = Own Return, P = 1/2."""
+    cols = {"hopper_medium": {("rvs_r", "uniform"): [1, 2, 3], ("bc", "uniform"): [2, 2, 0],
+                              ("rvs_r", "lds"): [1, 2, 3], ("bc", "lds"): [2, 2, 2]},
+            "walker2d_medium": {("rvs_r", "uniform"): [10, 11, 12], ("bc", "uniform"): [0, 0, 0],
+                                ("rvs_r", "lds"): [10, 11, 12], ("bc", "lds"): [5, 5, 5]}}
+    for env, runs in cols.items():
+        for (method, sampler), scores in runs.items():
+            for seed, score in enumerate(scores):
+                write_run(tmp_path, env, method, sampler, seed, float(score))
+    write_table(tmp_path, 2, reps=20)
+    rows = {r["what"]: r for r in csv.DictReader(open(tmp_path / "table2_aggregates.csv"))
+            if r["statistic"] == "P(X > Y)"}
+    per_task = {what: (float(r["P on hopper_medium"]), float(r["P on walker2d_medium"])) for what, r in rows.items()}
+    assert per_task == {"Own Return > BC": pytest.approx((2 / 3, 1.0)), "IR > Own Return": (0.5, 0.5),
+                        "BC + LDS > BC": pytest.approx((2 / 3, 1.0))}
+    assert float(rows["Own Return > BC"]["estimate"]) == pytest.approx((2 / 3 + 1) / 2)
 
 
 def _welch_by_hand(x, y):

@@ -385,3 +385,23 @@ def test_the_conservative_loss_raises_the_best_trajectories_return_input(return_
     dm2.setup()
     inputs2, _, _ = next(iter(dm2.train_dataloader()))
     assert (inputs2[b:, -1] - dm2.inputs[rows, -1] >= torch.as_tensor(raise_by, dtype=torch.float32) - 1e-6).all()
+
+
+def test_the_single_runs_loss_adds_the_conservative_term(tiny_dataset, tmp_path, one_thread):
+    """sampler=cwbc_conservative in a single run: the first step's loss (the initial policy, the same draws whatever
+    the weight) is the batch's NLL plus conservative_weight x the raised rows' mean NLL, so it is linear in the weight
+    with a non-zero slope; and the logged weights average 1 + conservative_weight (the batch's rows weigh
+    (a + b) / b each, the a raised rows weight x (a + b) / a)."""
+    first = {}
+    for weight in (0, 1, 3):
+        run = tmp_path / f"w{weight}"
+        train(config("method=rvs_r", "sampler=cwbc_conservative", f"sampler.conservative_weight={weight}",
+                     "sampler.cwbc_bins=4", "trainer.max_steps=1", "trainer.log_every_n_steps=1", "eval.episodes=1"),
+              run)
+        with open(run / "csv" / "metrics.csv") as f:
+            first[weight] = next(r for r in csv.DictReader(f) if r.get("train/loss"))
+    loss = {w: float(r["train/loss"]) for w, r in first.items()}
+    raised = loss[1] - loss[0]  # the raised rows' mean NLL under the initial policy
+    assert abs(raised) > 0.01, loss
+    assert loss[3] - loss[0] == pytest.approx(3 * raised, rel=1e-4), loss
+    assert {w: float(r["train/weight_mean"]) for w, r in first.items()} == pytest.approx({0: 1.0, 1: 2.0, 3: 4.0})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,11 +16,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
+from tests.conftest import make_tiny_dataset, random_episodes
 from wsrl.common.episodes import run_episodes
 from wsrl.core.config import ConfigError, MethodConfig, SamplerConfig, register_configs
 from wsrl.core.data import OfflineDataModule, load_transitions
 from wsrl.core.methods import conditions_on_return
 from wsrl.core.module import WeightedBC
+from wsrl.datasets.suite import ROBOT
 from wsrl.evaluation.__main__ import main as evaluate_cli
 from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
 from wsrl.train import train
@@ -202,6 +205,29 @@ def test_a_checkpoint_holding_condition_on_return_loads_where_it_agrees(tmp_path
         WeightedBC.load_from_checkpoint(path, map_location="cpu")
 
 
+def test_the_single_runs_loss_ignores_what_it_weighs_zero(minari_root, tmp_path, monkeypatch, one_thread):
+    """The single run's weighted loss: sampler=topk_loss gives the best of six trajectories all the weight in the
+    loss and the others 0 (the draw stays uniform), so the trained policy is bitwise the same when every other
+    trajectory's actions are reversed, and moves when the best one's are."""
+    episodes = random_episodes(ROBOT["hopper"].env_id, 6, 60, seed=0)
+    best = int(np.argmax([sum(ep.rewards) for ep in episodes]))
+
+    def trained(reversed_actions: list[int]) -> dict[str, torch.Tensor]:
+        name = "-".join(map(str, reversed_actions)) or "none"
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root / name))
+        make_tiny_dataset("wsrl/hopper/medium-expert-v0", episodes=[dataclasses.replace(ep, actions=-ep.actions)
+                                                                   if i in reversed_actions else ep
+                                                                   for i, ep in enumerate(episodes)])
+        train(config("sampler=topk_loss", "trainer.max_steps=5", "eval.episodes=1"), tmp_path / name)
+        return torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+    policy = trained([])
+    others = trained([i for i in range(6) if i != best])
+    assert policy.keys() == others.keys() and all(torch.equal(policy[k], others[k]) for k in policy)
+    moved = trained([best])
+    assert not all(torch.equal(policy[k], moved[k]) for k in policy if k.startswith("policy."))
+
+
 def test_periodic_evaluation_scores_the_policy_of_its_step(tiny_dataset, tmp_path, one_thread):
     """eval.every_steps=20 over 60 steps: evaluations at 20 and 40 (and the final one at 60); the one at 20 is
     exactly the final score of a run stopped at step 20 (training is deterministic, evaluation seeded by step)."""
@@ -231,6 +257,9 @@ def test_explicit_target_return_and_reference_scores_are_used(tiny_dataset, tmp_
     assert results.normalized_score["mean"] == pytest.approx((returns - 10).mean(), rel=1e-9)
     module, env = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert module.target_return == 1234.5 and (env.ref_min_score, env.ref_max_score) == (10, 110)
+    # BC takes no target return, so its results.json records none, even with env.target_return set
+    assert train(config("env.target_return=1234.5", "trainer.max_steps=5"), tmp_path / "bc").target_return is None
+    assert json.loads((tmp_path / "bc" / "results.json").read_text())["target_return"] is None
 
 
 def test_checkpoint_every_steps_zero_saves_only_the_end(tiny_dataset, tmp_path, one_thread):

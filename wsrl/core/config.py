@@ -143,8 +143,8 @@ class PolicyConfig:
 
     name: PolicyName = PolicyName.unconditional  # unconditional (2 x 1024, dropout) | diag_gaussian (the old actor)
     hidden_dims: list[int] = field(default_factory=lambda: [1024, 1024])  # width of each hidden layer
-    dropout: float = 0.1  # dropout after each hidden ReLU (unconditional only)
-    layer_norm: bool = False  # LayerNorm before each ReLU (unconditional only)
+    dropout: float = 0.1  # dropout after each hidden ReLU (both policies share the MLP; policy=diag_gaussian sets 0)
+    layer_norm: bool = False  # LayerNorm before each ReLU (both policies)
     log_std_init: float = 0.0  # initial state-independent log-std (unconditional only)
     log_std_bounds: list[float] = field(default_factory=lambda: [-5.0, 2.0])  # diag_gaussian's log-std range
 

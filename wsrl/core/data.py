@@ -20,7 +20,7 @@ from scipy.signal import lfilter
 from wsrl.core.config import MethodConfig, SamplerConfig
 from wsrl.core.diagnostics import weight_diagnostics
 from wsrl.core.methods import conditions_on_return
-from wsrl.core.weighting import PLACEMENTS, Episodes, IndexSampler, scheme_weights
+from wsrl.core.weighting import PLACEMENTS, Episodes, IndexSampler, percentile_element, scheme_weights
 
 
 class DataError(ValueError):
@@ -134,7 +134,7 @@ class Conservative:
                  actions: torch.Tensor) -> None:
         returns = data.episode_returns()
         ranked = np.sort(returns)
-        threshold = ranked[min(int(sampler.conservative_percentile * len(ranked)), len(ranked) - 1)]
+        threshold = percentile_element(ranked, sampler.conservative_percentile)
         per_transition = data.trajectory_returns()
         dev = inputs.device
         self.inputs, self.actions = inputs, actions

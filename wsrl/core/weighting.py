@@ -40,11 +40,21 @@ def lds_kernel(kernel: str, ks: int, sigma: float) -> np.ndarray:
     return window / window.max()
 
 
+def min_max(values: np.ndarray) -> np.ndarray:
+    """(v - min) / (max - min); all zeros when every value is the same."""
+    lo, hi = values.min(), values.max()
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values, dtype=np.float64)
+
+
 def bin_index(labels: np.ndarray, bins: int) -> np.ndarray:
     """Equal-width bin of each label over [min, max]; the maximum falls in the last bin."""
-    lo, hi = labels.min(), labels.max()
-    scaled = (labels - lo) / (hi - lo) if hi > lo else np.zeros_like(labels)
-    return np.minimum((scaled * bins).astype(np.int64), bins - 1)
+    return np.minimum((min_max(labels) * bins).astype(np.int64), bins - 1)
+
+
+def percentile_element(ranked: np.ndarray, percentile: float) -> float:
+    """The element of the sorted ``ranked`` at index int(percentile * E), at most the last: the percentile of CWBC's
+    reference code (tung-nd/cwbc), for its kappa and its conservative loss's threshold."""
+    return ranked[min(int(percentile * len(ranked)), len(ranked) - 1)]
 
 
 def lds_weights(labels: np.ndarray, bins: int = 100, kernel: str = "gaussian", ks: int = 5, sigma: float = 2.0,
@@ -134,12 +144,6 @@ class SchemeParams(Protocol):
     cwbc_percentile: float
 
 
-def min_max(values: np.ndarray) -> np.ndarray:
-    """(v - min) / (max - min); all zeros when every value is the same."""
-    lo, hi = values.min(), values.max()
-    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values, dtype=np.float64)
-
-
 def top_trajectories(returns: np.ndarray, fraction: float) -> np.ndarray:
     """Mask of the top ``fraction`` of trajectories by return: k = max(1, floor(fraction * E)) of them (CORL's
     any_percent_bc and Hong et al.'s TopK count trajectories); ties at the cut go to the earlier trajectory."""
@@ -179,7 +183,7 @@ def cwbc_trajectory_weights(returns: np.ndarray, bins: int, lam: float, percenti
     centres = lo + (np.arange(bins) + 0.5) * (hi - lo) / bins
     ranked = np.sort(returns)
     best = ranked[-1]
-    kappa = best - ranked[min(int(percentile * len(ranked)), len(ranked) - 1)]
+    kappa = best - percentile_element(ranked, percentile)
     kappa = kappa if kappa > 0 else 0.1
     return np.exp(-np.abs(centres[idx] - best) / kappa) / (share[idx] + lam)
 

@@ -19,6 +19,7 @@ import torch
 from wsrl.common.environ import scoped_environ
 from wsrl.core.config import EnvConfig, EvalConfig, ResolvedEnv, TrainConfig, TrainerConfig, resolve_device
 from wsrl.core.data import DataError, OfflineDataModule, Transitions
+from wsrl.core.methods import conditions_on_return
 from wsrl.core.module import WeightedBC
 from wsrl.evaluation import media
 from wsrl.evaluation.conditioning import return_histogram
@@ -194,7 +195,7 @@ class Run:
     evaluator: PeriodicEval  # the periodic evaluations' history (a Trainer callback when eval.every_steps > 0)
     stopper: StopAtStep  # saves the step on a stop signal; records the step each process started from
     last: Path  # checkpoints/last.ckpt: what a resumed run starts from
-    target_return: float  # RvS-R's evaluation target (raw return)
+    target_return: float | None  # RvS-R's evaluation target (raw return); None for BC, which takes none
 
     def fit(self, ckpt_path: str | None = None) -> None:
         """``trainer.fit`` of the module on the data."""
@@ -221,7 +222,8 @@ def build_policy(cfg: TrainConfig, plain: dict, env: ResolvedEnv, transitions: T
                                  transitions)
         data.setup()
     check_shapes(env.eval_env_id, env.dataset_id, data.obs_mean.shape[0], data.action_dim)
-    target = data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return
+    target = None if not conditions_on_return(cfg.method) else (
+        data.max_episode_return if cfg.env.target_return is None else cfg.env.target_return)
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
                         target, data.obs_mean, data.obs_std, config=plain,
                         dataset_returns=return_histogram(data.transitions.episode_returns()))
