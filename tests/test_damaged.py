@@ -19,11 +19,13 @@ from tests.test_reliability import SMALL, config, final_weights
 from tests.test_report import write_run
 from tests.test_runs import snapshot
 from tests.test_stacked import sweep
+from wsrl.core.config import to_plain
 from wsrl.report.__main__ import main as report
 from wsrl.report.collect import collect
 from wsrl.running.build import resume_point
 from wsrl.running.damaged import DamagedFile, read_json, set_aside
 from wsrl.running.results import finished_results
+from wsrl.running.rundir import check_same_run, record_run, run_identity
 from wsrl.train import train
 
 DAMAGE = {  # what a cut copy, a wrong file or a full disk elsewhere leaves
@@ -152,6 +154,15 @@ def test_a_damaged_results_json_is_no_finished_run(tmp_path, caplog, how):
     assert (tmp_path / "results.json.damaged").read_bytes() == bad and not path.exists()
     [line] = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"{path} cannot be read (") and "kept as results.json.damaged" in line
+
+
+def test_a_damaged_identity_is_refused_naming_it(tmp_path):
+    plain = to_plain(config())
+    record_run(tmp_path, run_identity(plain), plain)
+    damage(tmp_path / "run_config.json", "cut")
+    with pytest.raises(DamagedFile, match=f"^{tmp_path}/run_config.json cannot be read \\(not whole JSON: .*\\): it "
+                       "is the run's identity; restore it, or pass name=<new name>"):
+        check_same_run(plain, tmp_path)
 
 
 def test_a_cut_results_json_is_evaluated_again_from_the_final_checkpoint(tiny_dataset, tmp_path, one_thread):
