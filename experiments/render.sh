@@ -5,8 +5,9 @@
 #                                       experiments/results/
 # An archive (experiments/results/sweeps/<sweep>.tar.gz) holds, for every finished run of the sweep, its results.json,
 # run_config.json, config.yaml and csv/metrics.csv: what the report reads and what makes a rerun of the sweep skip
-# the run; no checkpoints. Restoring adds the runs multirun/ lacks and never overwrites a file there. A table whose
-# sweeps are missing is skipped, with a line saying which.
+# the run; no checkpoints. Restoring adds the runs multirun/ lacks and never overwrites a file there; an archive that
+# cannot be read whole is named in one line, and the report names (and leaves out) any results.json it cut. A table
+# whose sweeps are missing is skipped, with a line saying which.
 # Environment: PYTHON, MULTIRUN (multirun), RUNS (experiments/results/sweeps), OUT (experiments/results), REPS (2000).
 set -euo pipefail
 shopt -s nullglob
@@ -40,7 +41,12 @@ elif [[ $# -gt 0 ]]; then
   exit 2
 fi
 mkdir -p "$MULTIRUN"
-for archive in "$RUNS"/*.tar.gz; do tar -xzf "$archive" -C "$MULTIRUN" --skip-old-files; done
+for archive in "$RUNS"/*.tar.gz; do
+  if ! err=$(tar -xzf "$archive" -C "$MULTIRUN" --skip-old-files 2>&1); then  # named in one line; rendering goes on
+    echo "damaged: $archive cannot be read whole ($(grep -m1 . <<< "$err")): the tables use the runs restored from" \
+      "it, the report names any it cut; restore the archive (git checkout -- $archive) and render again" >&2
+  fi
+done
 
 report() {  # $1: the output directory, $2: the sweeps (comma-separated), then the report's options
   local out=$1 sweep sweeps dirs=()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 from tests.conftest import ROOT, child_env
 from tests.test_report import write_run
@@ -56,3 +58,33 @@ def test_pack_restore_and_render(tmp_path):
     table = {r["dataset"]: r for r in csv.DictReader((tmp_path / "out" / "table2.csv").open())}
     assert float(table["hopper_medium_expert"]["BC"]) == 42.0 and float(table["hopper_medium_expert"]["IR"]) == 43.0
     assert (tmp_path / "out" / "table3.md").exists() and (tmp_path / "out" / "me10" / "table2.md").exists()
+
+
+def test_a_damaged_archive_or_member_is_named_and_rendering_goes_on(tmp_path):
+    """An archive packed with a cut results.json: the report names that run and counts it in the notes; an
+    archive cut short: named in one line, and the other tables are rendered."""
+    multirun = tmp_path / "multirun"
+    for sweep, env in (("table2_cpu", "hopper_medium_expert"), ("table4_cpu", "walker2d_medium_expert")):
+        for seed in range(3):
+            write_run(multirun / sweep, env, "bc", "uniform", seed, 10.0 * (seed + 1))
+    for env in ("halfcheetah_medium_expert", "walker2d_medium_expert"):  # the rows of the medium-expert tables
+        write_run(multirun / "table2_cpu", env, "bc", "uniform", 0, 50.0)
+    member = Path("table2_cpu") / "hopper_medium_expert" / "bc-uniform-None-unconditional" / "seed2" / "results.json"
+    (multirun / member).write_bytes((multirun / member).read_bytes()[:200])
+    render(tmp_path, "--pack")
+    shutil.rmtree(multirun)
+    cut = tmp_path / "sweeps" / "table4_cpu.tar.gz"
+    cut.write_bytes(cut.read_bytes()[:100])
+    proc = render(tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert [line for line in lines if line.startswith("damaged:")] == [
+        f"damaged: {cut} cannot be read whole (gzip: stdin: unexpected end of file): the tables use the runs "
+        f"restored from it, the report names any it cut; restore the archive (git checkout -- {cut}) and render again"]
+    skipped = [line for line in lines if line.startswith("skipped:")]
+    assert skipped and all(line.startswith(f"skipped: {multirun / member} cannot be read (not whole JSON")
+                           for line in skipped)
+    notes = [line for line in (tmp_path / "out" / "table2.md").read_text().splitlines() if "unreadable" in line]
+    assert len(notes) == 1 and notes[0].startswith("- 1 run unreadable, left out")
+    table = {r["dataset"]: r for r in csv.DictReader((tmp_path / "out" / "table2.csv").open())}
+    assert float(table["hopper_medium_expert"]["BC"]) == 15.0  # the two readable seeds

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from wsrl.core.config import EnvConfig, resolve_env
+from wsrl.running.damaged import DamagedFile
 from wsrl.running.results import VERSION, RunResults, finished_results, read_results, write_results
 
 PLAIN = {"env": {"name": "hopper_medium_expert"}, "method": {"name": "rvs_r"}, "sampler": {"name": "lds"},
@@ -51,5 +52,5 @@ def test_a_version_1_file_still_reads(tmp_path):
 
 def test_a_file_missing_a_required_field_is_refused(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({k: v for k, v in VERSION_1.items() if k != "steps"}))
-    with pytest.raises(TypeError, match="steps"):
+    with pytest.raises(DamagedFile, match="results.json cannot be read \\(not a run's results: .*'steps'"):
         read_results(tmp_path / "results.json")

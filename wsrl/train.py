@@ -32,7 +32,7 @@ from wsrl.core.validation import validate
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate
 from wsrl.evaluation.video import VideoUnavailable, check_video
-from wsrl.running.build import Run, build_run, check_shapes_early, checkpoint_interval
+from wsrl.running.build import Run, build_run, check_shapes_early, checkpoint_interval, resume_point
 from wsrl.running.refusals import check_command_line, report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
 from wsrl.running.rundir import RunInterrupted, StopSignals, check_same_run, record_run, run_lock
@@ -61,6 +61,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
     if (done := finished_results(run_dir, cfg.trainer.max_steps)) is not None:
         log.info("%s already finished (%s steps): choose another name= to run again", run_dir, done.steps)
         return done
+    resume = resume_point(cfg, run_dir)  # a damaged checkpoint falls back, or refuses here
     check_shapes_early(cfg.env, env)
     if cfg.generate_if_missing:  # the first work: minutes of CPU for a full-size generated dataset
         from wsrl.datasets.sources import ensure_dataset
@@ -72,7 +73,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
     try:
         record_run(run_dir, identity, plain)
         log_dataset(run, env, run_dir)
-        fit(run, cfg)
+        fit(run, cfg, resume)
         final, extras = evaluate_final(run, cfg, env, run_dir)
     except RunInterrupted:
         for lg in run.trainer.loggers:  # already done if the signal came while training; harmless twice
@@ -104,12 +105,11 @@ def log_dataset(run: Run, env: ResolvedEnv, run_dir: Path) -> None:
     media.log_dataset(run.trainer.loggers, run.data, env, run_dir)
 
 
-def fit(run: Run, cfg: TrainConfig) -> None:
-    """Fit to ``trainer.max_steps``, resuming from the run directory's last checkpoint unless ``resume=false``."""
-    resume = cfg.resume and run.last.exists()
-    if resume:
-        log.info("resuming from %s", run.last)
-    run.fit(str(run.last) if resume else None)
+def fit(run: Run, cfg: TrainConfig, resume: Path | None) -> None:
+    """Fit to ``trainer.max_steps`` from the checkpoint ``resume`` (``resume_point``; None: from step 0)."""
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    run.fit(str(resume) if resume is not None else None)
     if run.trainer.global_step % checkpoint_interval(cfg):
         # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
         run.trainer.save_checkpoint(run.last)

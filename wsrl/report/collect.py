@@ -4,14 +4,19 @@ each cell of a table."""
 
 from __future__ import annotations
 
-import json
+import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from wsrl.report.paper import COLUMNS, DATASETS
+from wsrl.report.tables import UNREADABLE
+from wsrl.running.damaged import DamagedFile, read_json
 from wsrl.running.results import RESULTS, RunResults, read_results
+
+T = TypeVar("T")
 
 
 class ReportError(ValueError):
@@ -31,17 +36,40 @@ class Run:
         return self.results.config.get("sampler", {}).get("target")
 
 
-def results_below(sweep_dir: Path) -> list[tuple[Path, RunResults]]:
-    """Each run directory below ``sweep_dir`` that holds a ``results.json``, with its record, in path order."""
-    return [(path.parent, read_results(path)) for path in sorted(sweep_dir.rglob(RESULTS))]
+def read_below(sweep_dir: Path, name: str, read: Callable[[Path], T], strict: bool = False
+               ) -> tuple[list[tuple[Path, T]], list[dict]]:
+    """Every file ``name`` below ``sweep_dir``, in path order, with what ``read`` makes of it; and for each that
+    cannot be read (``DamagedFile``) an entry of the notes' missing runs (type ``UNREADABLE``), named in one line
+    on stderr and skipped; with ``strict`` it is refused instead (``ReportError``)."""
+    read_ok, unreadable = [], []
+    for path in sorted(sweep_dir.rglob(name)):
+        try:
+            read_ok.append((path, read(path)))
+        except DamagedFile as err:
+            if strict:
+                raise ReportError(f"{err}; run the sweep's command again to redo the run, or leave out --strict "
+                                  "to skip it") from err
+            print(f"skipped: {err}; running the sweep's command again redoes the run (--strict refuses instead)",
+                  file=sys.stderr)
+            unreadable.append({"dir": str(path.parent.relative_to(sweep_dir)), "type": UNREADABLE, "error": str(err)})
+    return read_ok, unreadable
 
 
-def collect(sweep_dir: Path) -> tuple[list[Run], list[dict]]:
-    """All finished runs and all failed jobs (without a later success) below ``sweep_dir``."""
-    runs = [Run(results, f"{sweep_dir.name}/{run_dir.relative_to(sweep_dir)}")
-            for run_dir, results in results_below(sweep_dir)]
-    failed = [{"dir": str(p.parent.relative_to(sweep_dir)), **json.loads(p.read_text())}
-              for p in sorted(sweep_dir.rglob("failed.json")) if not (p.parent / RESULTS).exists()]
+def results_below(sweep_dir: Path, strict: bool = False) -> list[tuple[Path, RunResults]]:
+    """Each run directory below ``sweep_dir`` that holds a readable ``results.json``, with its record, in path
+    order (``read_below``: an unreadable one is named and skipped, or with ``strict`` refused)."""
+    return [(path.parent, results) for path, results in read_below(sweep_dir, RESULTS, read_results, strict)[0]]
+
+
+def collect(sweep_dir: Path, strict: bool = False) -> tuple[list[Run], list[dict]]:
+    """All finished runs below ``sweep_dir``, and all failed jobs (without a later success) and unreadable files
+    (``read_below``, each named on stderr; ``strict``: refused)."""
+    finished, unreadable = read_below(sweep_dir, RESULTS, read_results, strict)
+    runs = [Run(results, f"{sweep_dir.name}/{path.parent.relative_to(sweep_dir)}") for path, results in finished]
+    failures, damaged = read_below(sweep_dir, "failed.json", read_json, strict)
+    failed = [{"dir": str(p.parent.relative_to(sweep_dir)), **record} for p, record in failures
+              if not (p.parent / RESULTS).exists()]
+    failed += unreadable + damaged
     if not runs and not failed:
         raise ReportError(f"no results.json or failed.json below {sweep_dir}: is it a sweep directory?")
     return runs, failed
@@ -54,12 +82,13 @@ def _budget(run: Run) -> tuple:
             cfg.get("env", {}).get("size"))
 
 
-def pool(sweep_dirs: Sequence[Path]) -> tuple[list[Run], list[dict], list[int]]:
-    """The runs, failed jobs and swept seeds of several sweeps as one. Refuses sweeps of different budgets and a
-    run (dataset, method, sampler, policy, LDS label, seed) that two of them have: pass each cell's sweep once."""
+def pool(sweep_dirs: Sequence[Path], strict: bool = False) -> tuple[list[Run], list[dict], list[int]]:
+    """The runs, failed jobs (and unreadable files) and swept seeds of several sweeps as one (``collect``). Refuses
+    sweeps of different budgets and a run (dataset, method, sampler, policy, LDS label, seed) that two of them
+    have: pass each cell's sweep once."""
     runs, failed, seeds, origin, budgets = [], [], set(), {}, {}
     for sweep in sweep_dirs:
-        got, bad = collect(sweep)
+        got, bad = collect(sweep, strict)
         for run in got:
             r = run.results
             key = (r.env, r.method, r.sampler, r.policy, run.label, r.seed)

@@ -18,9 +18,11 @@ from wsrl.report.paper import COLUMNS, GROUPS
 from wsrl.report.statistics import seed_interval
 
 
-def _cell_history(sweep_dir: Path, number: int, env: str, column: str) -> dict[int, dict[int, float]]:
-    """Each seed's normalized score at each evaluation step of one cell's runs below ``sweep_dir``."""
-    cell = cells(collect(sweep_dir)[0], number).get((env, column))
+def _cell_history(sweep_dir: Path, number: int, env: str, column: str, strict: bool = False
+                  ) -> dict[int, dict[int, float]]:
+    """Each seed's normalized score at each evaluation step of one cell's runs below ``sweep_dir`` (``strict``:
+    refuse an unreadable run rather than skip it)."""
+    cell = cells(collect(sweep_dir, strict)[0], number).get((env, column))
     if not cell:
         raise ReportError(f"no runs of {env} / {column} (Table {number}) below {sweep_dir}")
     history = {r.results.seed: {h["step"]: h["mean"] for h in r.results.eval_history} for r in sorted(
@@ -32,7 +34,7 @@ def _cell_history(sweep_dir: Path, number: int, env: str, column: str) -> dict[i
 
 
 def curve_report(sweep_dirs: Path | Sequence[Path], number: int, env: str, column: str,
-                 out: Path | None = None) -> Path:
+                 out: Path | None = None, strict: bool = False) -> Path:
     """``curve_<env>_<column>.png`` and ``.csv``: one cell's learning curve, the normalized score of each seed at
     each periodic evaluation (``eval.every_steps``) and the final one, with the mean over seeds and its 95 %
     interval at the steps every seed has, to show where training flattens. Several sweeps (say, one per policy
@@ -40,7 +42,7 @@ def curve_report(sweep_dirs: Path | Sequence[Path], number: int, env: str, colum
     if column not in COLUMNS[number]:
         raise ReportError(f"--curve: Table {number} has no column {column!r} (it has {', '.join(COLUMNS[number])})")
     sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
-    histories = {sweep: _cell_history(sweep, number, env, column) for sweep in sweeps}
+    histories = {sweep: _cell_history(sweep, number, env, column, strict) for sweep in sweeps}
     rows, curves = [], []
     for sweep, history in histories.items():
         steps = sorted(set.intersection(*(set(h) for h in history.values())))
@@ -91,7 +93,7 @@ def _plot_curves(curves: list[tuple], title: str, png: Path) -> None:
 
 
 def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 8, episodes: int = 5,
-                        seed: int = 0) -> Path:
+                        seed: int = 0, strict: bool = False) -> Path:
     """``conditioning.png`` and ``conditioning.json``: per medium-expert cell (env, sampler, policy) with RvS-R runs,
     the conditioning curve of each seed's ``checkpoints/last.ckpt`` at the same targets (the dataset's lowest
     episode return to 1.2x its highest), averaged over seeds, one panel per cell."""
@@ -101,7 +103,7 @@ def conditioning_report(sweep_dir: Path, out: Path | None = None, points: int = 
     from wsrl.evaluation.scores import load_checkpoint
 
     by_cell: dict[tuple[str, str, str], list[Path]] = defaultdict(list)
-    for run_dir, r in results_below(sweep_dir):
+    for run_dir, r in results_below(sweep_dir, strict):
         ckpt = run_dir / "checkpoints" / "last.ckpt"
         if r.method == "rvs_r" and r.env in GROUPS["medium_expert"] and ckpt.exists():
             by_cell[(r.env, r.sampler, r.policy)].append(ckpt)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from wsrl.running.results import RunResults
 
 MARKS = {"higher": "↑", "lower": "↓"}
+UNREADABLE = "unreadable"  # the type of a missing run whose results.json (or failed.json) cannot be read
 # Quoted, not measured here: the coverage of rliable's percentile bootstrap at these tables' spreads
 COVERAGE = ("an independent simulation at these tables' spreads with 5 seeds, made for a review of this project, "
             "found that the mean's 95 % interval covered the true mean 86 % of the time over 3 datasets and 91 % "
@@ -98,7 +99,11 @@ def to_markdown(rows: list[dict], layout: Layout, notes: list[str], failed: list
     text += expert_markdown(rows, layout)
     if notes or failed:
         text += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
-        text += "".join(f"- failed: {f['dir']}: {f['type']}: {f['error']}\n" for f in failed)
+        text += "".join(f"- failed: {f['dir']}: {f['type']}: {f['error']}\n" for f in failed
+                        if f["type"] != UNREADABLE)
+        if unreadable := [f["error"] for f in failed if f["type"] == UNREADABLE]:
+            text += (f"- {len(unreadable)} run{'s' if len(unreadable) > 1 else ''} unreadable, left out (running "
+                     f"the sweep's command again redoes it): {'; '.join(unreadable)}\n")
     return text
 
 

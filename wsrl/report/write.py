@@ -18,15 +18,16 @@ from wsrl.report.upload import log_report
 
 def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = None,
                 wandb_project: str | None = None, reps: int = 2000, seeds: Sequence[int] | None = None,
-                datasets: Sequence[str] | None = None) -> Path:
+                datasets: Sequence[str] | None = None, strict: bool = False) -> Path:
     """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>_runs.csv``, ``table<N>.png``,
     ``table<N>_aggregates.csv`` and ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir), each
     whole or not at all; ``reps`` bootstrap resamples; ``seeds``: only these seeds' runs, so that every column has
     the same ones where a pooled sweep has more; ``datasets``: only these datasets' rows (a table of one group,
-    e.g. the medium-expert rows at more seeds than the others). Several sweep directories are pooled (``pool``). With a
+    e.g. the medium-expert rows at more seeds than the others). Several sweep directories are pooled (``pool``). An
+    unreadable ``results.json`` is named, left out and counted in the notes; with ``strict`` it is refused. With a
     ``wandb_project``, the tables and figures are also logged there, grouped by the first sweep's name."""
     sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
-    runs, failed, swept = pool(sweeps)
+    runs, failed, swept = pool(sweeps, strict)
     if datasets is not None:
         runs = only_datasets(runs, datasets)
     if seeds is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from wsrl.core.module import WeightedBC
 from wsrl.evaluation import media
 from wsrl.evaluation.conditioning import return_histogram
 from wsrl.evaluation.scores import eval_seed, evaluate
+from wsrl.running.damaged import resume_checkpoint
 from wsrl.running.rundir import AtomicCheckpointIO, StopAtStep, StopSignals
 
 log = logging.getLogger("wsrl")
@@ -157,6 +159,18 @@ def run_checkpoints(cfg: TrainConfig, run_dir: Path) -> L.pytorch.callbacks.Mode
     return L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}", save_last=True,
                                                every_n_train_steps=checkpoint_interval(cfg), save_top_k=1,
                                                monitor=None, enable_version_counter=False)
+
+
+def resume_point(cfg: TrainConfig, run_dir: Path) -> Path | None:
+    """The checkpoint a run resumes from (None: step 0, with ``resume=false`` or no checkpoint yet): its
+    ``last.ckpt``, or where that cannot be read the newest readable periodic ``step=N.ckpt`` of
+    ``run_checkpoints``; none readable: refused in one line (``wsrl.running.damaged.resume_checkpoint``)."""
+    if not cfg.resume:
+        return None
+    directory = run_dir / "checkpoints"
+    periodic = {int(m[1]): p for p in directory.glob("step=*.ckpt") if (m := re.fullmatch(r"step=(\d+)\.ckpt", p.name))}
+    return resume_checkpoint(directory / "last.ckpt", [periodic[step] for step in sorted(periodic, reverse=True)],
+                             f"to start over from step 0, move them out of {directory} and run the same command again")
 
 
 def make_trainer(trainer: TrainerConfig, device: torch.device, loggers: list | bool, callbacks: list[L.Callback],

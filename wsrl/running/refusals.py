@@ -20,10 +20,11 @@ from wsrl.core.config import CONF_DIR, ConfigError
 from wsrl.core.data import DataError
 from wsrl.core.module import NonFiniteLossError
 from wsrl.datasets.store import DatasetError
+from wsrl.running.damaged import DamagedFile
 from wsrl.running.rundir import RunInterrupted, RunLockedError, discard_if_empty, write_failed
 
 log = logging.getLogger("wsrl")
-REFUSALS = (ConfigError, DataError, DatasetError, NonFiniteLossError, WriteError)  # one line, no traceback
+REFUSALS = (ConfigError, DataError, DatasetError, DamagedFile, NonFiniteLossError, WriteError)  # one line, no traceback
 
 
 def check_command_line(args: list[str]) -> None:

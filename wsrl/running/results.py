@@ -4,16 +4,18 @@ through the same type (single runs and stacked members alike)."""
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wsrl.common.files import write_json_atomic
+from wsrl.running.damaged import DamagedFile, read_json, set_aside
 
 if TYPE_CHECKING:
     from wsrl.core.config import ResolvedEnv
 
+log = logging.getLogger("wsrl")
 RESULTS = "results.json"
 VERSION = 2  # 1: the files written before this record had a name (no ``version`` field); they read the same
 
@@ -82,8 +84,13 @@ OPTIONAL = ("precision", "video", "conditioning", "stacked")
 
 
 def read_results(path: Path) -> RunResults:
-    """``results.json`` at ``path`` as a record."""
-    return RunResults.from_json(json.loads(Path(path).read_text()))
+    """``results.json`` at ``path`` as a record; ``DamagedFile`` names a file that is not one (empty, cut, garbage,
+    fields missing)."""
+    data = read_json(path)
+    try:
+        return RunResults.from_json(data)
+    except TypeError as err:  # required fields missing
+        raise DamagedFile(f"{path} cannot be read (not a run's results: {err})") from err
 
 
 def write_results(run_dir: Path, results: RunResults) -> Path:
@@ -94,8 +101,16 @@ def write_results(run_dir: Path, results: RunResults) -> Path:
 
 
 def finished_results(run_dir: Path, max_steps: int) -> RunResults | None:
-    """The results of a run that already reached ``max_steps`` in ``run_dir``, or None."""
+    """The results of a run that already reached ``max_steps`` in ``run_dir``, or None. A damaged ``results.json``
+    is no finished run: it is set aside (``results.json.damaged``) and named in one logged line, and the run goes
+    on as unfinished: evaluated again from its final checkpoint, or trained on from its last."""
     path = run_dir / RESULTS
-    if path.exists() and (done := read_results(path)).steps >= max_steps:
-        return done
-    return None
+    if not path.exists():
+        return None
+    try:
+        done = read_results(path)
+    except DamagedFile as err:
+        log.warning("%s: kept as %s; the run is evaluated again from its final checkpoint, or trained on from its "
+                    "last", err, set_aside(path).name)
+        return None
+    return done if done.steps >= max_steps else None

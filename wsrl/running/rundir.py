@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import threading
@@ -33,6 +32,7 @@ from omegaconf import OmegaConf
 from wsrl.common.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
 from wsrl.common.locks import PidLock
 from wsrl.core.config import ConfigError, SamplerConfig, read_method
+from wsrl.running.damaged import DamagedFile, read_json
 
 LOCK_NAME = ".wsrl.lock"
 IDENTITY = "run_config.json"
@@ -105,7 +105,11 @@ def check_same_run(plain: dict, run_dir: Path) -> dict | None:
     keep = run_identity(plain)
     path = run_dir / IDENTITY
     if path.exists():
-        before = json.loads(path.read_text())
+        try:
+            before = read_json(path)
+        except DamagedFile as err:
+            raise DamagedFile(f"{err}: it is the run's identity; restore it, or pass name=<new name> (or "
+                              "hydra.run.dir=...) to run again beside it") from err
         before["method"] = read_method(before["method"], str(path), "pass name=<new name> (or hydra.run.dir=...) "
                                        "to run it again beside it")
         if before != keep:

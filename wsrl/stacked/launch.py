@@ -5,9 +5,10 @@ settings (steps, batch size, lr, weight decay, precision, logging and checkpoint
 evaluation episodes, and, with
 ``group_by=robot`` or ``dataset``, the same robot or dataset; groups hold at most ``max_group`` members. A finished
 member (``results.json`` at its steps) is reported, not trained again; an unfinished group resumes from its group
-checkpoint (``<sweep dir>/.stacked/<group>.ckpt``). A stop signal or the deadline saves the group and exits
-(status 128 + signal, or ``DEADLINE_EXIT``), printing the command that resumes. Each member logs as a single run
-does: its metrics CSV and, unless ``wandb.mode=disabled``, its own W&B run in the sweep's group.
+checkpoint (``<sweep dir>/.stacked/<group>.ckpt``); one that cannot be read ends the launch in one line before
+any group starts (a group saves one checkpoint: none to fall back to). A stop signal or the deadline saves the group
+and exits (status 128 + signal, or ``DEADLINE_EXIT``), printing the command that resumes. Each member logs as a
+single run does: its metrics CSV and, unless ``wandb.mode=disabled``, its own W&B run in the sweep's group.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from wsrl.core.validation import validate
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate_many
 from wsrl.running.build import make_loggers, wandb_mode
+from wsrl.running.damaged import DamagedFile, resume_checkpoint
 from wsrl.running.refusals import report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
 from wsrl.running.rundir import StopSignals, check_same_run, record_run, run_lock, write_failed
@@ -104,6 +106,23 @@ def group_name(jobs: list[Job]) -> str:
     return hashlib.sha1("\n".join(str(j.run_dir) for j in jobs).encode()).hexdigest()[:16]
 
 
+def group_checkpoint(jobs: list[Job], sweep_dir: Path) -> Path:
+    """Where the group of ``jobs`` saves and resumes (its one checkpoint)."""
+    return sweep_dir / ".stacked" / f"{group_name(jobs)}.ckpt"
+
+
+def refuse_damaged(groups: list[list[Job]], sweep_dir: Path) -> None:
+    """End the launch in one line, before any group starts, where a group's checkpoint cannot be read: a group
+    saves one checkpoint, so there is none to fall back to (``wsrl.running.damaged.resume_checkpoint``)."""
+    for jobs in groups:
+        checkpoint = group_checkpoint(jobs, sweep_dir)
+        try:
+            resume_checkpoint(checkpoint, (), f"to start the group over from step 0, move it out of "
+                              f"{checkpoint.parent} and run the same command again")
+        except DamagedFile as err:
+            sys.exit(f"error: {err}")
+
+
 def evaluate_members(members: list[Member], steps: int, workers: int) -> list[dict]:
     """Each member's final evaluation with its single run's seeds, on the training device: all members' episodes
     stepped together over ``workers`` processes (``evaluate_many``), each member acting with its own module, so
@@ -165,8 +184,7 @@ def run_group(jobs: list[Job], identities: list[dict | None], options: Options, 
               deadline: float | None) -> list[float]:
     """Train one group of accepted jobs (``identities``: from ``accept``), resuming its group checkpoint, then
     record its members; returns their scores."""
-    name = group_name(jobs)
-    checkpoint = sweep_dir / ".stacked" / f"{name}.ckpt"
+    name, checkpoint = group_name(jobs), group_checkpoint(jobs, sweep_dir)
     with contextlib.ExitStack() as held:
         for job in jobs:
             held.enter_context(run_lock(job.run_dir))
@@ -212,8 +230,9 @@ def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
                 todo.append(job)
             except Exception as err:  # refused alone, as a job of a sweep
                 scores[i] = report_failure(err, job.run_dir, True, job.overrides)
-        index = {id(job): i for i, job in enumerate(jobs)}
-        for number, group in enumerate(plan(todo, options)):
+        index, groups = {id(job): i for i, job in enumerate(jobs)}, plan(todo, options)
+        refuse_damaged(groups, sweep_dir)
+        for number, group in enumerate(groups):
             log.info("group %d: %d members", number, len(group))
             try:
                 results = run_group(group, [identity[index[id(j)]] for j in group], options, sweep_dir,
