@@ -49,14 +49,23 @@ ROBOT = {
     "walker2d": Robot("walker2d", "Walker2d-v5", "Walker2d-v4", 1.629008, 4592.3),
 }
 
+# The version of each generated dataset whose data changed since its first (``-v0``); absent: 0. Bump one when its
+# episodes change, so that runs on the old data and on the new carry different ids and are never pooled.
+VERSIONS: dict[tuple[str, str], int] = {}
+
+
+def version(robot: str, quality: str) -> int:
+    """The version of the generated dataset ``robot`` ``quality`` (``VERSIONS``; 0 where it never changed)."""
+    return VERSIONS.get((robot, quality), 0)
+
 
 def dataset_id(robot: str, quality: str, source: str = "generated", size: str = "full") -> str:
-    """The Minari id of a dataset: ``wsrl/hopper/medium-expert[-small]-v0`` (generated),
+    """The Minari id of a dataset: ``wsrl/hopper/medium-expert[-small]-v<version>`` (generated, ``version``),
     ``d4rl/hopper/medium-expert-v2`` (a converted D4RL file) or ``wsrl-minari/hopper/medium-expert-v0`` (Minari's
     download with reference scores)."""
     name = quality.replace("_", "-")
     if source == "generated":
-        return f"wsrl/{robot}/{name}{'-small' if size == 'small' else ''}-v0"
+        return f"wsrl/{robot}/{name}{'-small' if size == 'small' else ''}-v{version(robot, quality)}"
     if source == "d4rl":
         return f"d4rl/{robot}/{name}-v2"
     if source == "minari":

@@ -9,8 +9,10 @@ fractions of their data's expert level. For each compared pair of columns (``wsr
 Welch's 95 % interval and p-value, Holm's correction over all the table's comparisons, a mark on the cell where the
 adjusted p is below ``ALPHA``, and whether the paper's own difference lies inside the interval
 (``wsrl.report.rows``). Group averages follow each dataset group, as in the paper. Missing seeds, unequal step
-counts and failed jobs are listed in the notes, never averaged silently. A PNG shows grouped bars with the paper's
-values as markers; ``table<N>_runs.csv`` lists every run behind the table.
+counts and failed jobs are listed in the notes, never averaged silently; a cell whose runs trained on different data
+(dataset id or content hash, ``results.json``'s ``dataset_hash``) is refused unless ``--mixed-data``. A PNG shows
+grouped bars with the paper's values as markers; ``table<N>_runs.csv`` lists every run behind the table, with its
+dataset's id and hash.
 Below the table come rliable's aggregates over all datasets and seeds (``wsrl.report.statistics``): IQM and mean per
 method, the probability of improvement of each compared pair overall and per dataset, all with 95 %
 stratified-bootstrap intervals (``table<N>_aggregates.csv``), and a figure with them and the performance profiles
@@ -54,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
                    "when a pooled sweep has more seeds in some columns than the others")
     p.add_argument("--datasets", nargs="+", metavar="ENV", help="only these datasets' rows (default: all the sweeps "
                    "have), e.g. the medium-expert rows of a sweep that has them at more seeds")
+    p.add_argument("--mixed-data", action="store_true", help="pool a cell's runs even where they trained on "
+                   "different data (dataset ids or content hashes, e.g. one dataset generated on two machines); the "
+                   "table's notes name each group. Without it such a cell is refused")
     p.add_argument("--wandb", action="store_true", help="also log the tables and figures to W&B")
     p.add_argument("--wandb-project", default=WandbConfig().project,
                    help="with --wandb: the W&B project (default: the training runs' default, %(default)s)")
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if a.reps < 1:
                 raise ReportError(f"--reps {a.reps} must be >= 1")
-            write_table(a.sweep_dir, a.table, a.out, a.wandb_project if a.wandb else None, a.reps, a.seeds, a.datasets)
+            write_table(a.sweep_dir, a.table, a.out, a.wandb_project if a.wandb else None, a.reps, a.seeds, a.datasets,
+                        a.mixed_data)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
