@@ -33,6 +33,7 @@ class Robot:
     d4rl_env_id: str  # v4 environment that keeps D4RL's dynamics (for imported D4RL files)
     ref_min_score: float  # D4RL REF_MIN_SCORE (random policy return)
     ref_max_score: float  # D4RL REF_MAX_SCORE (expert return)
+    d4rl_medium: float  # the normalized score of D4RL's v2 medium dataset, the level ``choose`` picks medium at
 
     def normalize(self, returns):
         """D4RL normalized score with this robot's reference scores."""
@@ -44,9 +45,9 @@ class Robot:
 
 
 ROBOT = {
-    "halfcheetah": Robot("halfcheetah", "HalfCheetah-v5", "HalfCheetah-v4", -280.178953, 12135.0),
-    "hopper": Robot("hopper", "Hopper-v5", "Hopper-v4", -20.272305, 3234.3),
-    "walker2d": Robot("walker2d", "Walker2d-v5", "Walker2d-v4", 1.629008, 4592.3),
+    "halfcheetah": Robot("halfcheetah", "HalfCheetah-v5", "HalfCheetah-v4", -280.178953, 12135.0, 41.0),
+    "hopper": Robot("hopper", "Hopper-v5", "Hopper-v4", -20.272305, 3234.3, 44.0),
+    "walker2d": Robot("walker2d", "Walker2d-v5", "Walker2d-v4", 1.629008, 4592.3, 62.0),
 }
 
 # The version of each generated dataset whose data changed since its first (``-v0``); absent: 0. Bump one when its
