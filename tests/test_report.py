@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from tests.conftest import make_tiny_dataset
+from tests.conftest import child_env, make_tiny_dataset
 from wsrl.common.environ import scoped_environ
 from wsrl.core.config import WandbConfig
 from wsrl.datasets.behavior.locations import ASSETS
@@ -318,7 +318,7 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
     runs_csv = list(csv.DictReader(open(tmp_path / "table2_runs.csv")))
     assert len(runs_csv) == 2 * 4 * 5
     assert list(runs_csv[0])[:5] == ["dataset", "column", "seed", "score", "episode std"]
-    assert list(runs_csv[0])[-3:] == ["steps", "wall seconds", "run dir"]
+    assert list(runs_csv[0])[-5:] == ["steps", "wall seconds", "dataset id", "dataset hash", "run dir"]
     lds = next(r for r in runs_csv if r["dataset"] == "hopper_medium_expert" and r["column"] == "BC + LDS"
                and r["seed"] == "3")
     assert (num(lds["score"]), num(lds["episode std"]), num(lds["weights max"]), num(lds["weights bins.count"])) == (
@@ -488,7 +488,7 @@ def test_multirun_with_a_failing_job_reports_the_others(minari_root, tmp_path):
            "generate_if_missing=false", "trainer.max_steps=5", "policy.hidden_dims=[16]", "trainer.batch_size=16",
            "eval.episodes=1", "wandb.mode=disabled", "trainer.progress_bar=false", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}, timeout=600)
+                          env=child_env(MINARI_DATASETS_PATH=str(minari_root)), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs, failed = collect(sweep)
     assert sorted((r.results.env, r.results.seed) for r in runs) == [
@@ -501,7 +501,7 @@ def test_multirun_with_a_failing_job_reports_the_others(minari_root, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in sweep.rglob("results.json")}
     extend = [c for c in cmd if not c.startswith(("env=", "seed="))] + ["env=hopper_medium_expert", "seed=2"]
     proc = subprocess.run(extend, capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}, timeout=600)
+                          env=child_env(MINARI_DATASETS_PATH=str(minari_root)), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = {p: p.stat().st_mtime_ns for p in sweep.rglob("results.json")}
     assert len(after) == 5 and all(after[p] == t for p, t in before.items())
