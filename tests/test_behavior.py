@@ -73,34 +73,66 @@ def test_behavior_training_resumes_and_restarts_warm_without_its_cache(tmp_path)
     assert [r["step"] for r in record["restarts"]] == [1500] and record["curve"][-1]["step"] == 2000
 
 
-def test_choose_picks_expert_and_medium_on_many_episodes_and_ships_what_generation_needs(tmp_path, monkeypatch):
-    """Training scores (10 episodes) rank the candidates; the 50-episode scores decide."""
-    run = tmp_path / "hopper-sac-seed0"
-    (run / "snapshots").mkdir(parents=True)
-    quick = {1: 5.0, 2: 30.0, 3: 42.0, 4: 50.0, 5: 99.0, 6: 97.0, 7: 60.0}  # by snapshot, 10 episodes
-    many = {1: 5.0, 2: 38.0, 3: 45.0, 4: 52.0, 5: 90.0, 6: 94.0, 7: 60.0}  # the same snapshots on 50 episodes
+def fake_run(path: Path, quick: dict[int, float]) -> Path:
+    """A behaviour run with a snapshot per step of ``quick`` and those training-time (10-episode) scores."""
+    (path / "snapshots").mkdir(parents=True)
     curve = []
     for k, score in quick.items():
-        (run / "snapshots" / f"step_{k:07d}.pt").write_bytes(b"actor")
+        (path / "snapshots" / f"step_{k:07d}.pt").write_bytes(b"actor")
         curve.append({"step": k, "snapshot": f"step_{k:07d}.pt", "normalized_mean": score})
-    (run / "run.json").write_text(json.dumps({"robot": "hopper", "learner": "sac", "seed": 0, "curve": curve,
-                                              "wall_seconds": 1.0, "eval_episodes": 10, "env_id": "Hopper-v5"}))
+    (path / "run.json").write_text(json.dumps({"robot": "hopper", "learner": "sac", "seed": 0, "curve": curve,
+                                               "wall_seconds": 1.0, "eval_episodes": 10, "env_id": "Hopper-v5"}))
+    return path
+
+
+def scores_on_many_episodes(monkeypatch, many: dict[int, float]) -> list[tuple[int, int]]:
+    """Replace the 50-episode scoring by ``many`` (by step); returns the (step, episodes) scored, as they come."""
     seen = []
 
     def score(path, robot, episodes, seed):
-        seen.append(episodes)
+        seen.append((int(path.stem[5:]), episodes))
         return {"normalized_mean": many[int(path.stem[5:])], "normalized_std": 1.0, "episodes": episodes}
 
     monkeypatch.setattr(selection, "score_snapshot", score)
+    return seen
+
+
+def test_choose_picks_expert_and_medium_on_many_episodes_and_ships_what_generation_needs(tmp_path, monkeypatch):
+    """Training scores (10 episodes) rank the candidates; the 50-episode scores decide."""
+    run = fake_run(tmp_path / "hopper-sac-seed0", {1: 5.0, 2: 30.0, 3: 42.0, 4: 50.0, 5: 99.0, 6: 97.0, 7: 60.0})
+    seen = scores_on_many_episodes(monkeypatch, {1: 5.0, 2: 38.0, 3: 45.0, 4: 52.0, 5: 90.0, 6: 94.0, 7: 60.0})
     first = {"robot": "hopper", "learner": "sac", "seed": 0, "steps_done": 120000, "note": "budget cut",
              "curve": [{"step": 10, "normalized_mean": 17.9}]}  # a manifest from before run records
     (tmp_path / "assets" / "hopper").mkdir(parents=True)
     (tmp_path / "assets" / "hopper" / "manifest.json").write_text(json.dumps(first))
     manifest = selection.choose("hopper", run, episodes=50, assets=tmp_path / "assets")
-    assert manifest["chosen"] == {"expert": 6, "medium": 3}  # 0.45 x 94 = 42.3: snapshot 3 (45) beats 2 (38)
-    assert set(seen) == {50} and manifest["chosen_scores"]["expert"]["normalized_mean"] == 94.0
+    assert manifest["chosen"] == {"expert": 6, "medium": 3}  # D4RL's hopper medium is 44: snapshot 3 (45)
+    assert {episodes for _, episodes in seen} == {50} and manifest["chosen_scores"]["expert"]["normalized_mean"] == 94.0
     shipped = sorted(p.name for p in (tmp_path / "assets" / "hopper" / "snapshots").iterdir())
     assert shipped == [f"step_{k:07d}.pt" for k in (1, 2, 3, 6)]
     assert [(r["run"], r["kept"]) for r in manifest["runs"]] == [("first suite: hopper-sac-seed0", False),
                                                                  ("hopper-sac-seed0", True)]
     assert manifest["runs"][0]["best_normalized"] == 17.9 and manifest["runs"][0]["note"] == "replaced: budget cut"
+
+
+def test_choose_takes_medium_at_d4rl_s_level_among_the_first_snapshots_that_reach_it(tmp_path, monkeypatch):
+    """Hopper's target is 44. The training-time scores overrate snapshots 2-5 (they fall now and then): the first
+    window of two (2, 3) holds none within 2.5 points on 50 episodes (3: 48), the second (4, 5) does, and medium
+    is the nearest of the four (4: 43), not a later snapshot (6: 44) nor the one nearest a fixed fraction of the
+    expert (0.45 x 80 = 36: 2). A second choose of the same run reuses every recorded score."""
+    monkeypatch.setattr(selection, "CANDIDATES", 2)
+    quick = {1: 10.0, 2: 46.0, 3: 48.0, 4: 60.0, 5: 62.0, 6: 45.0, 7: 99.0, 8: 97.0}
+    many = {1: 10.0, 2: 30.0, 3: 48.0, 4: 43.0, 5: 47.0, 6: 44.0, 7: 60.0, 8: 80.0}
+    run = fake_run(tmp_path / "hopper-sac-seed0", quick)
+    seen = scores_on_many_episodes(monkeypatch, many)
+    manifest = selection.choose("hopper", run, episodes=50, assets=tmp_path / "assets")
+    assert manifest["chosen"] == {"expert": 8, "medium": 4}
+    assert sorted(step for step, _ in seen) == [2, 3, 4, 5, 7, 8]  # 6 (later) and 1 (below 39) never scored
+    assert manifest["chosen_scores"]["medium_target"] == 44.0
+    assert sorted(p.name for p in (tmp_path / "assets" / "hopper" / "snapshots").iterdir()) == [
+        f"step_{k:07d}.pt" for k in (1, 2, 3, 4, 8)]
+    seen.clear()
+    assert selection.choose("hopper", run, episodes=50, assets=tmp_path / "assets")["chosen"] == manifest["chosen"]
+    assert seen == []
+    selection.choose("hopper", run, episodes=20, assets=tmp_path / "assets")  # scored otherwise: again
+    assert {episodes for _, episodes in seen} == {20}

@@ -21,7 +21,7 @@ from wsrl.datasets.behavior.actors import SquashedGaussianActor, save_snapshot
 from wsrl.datasets.importers import import_d4rl_hdf5
 from wsrl.datasets.info import info
 from wsrl.datasets.sources import ensure_dataset
-from wsrl.datasets.store import DatasetError, exists_locally
+from wsrl.datasets.store import HASH_KEY, DatasetError, exists_locally
 from wsrl.datasets.suite import ROBOT
 from wsrl.train import train
 
@@ -71,6 +71,7 @@ def test_generated_datasets_load_with_scores_metadata_and_train(minari_root, ass
 
     results = train(config("env.size=small", "trainer.max_steps=5", "eval.episodes=1"), tmp_path / "run")
     assert results.dataset_id == "wsrl/hopper/medium-expert-small-v0" and results.steps == 5
+    assert results.dataset_hash == me.storage.metadata[HASH_KEY]  # recorded at generation
 
 
 def test_rollout_whole_episodes_past_the_budget():
@@ -332,3 +333,40 @@ def test_failed_dataset_write_keeps_the_existing_dataset_and_leaves_nothing(mina
     finally:
         undo()
     assert dataset_files(minari_root) == before
+
+
+def package_urls(monkeypatch, urls: list[str] | None) -> None:
+    """Make wsrl's package metadata name ``urls`` in [project.urls] (None: no such entry)."""
+    from importlib import metadata
+
+    real = metadata.metadata
+
+    class Named:
+        def get_all(self, key):
+            return urls if key == "Project-URL" else None
+
+    monkeypatch.setattr(metadata, "metadata", lambda name: Named() if name == "wsrl" else real(name))
+
+
+def test_written_datasets_carry_their_content_hash_and_the_project_s_real_url(minari_root, monkeypatch):
+    """The hash stored at writing is the one the arrays as read give, on data written by Minari alone too; one
+    reward changed in its last digits changes it. code_permalink is [project.urls]' repository, or absent."""
+    from tests.conftest import random_episodes
+    from wsrl.core.data import load_transitions
+    from wsrl.datasets.store import HASH_KEY, content_hash, dataset_hash, read_episodes, read_metadata, write_dataset
+
+    package_urls(monkeypatch, ["Documentation, https://docs.example.org", "Repository, https://example.org/wsrl.git"])
+    write_dataset("wsrl/hopper/a-v0", random_episodes("Hopper-v5", 3, 20, seed=4), env="Hopper-v5", algorithm_name="x")
+    stored = read_metadata("wsrl/hopper/a-v0")
+    assert stored["code_permalink"] == "https://example.org/wsrl.git"
+    assert stored[HASH_KEY] == content_hash(read_episodes("wsrl/hopper/a-v0")) == load_transitions(
+        "wsrl/hopper/a-v0").content_hash
+    make_tiny_dataset("wsrl/hopper/b-v0", n_episodes=3, max_steps=20, seed=4)  # the same episodes, by Minari alone
+    assert HASH_KEY not in read_metadata("wsrl/hopper/b-v0")
+    episodes = read_episodes("wsrl/hopper/b-v0")
+    assert dataset_hash("wsrl/hopper/b-v0", episodes) == stored[HASH_KEY]
+    episodes["rewards"][1] = episodes["rewards"][1] + np.eye(len(episodes["rewards"][1]))[5] * 1e-12
+    assert content_hash(episodes) != stored[HASH_KEY]
+    package_urls(monkeypatch, None)  # pyproject.toml names no repository: none is invented
+    write_dataset("wsrl/hopper/c-v0", random_episodes("Hopper-v5", 1, 5, seed=0), env="Hopper-v5", algorithm_name="x")
+    assert "code_permalink" not in read_metadata("wsrl/hopper/c-v0")

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from tests.conftest import make_tiny_dataset
+from tests.conftest import child_env, make_tiny_dataset
 from wsrl.common.environ import scoped_environ
 from wsrl.core.config import WandbConfig
 from wsrl.datasets.behavior.locations import ASSETS
+from wsrl.datasets.suite import generated_id
 from wsrl.report.__main__ import main
 from wsrl.report.collect import ReportError, collect, pool, swept_seeds
 from wsrl.report.curves import curve_report
@@ -34,16 +35,17 @@ from wsrl.running.results import RunResults, write_results
 
 
 def write_run(root, env, method, sampler, seed, score, ep_std=1.0, steps=100, policy="unconditional", target=None,
-              history=(), weights=None, wall=None):
+              history=(), weights=None, wall=None, dataset_hash=None):
     """A results.json as train.py wrote it before the record had a version (the sweeps behind the committed tables
     hold such files); ``target``: the run's sampler.target, ``history``: (step, score) of its periodic evaluations
-    before the final one, ``weights``: its weight statistics, ``wall``: its wall seconds."""
+    before the final one, ``weights``: its weight statistics, ``wall``: its wall seconds, ``dataset_hash``: its
+    dataset's content hash (as runs record it since; None: left out, as before)."""
     d = root / env / f"{method}-{sampler}-{target}-{policy}" / f"seed{seed}"
     d.mkdir(parents=True)
     record = run_results(env, method, sampler, policy, seed, steps, {"mean": score, "std": ep_std}, weights, wall,
                          [{"step": k, "mean": v, "std": 0.0} for k, v in history], target or "trajectory_return")
-    plain = {k: v for k, v in record.to_json().items() if k not in ("version", "precision")}
-    (d / "results.json").write_text(json.dumps(plain))
+    plain = {k: v for k, v in record.to_json().items() if k not in ("version", "precision", "dataset_hash")}
+    (d / "results.json").write_text(json.dumps({**plain, **({"dataset_hash": dataset_hash} if dataset_hash else {})}))
 
 
 def run_results(env, method, sampler, policy, seed, steps, score, weights, wall, history, target) -> RunResults:
@@ -376,7 +378,7 @@ def test_synthetic_sweep_differences_marks_spread_and_runs(tmp_path):
     runs_csv = list(csv.DictReader(open(tmp_path / "table2_runs.csv")))
     assert len(runs_csv) == 2 * 4 * 5
     assert list(runs_csv[0])[:5] == ["dataset", "column", "seed", "score", "episode std"]
-    assert list(runs_csv[0])[-3:] == ["steps", "wall seconds", "run dir"]
+    assert list(runs_csv[0])[-5:] == ["steps", "wall seconds", "dataset id", "dataset hash", "run dir"]
     lds = next(r for r in runs_csv if r["dataset"] == "hopper_medium_expert" and r["column"] == "BC + LDS"
                and r["seed"] == "3")
     assert (num(lds["score"]), num(lds["episode std"]), num(lds["weights max"]), num(lds["weights bins.count"])) == (
@@ -438,6 +440,35 @@ def test_pooled_sweeps_make_one_table(tmp_path, capsys):
     write_run(longer, "hopper_medium_expert", "rvs_r", "lds", 0, 1.0, target="action", steps=200)
     with pytest.raises(ReportError, match="pooled sweeps have different budgets"):
         pool([ablation, longer])
+
+
+def test_a_cell_of_runs_on_different_data_is_refused_unless_pooled_on_purpose(tmp_path, capsys):
+    """Seeds 0-1 on one generation of a dataset and seed 2 on another (differing in the last digits): refused in one
+    line naming both hashes and --mixed-data, no file written; --mixed-data pools them and says so. Runs older than
+    hashes are one group: pooled with each other, not with runs that recorded one. The per-run CSV names each
+    run's dataset and hash."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for seed in range(2):
+        write_run(old, "hopper_medium", "bc", "uniform", seed, 40.0 + seed)
+        write_run(new, "hopper_medium", "bc", "uniform", seed, 40.0 + seed, dataset_hash="aaaa0000aaaa0000")
+    write_run(new, "hopper_medium", "bc", "uniform", 2, 45.0, dataset_hash="bbbb1111bbbb1111")
+    write_table(old, 2, reps=20)
+    assert [(r["dataset id"], r["dataset hash"]) for r in csv.DictReader(open(old / "table2_runs.csv"))] == [
+        ("wsrl/hopper_medium", "")] * 2
+    with pytest.raises(SystemExit):
+        main([str(new), "--table", "2", "--reps", "20"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hopper_medium / BC: runs on different data" in err and "--mixed-data" in err
+    assert "2 runs on wsrl/hopper_medium (hash aaaa0000aaaa0000)" in err and "(hash bbbb1111bbbb1111)" in err
+    assert not (new / "table2.md").exists()
+    main([str(new), "--table", "2", "--reps", "20", "--mixed-data"])
+    assert "runs on different data pooled (--mixed-data)" in (new / "table2.md").read_text()
+    assert [r["dataset hash"] for r in csv.DictReader(open(new / "table2_runs.csv"))] == [
+        "aaaa0000aaaa0000", "aaaa0000aaaa0000", "bbbb1111bbbb1111"]
+    later = tmp_path / "later"
+    write_run(later, "hopper_medium", "bc", "uniform", 2, 45.0, dataset_hash="aaaa0000aaaa0000")
+    with pytest.raises(ReportError, match=r"2 runs on wsrl/hopper_medium \(hash unknown\).*1 run on "):
+        write_table([old, later], 2, reps=20)
 
 
 def test_seeds_option_keeps_the_same_seeds_in_every_column(tmp_path, capsys):
@@ -510,14 +541,14 @@ def test_learning_curve_of_one_cell(tmp_path, capsys):
 @pytest.mark.slow  # six jobs through the joblib launcher: about two minutes on 2 busy cores
 def test_multirun_with_a_failing_job_reports_the_others(minari_root, tmp_path):
     for robot in ("hopper", "walker2d"):
-        make_tiny_dataset(f"wsrl/{robot}/medium-expert-v0", robot=robot, n_episodes=3, max_steps=30)
+        make_tiny_dataset(generated_id(robot, "medium_expert"), robot=robot, n_episodes=3, max_steps=30)
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "wsrl.train", "-m", "hydra/launcher=local",
            "env=hopper_medium_expert,walker2d_medium_expert,halfcheetah_medium_expert", "seed=0,1",
            "generate_if_missing=false", "trainer.max_steps=5", "policy.hidden_dims=[16]", "trainer.batch_size=16",
            "eval.episodes=1", "wandb.mode=disabled", "trainer.progress_bar=false", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}, timeout=600)
+                          env=child_env(MINARI_DATASETS_PATH=str(minari_root)), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs, failed = collect(sweep)
     assert sorted((r.results.env, r.results.seed) for r in runs) == [
@@ -530,7 +561,7 @@ def test_multirun_with_a_failing_job_reports_the_others(minari_root, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in sweep.rglob("results.json")}
     extend = [c for c in cmd if not c.startswith(("env=", "seed="))] + ["env=hopper_medium_expert", "seed=2"]
     proc = subprocess.run(extend, capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)}, timeout=600)
+                          env=child_env(MINARI_DATASETS_PATH=str(minari_root)), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = {p: p.stat().st_mtime_ns for p in sweep.rglob("results.json")}
     assert len(after) == 5 and all(after[p] == t for p, t in before.items())

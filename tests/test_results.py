@@ -24,8 +24,8 @@ VERSION_1 = {"env": "hopper_medium_expert", "method": "rvs_r", "sampler": "lds",
 
 def record(**media) -> RunResults:
     env = resolve_env(EnvConfig(name="hopper_medium_expert", robot="hopper", quality="medium_expert"))
-    return RunResults.of_run(PLAIN, env, 5000, 3300.0, None, FINAL, [{"step": 2500, "mean": 40.0, "std": 1.0}],
-                             [0, 2500], 12.5, "cpu", media)
+    return RunResults.of_run(PLAIN, env, "0123456789abcdef", 5000, 3300.0, None, FINAL,
+                             [{"step": 2500, "mean": 40.0, "std": 1.0}], [0, 2500], 12.5, "cpu", media)
 
 
 def test_a_run_written_and_read_back_is_the_same_record(tmp_path):
@@ -35,6 +35,7 @@ def test_a_run_written_and_read_back_is_the_same_record(tmp_path):
     assert saved["version"] == VERSION and "conditioning" not in saved and "stacked" not in saved
     assert saved["eval_history"] == [{"step": 2500, "mean": 40.0, "std": 1.0}, {"step": 5000, "mean": 50.0, "std": 2.0}]
     assert saved["precision"] == {"matmul": "highest", "autocast": "none"}
+    assert (saved["dataset_id"], saved["dataset_hash"]) == ("wsrl/hopper/medium-expert-v0", "0123456789abcdef")
     assert (saved["env"], saved["method"], saved["sampler"], saved["policy"]) == (
         "hopper_medium_expert", "rvs_r", "lds", "unconditional")
     assert read_results(path) == results
@@ -43,7 +44,7 @@ def test_a_run_written_and_read_back_is_the_same_record(tmp_path):
 def test_a_version_1_file_still_reads(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(VERSION_1))
     old = read_results(tmp_path / "results.json")
-    assert old.version == 1 and old.precision is None and old.stacked is None
+    assert old.version == 1 and old.precision is None and old.stacked is None and old.dataset_hash is None
     assert old.normalized_score == {"mean": 50.0, "std": 2.0} and old.weights["max"] == 4.0
     assert finished_results(tmp_path, 5000) == old
     assert finished_results(tmp_path, 5001) is None  # a longer budget: not finished

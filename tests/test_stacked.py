@@ -19,6 +19,7 @@ from tests.test_bench import load_bench
 from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig, register_configs, resolve_env, to_plain
 from wsrl.core.module import WeightedBC
 from wsrl.core.policies import Dropout
+from wsrl.datasets.store import content_hash, read_episodes
 from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
 from wsrl.report.collect import collect
 from wsrl.running.build import build_run
@@ -124,6 +125,7 @@ def test_stacked_sweep_writes_what_the_basic_launcher_writes(tiny_dataset, minar
         assert set(member) - set(single) == {"stacked"} and set(single) <= set(member)
         assert member["stacked"]["size"] == 4 and member["stacked"]["rng"] == "fast"
         assert member["config"] == single["config"]
+        assert member["dataset_hash"] == single["dataset_hash"] == content_hash(read_episodes(tiny_dataset))
         assert (stacked / path.relative_to(basic)).with_name("run_config.json").read_text() == \
             path.with_name("run_config.json").read_text()
         # its checkpoint alone reproduces its score (the member's own, un-padded weights)

@@ -79,8 +79,9 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
         for lg in run.trainer.loggers:  # already done if the signal came while training; harmless twice
             lg.finalize("failed")
         raise
-    results = RunResults.of_run(plain, env, run.trainer.global_step, run.target_return, run.data.weight_stats, final,
-                                run.evaluator.history, run.stopper.starts, time.time() - start, run.device, extras)
+    results = RunResults.of_run(plain, env, run.data.transitions.content_hash, run.trainer.global_step,
+                                run.target_return, run.data.weight_stats, final, run.evaluator.history,
+                                run.stopper.starts, time.time() - start, run.device, extras)
     record(run, cfg, results, run_dir)
     return results
 

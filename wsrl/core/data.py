@@ -37,6 +37,7 @@ class Transitions:
     terminations: np.ndarray  # [N] bool: the episode ended in a terminal state (no bootstrap)
     truncations: np.ndarray  # [N] bool: the episode was cut (time limit or end of data)
     episode_starts: np.ndarray  # [E] index of each episode's first transition; episodes are contiguous
+    content_hash: str | None = None  # the dataset's (wsrl.datasets.store.dataset_hash); None: made in memory
 
     @property
     def episode_lengths(self) -> np.ndarray:
@@ -70,7 +71,7 @@ class Transitions:
 def load_transitions(dataset_id: str) -> Transitions:
     """A local Minari dataset (``wsrl.datasets.store.read_episodes``, no download) as flat arrays, checked finite
     and well formed."""
-    from wsrl.datasets.store import datasets_root, exists_locally, read_episodes
+    from wsrl.datasets.store import dataset_hash, datasets_root, exists_locally, read_episodes
 
     if not exists_locally(dataset_id):
         raise DataError(f"{dataset_id} is not in {datasets_root()}: make it with `python -m wsrl.datasets "
@@ -96,6 +97,7 @@ def load_transitions(dataset_id: str) -> Transitions:
         terminations=np.concatenate(episodes["terminations"]).astype(bool),
         truncations=np.concatenate(episodes["truncations"]).astype(bool),
         episode_starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+        content_hash=dataset_hash(dataset_id, episodes),
     )
     for name in ("observations", "actions", "rewards"):
         bad = ~np.isfinite(getattr(data, name))

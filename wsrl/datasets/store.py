@@ -1,14 +1,16 @@
-"""The local Minari store: where datasets live, reading them (their episodes, their metadata) and writing them
-atomically (built in a scratch root beside the target, then renamed into place). The one place that reads a Minari
-dataset and the one place that points Minari at another root."""
+"""The local Minari store: where datasets live, reading them (their episodes, their metadata, their content hash)
+and writing them atomically (built in a scratch root beside the target, then renamed into place). The one place
+that reads a Minari dataset and the one place that points Minari at another root."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import numpy as np
 
 KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 Episodes = dict[str, list[np.ndarray]]  # per-episode arrays under KEYS; observations carry the final one
+HASH_KEY = "wsrl_content_hash"  # the metadata entry holding ``content_hash`` of a dataset wsrl wrote
+URL_LABELS = ("repository", "source", "sourcecode", "code", "homepage")  # [project.urls] names code_permalink takes
 
 
 class DatasetError(RuntimeError):
@@ -67,6 +71,41 @@ def read_episodes(dataset_id: str) -> Episodes:
     return out
 
 
+def content_hash(episodes: Episodes) -> str:
+    """A fingerprint of the episodes' arrays: the first 16 hex digits of the SHA-256 of each array's shape and
+    values (as float64, or bool for the flags: exact for the dtypes datasets are stored in), key by key, episode by
+    episode. Equal data give equal hashes on any machine; a dataset generated elsewhere, whose numbers differ in
+    the last digits, gives another."""
+    digest = hashlib.sha256()
+    for key in KEYS:
+        dtype = "u1" if key in ("terminations", "truncations") else "<f8"
+        for array in episodes[key]:
+            values = np.asarray(array).astype(bool) if dtype == "u1" else np.asarray(array)
+            digest.update(str(values.shape).encode())
+            digest.update(np.ascontiguousarray(values, dtype=dtype).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def dataset_hash(dataset_id: str, episodes: Episodes) -> str:
+    """The content hash of a local dataset: the one recorded in its metadata when wsrl wrote it (``write_dataset``),
+    else computed from ``episodes``, its arrays as read (a dataset made by other tools or before hashes)."""
+    return read_metadata(dataset_id).get(HASH_KEY) or content_hash(episodes)
+
+
+def code_permalink() -> str | None:
+    """The project's repository, from its package metadata (``[project.urls]`` in pyproject.toml, the first of
+    ``URL_LABELS``); None where it names none: datasets then carry no ``code_permalink`` rather than an invented
+    one."""
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata("wsrl").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    named = {label.replace(" ", "").lower(): url.strip() for label, _, url in (u.partition(",") for u in urls)}
+    return next((named[label] for label in URL_LABELS if label in named), None)
+
+
 def concat_episodes(parts: list[Episodes]) -> Episodes:
     """The episodes of ``parts``, one after another."""
     return {k: [ep for part in parts for ep in part[k]] for k in KEYS}
@@ -75,19 +114,25 @@ def concat_episodes(parts: list[Episodes]) -> Episodes:
 def write_dataset(dataset_id: str, episodes: list, overwrite: bool = False, **metadata) -> str:
     """Write ``episodes`` (Minari EpisodeBuffers) as ``dataset_id``: whole or not at all.
 
-    ``metadata`` goes to ``minari.create_dataset_from_buffers`` (env, eval_env, ref scores, description...).
-    An existing dataset is replaced only with ``overwrite=True``; an interrupted write leaves only a scratch
-    directory whose name Minari ignores, removed on the way out.
+    ``metadata`` goes to ``minari.create_dataset_from_buffers`` (env, eval_env, ref scores, description...), with
+    the project's ``code_permalink`` where its package metadata names one and the episodes' ``content_hash``
+    (under ``HASH_KEY``). An existing dataset is replaced only with ``overwrite=True``; an interrupted write leaves
+    only a scratch directory whose name Minari ignores, removed on the way out.
     """
     import minari
 
     target = datasets_root() / dataset_id
     if exists_locally(dataset_id) and not overwrite:
         raise DatasetError(f"{dataset_id} already exists in {datasets_root()}; pass --overwrite to replace it")
+    fingerprint = content_hash({k: [getattr(ep, k) for ep in episodes] for k in KEYS})
+    permalink = code_permalink()
     try:
         with scratch_root(".wsrl-build-") as scratch:
-            minari.create_dataset_from_buffers(dataset_id, buffer=episodes, author="wsrl",
-                                               code_permalink="https://github.com/wsrl/wsrl", **metadata)
+            with warnings.catch_warnings():  # left out on purpose where the project names no repository
+                warnings.filterwarnings("ignore", message="`code_permalink` is set to None")
+                made = minari.create_dataset_from_buffers(dataset_id, buffer=episodes, author="wsrl",
+                                                          code_permalink=permalink, **metadata)
+            made.storage.update_metadata({HASH_KEY: fingerprint})
             _publish(scratch / dataset_id, target, dataset_id)
     except OSError as err:  # disk full, read-only root: the scratch copy is gone, an existing dataset untouched
         reason = err.strerror or str(err).splitlines()[0] or type(err).__name__

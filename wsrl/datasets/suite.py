@@ -33,6 +33,7 @@ class Robot:
     d4rl_env_id: str  # v4 environment that keeps D4RL's dynamics (for imported D4RL files)
     ref_min_score: float  # D4RL REF_MIN_SCORE (random policy return)
     ref_max_score: float  # D4RL REF_MAX_SCORE (expert return)
+    d4rl_medium: float  # the normalized score of D4RL's v2 medium dataset, the level ``choose`` picks medium at
 
     def normalize(self, returns):
         """D4RL normalized score with this robot's reference scores."""
@@ -44,19 +45,34 @@ class Robot:
 
 
 ROBOT = {
-    "halfcheetah": Robot("halfcheetah", "HalfCheetah-v5", "HalfCheetah-v4", -280.178953, 12135.0),
-    "hopper": Robot("hopper", "Hopper-v5", "Hopper-v4", -20.272305, 3234.3),
-    "walker2d": Robot("walker2d", "Walker2d-v5", "Walker2d-v4", 1.629008, 4592.3),
+    "halfcheetah": Robot("halfcheetah", "HalfCheetah-v5", "HalfCheetah-v4", -280.178953, 12135.0, 41.0),
+    "hopper": Robot("hopper", "Hopper-v5", "Hopper-v4", -20.272305, 3234.3, 44.0),
+    "walker2d": Robot("walker2d", "Walker2d-v5", "Walker2d-v4", 1.629008, 4592.3, 62.0),
+}
+
+# The version of each generated dataset whose data changed since its first (``-v0``); absent: 0. Bump one when its
+# episodes change, so that runs on the old data and on the new carry different ids and are never pooled.
+VERSIONS = {
+    # v1: medium at D4RL's level (62, the 50-episode score nearest it) instead of 0.45 of the expert (37), so its
+    # medium-replay runs to the new medium and its medium-expert holds the new medium (issue 30)
+    ("walker2d", "medium"): 1,
+    ("walker2d", "medium_replay"): 1,
+    ("walker2d", "medium_expert"): 1,
 }
 
 
+def version(robot: str, quality: str) -> int:
+    """The version of the generated dataset ``robot`` ``quality`` (``VERSIONS``; 0 where it never changed)."""
+    return VERSIONS.get((robot, quality), 0)
+
+
 def dataset_id(robot: str, quality: str, source: str = "generated", size: str = "full") -> str:
-    """The Minari id of a dataset: ``wsrl/hopper/medium-expert[-small]-v0`` (generated),
+    """The Minari id of a dataset: ``wsrl/hopper/medium-expert[-small]-v<version>`` (generated, ``version``),
     ``d4rl/hopper/medium-expert-v2`` (a converted D4RL file) or ``wsrl-minari/hopper/medium-expert-v0`` (Minari's
     download with reference scores)."""
     name = quality.replace("_", "-")
     if source == "generated":
-        return f"wsrl/{robot}/{name}{'-small' if size == 'small' else ''}-v0"
+        return f"wsrl/{robot}/{name}{'-small' if size == 'small' else ''}-v{version(robot, quality)}"
     if source == "d4rl":
         return f"d4rl/{robot}/{name}-v2"
     if source == "minari":

@@ -10,8 +10,10 @@ Welch's 95 % interval and p-value, Holm's correction over all the table's compar
 adjusted p is below ``ALPHA``, and whether the paper's own difference lies inside the interval
 (``wsrl.report.rows``). Group averages follow each dataset group, as in the paper. Missing seeds, unequal step
 counts and failed jobs are listed in the notes, never averaged silently; a run whose ``results.json`` cannot be read
-is named in one line, left out and counted in the notes (``--strict`` refuses instead). A PNG shows grouped bars
-with the paper's values as markers; ``table<N>_runs.csv`` lists every run behind the table.
+is named in one line, left out and counted in the notes (``--strict`` refuses instead); a cell whose runs trained on
+different data (dataset id or content hash, ``results.json``'s ``dataset_hash``) is refused unless ``--mixed-data``.
+A PNG shows grouped bars with the paper's values as markers; ``table<N>_runs.csv`` lists every run behind the table,
+with its dataset's id and hash.
 Below the table come rliable's aggregates over all datasets and seeds (``wsrl.report.statistics``): IQM and mean per
 method, the probability of improvement of each compared pair overall and per dataset, all with 95 %
 stratified-bootstrap intervals (``table<N>_aggregates.csv``), and a figure with them and the performance profiles
@@ -57,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
                    "have), e.g. the medium-expert rows of a sweep that has them at more seeds")
     p.add_argument("--strict", action="store_true", help="refuse a sweep with an unreadable results.json (or "
                    "failed.json) instead of naming it and leaving its run out")
+    p.add_argument("--mixed-data", action="store_true", help="pool a cell's runs even where they trained on "
+                   "different data (dataset ids or content hashes, e.g. one dataset generated on two machines); the "
+                   "table's notes name each group. Without it such a cell is refused")
     p.add_argument("--wandb", action="store_true", help="also log the tables and figures to W&B")
     p.add_argument("--wandb-project", default=WandbConfig().project,
                    help="with --wandb: the W&B project (default: the training runs' default, %(default)s)")
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             if a.reps < 1:
                 raise ReportError(f"--reps {a.reps} must be >= 1")
             write_table(a.sweep_dir, a.table, a.out, a.wandb_project if a.wandb else None, a.reps, a.seeds, a.datasets,
-                        a.strict)
+                        a.strict, a.mixed_data)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -1,6 +1,6 @@
 """Reading sweeps: every finished run (its ``results.json`` as ``wsrl.running.results.RunResults``) and failed job
-below a sweep directory, several sweeps pooled into one, the seeds a sweep was launched with, and the runs behind
-each cell of a table."""
+below a sweep directory, several sweeps pooled into one, the seeds a sweep was launched with, the runs behind
+each cell of a table, and whether each cell's runs trained on the same data."""
 
 from __future__ import annotations
 
@@ -136,3 +136,33 @@ def cells(runs: list[Run], number: int) -> dict[tuple[str, str], list[Run]]:
             if (r.method, r.sampler, r.policy) == (method, sampler, policy) and label in (None, run.label):
                 by_cell[(r.env, col)].append(run)
     return by_cell
+
+
+UNKNOWN_HASH = "unknown"  # the data group of results.json files written before runs recorded their dataset's hash
+
+
+def data_of(run: Run) -> str:
+    """What a run trained on: its dataset id and content hash (``UNKNOWN_HASH`` in files older than hashes)."""
+    return f"{run.results.dataset_id} (hash {run.results.dataset_hash or UNKNOWN_HASH})"
+
+
+def same_data(runs: list[Run], number: int, mixed: bool = False) -> list[str]:
+    """Refuse a cell of table ``number`` whose runs trained on different data (dataset ids or content hashes: the
+    same generated dataset made on two machines differs in the last digits), naming each group with a run of it;
+    with ``mixed``, pool them and return a note per such cell instead. The runs of files older than hashes
+    are one group per dataset id, pooled with each other but not with runs that recorded a hash."""
+    notes = []
+    for (env, col), cell in sorted(cells(runs, number).items()):
+        groups: dict[str, list[Run]] = defaultdict(list)
+        for run in cell:
+            groups[data_of(run)].append(run)
+        if len(groups) == 1:
+            continue
+        found = "; ".join(f"{len(members)} run{'s' * (len(members) > 1)} on {data} (e.g. {members[0].directory})"
+                          for data, members in groups.items())
+        if not mixed:
+            raise ReportError(f"{env} / {col}: runs on different data pooled in one cell: {found}; re-run one group "
+                              "on the other's data, leave it out (--seeds, --datasets, fewer sweeps), or pass "
+                              "--mixed-data to pool them on purpose")
+        notes.append(f"{env} / {col}: runs on different data pooled (--mixed-data): {found}")
+    return notes

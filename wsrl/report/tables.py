@@ -242,13 +242,14 @@ def _flat(d: dict, prefix: str) -> dict:
 
 def run_rows(runs: list[tuple[str, str, RunResults, str]]) -> list[dict]:
     """One CSV row per (dataset, column, run's results, run directory): seed, score, episode std, the run's
-    ``weights`` block flattened (``weights <key>``, empty for runs without weights), steps, wall seconds and the
-    run's directory."""
+    ``weights`` block flattened (``weights <key>``, empty for runs without weights), steps, wall seconds, the
+    dataset's id and content hash (empty for runs older than hashes) and the run's directory."""
     weights = [_flat(run.weights or {}, "weights ") for _, _, run, _ in runs]
     names = list(dict.fromkeys(k for w in weights for k in w))
     return [{"dataset": env, "column": col, "seed": run.seed, "score": run.normalized_score["mean"],
              "episode std": run.normalized_score["std"], **{k: w.get(k) for k in names}, "steps": run.steps,
-             "wall seconds": run.wall_seconds, "run dir": directory}
+             "wall seconds": run.wall_seconds, "dataset id": run.dataset_id, "dataset hash": run.dataset_hash,
+             "run dir": directory}
             for (env, col, run, directory), w in zip(runs, weights, strict=True)]
 
 

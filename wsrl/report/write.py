@@ -10,7 +10,7 @@ from pathlib import Path
 from wsrl.common.files import write_text_atomic
 from wsrl.report import statistics as stats
 from wsrl.report import tables
-from wsrl.report.collect import ReportError, Run, pool
+from wsrl.report.collect import ReportError, Run, pool, same_data
 from wsrl.report.paper import layout
 from wsrl.report.rows import per_run, statistics, table, weights_markdown
 from wsrl.report.upload import log_report
@@ -18,14 +18,15 @@ from wsrl.report.upload import log_report
 
 def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None = None,
                 wandb_project: str | None = None, reps: int = 2000, seeds: Sequence[int] | None = None,
-                datasets: Sequence[str] | None = None, strict: bool = False) -> Path:
+                datasets: Sequence[str] | None = None, strict: bool = False, mixed_data: bool = False) -> Path:
     """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>_runs.csv``, ``table<N>.png``,
     ``table<N>_aggregates.csv`` and ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir), each
     whole or not at all; ``reps`` bootstrap resamples; ``seeds``: only these seeds' runs, so that every column has
     the same ones where a pooled sweep has more; ``datasets``: only these datasets' rows (a table of one group,
     e.g. the medium-expert rows at more seeds than the others). Several sweep directories are pooled (``pool``). An
-    unreadable ``results.json`` is named, left out and counted in the notes; with ``strict`` it is refused. With a
-    ``wandb_project``, the tables and figures are also logged there, grouped by the first sweep's name."""
+    unreadable ``results.json`` is named, left out and counted in the notes; with ``strict`` it is refused. A cell
+    whose runs trained on different data (``same_data``) is refused unless ``mixed_data``, which pools and notes it.
+    With a ``wandb_project``, the tables and figures are also logged there, grouped by the first sweep's name."""
     sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
     runs, failed, swept = pool(sweeps, strict)
     if datasets is not None:
@@ -34,7 +35,9 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
         keep = set(seeds)
         runs = [run for run in runs if run.results.seed in keep]
         swept = sorted(seeds)
+    mixed = same_data(runs, number, mixed_data)
     rows, notes = table(runs, number, swept, datasets)
+    notes += mixed
     if seeds is not None:
         notes.append(f"Seeds {', '.join(map(str, swept))} only (--seeds): runs of other seeds in the sweeps are left "
                      "out.")

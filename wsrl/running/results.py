@@ -45,6 +45,8 @@ class RunResults:
     wall_seconds: float  # the last process's wall time, from building the run to the end of the evaluation
     device: str  # where it trained and was evaluated
     config: dict  # the full composed config, as plain data
+    dataset_hash: str | None = None  # the dataset's content hash (wsrl.datasets.store.dataset_hash), so that the
+    # report pools only runs on the same data; None in files older than it
     precision: dict | None = None  # {matmul, autocast}: the training precision (None in files older than it)
     video: dict | None = None  # eval.video=true: {path, frames, fps, episode_return, seconds}
     conditioning: dict | None = None  # eval.conditioning_points (RvS-R): the conditioning curve's numbers
@@ -52,14 +54,16 @@ class RunResults:
     version: int = field(default=VERSION)  # this record's format
 
     @classmethod
-    def of_run(cls, plain: dict, env: ResolvedEnv, steps: int, target_return: float | None,
+    def of_run(cls, plain: dict, env: ResolvedEnv, dataset_hash: str | None, steps: int, target_return: float | None,
                weights: dict | None, final: dict, history: list[dict], starts: list[int], seconds: float,
                device: object, media: dict) -> RunResults:
-        """The record of a finished run: its plain config, resolved env, final evaluation (``evaluate``'s dict),
-        evaluation history, process starts and the media ``wsrl.evaluation.media.final_media`` made."""
+        """The record of a finished run: its plain config, resolved env and its dataset's content hash, final
+        evaluation (``evaluate``'s dict), evaluation history, process starts and the media
+        ``wsrl.evaluation.media.final_media`` made."""
         return cls(
             env=plain["env"]["name"], method=plain["method"]["name"], sampler=plain["sampler"]["name"],
             policy=plain["policy"]["name"], seed=plain["seed"], steps=steps, dataset_id=env.dataset_id,
+            dataset_hash=dataset_hash,
             eval_env_id=env.eval_env_id, ref_min_score=env.ref_min_score, ref_max_score=env.ref_max_score,
             target_return=target_return, weights=weights, normalized_score=final["normalized_score"],
             returns=final["returns"], lengths=final["lengths"],

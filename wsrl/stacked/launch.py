@@ -158,9 +158,9 @@ def record_members(group: StackedGroup, jobs: list[Job], loggers: list[list],
         extras = media.final_media(loggers[k], m.module, m.env, m.cfg.eval, seed, step, run_dir,
                                    f"{m.cfg.env.name} {m.cfg.method.name}/{m.cfg.sampler.name}/"
                                    f"{m.cfg.policy.name} seed {m.cfg.seed}, step {step} (stacked)")
-        results = RunResults.of_run(m.module.hparams.config, m.env, step, m.module.target_return,
-                                    m.data.weight_stats, final, [], group.starts, time.time() - started, device,
-                                    extras)
+        results = RunResults.of_run(m.module.hparams.config, m.env, m.data.transitions.content_hash, step,
+                                    m.module.target_return, m.data.weight_stats, final, [], group.starts,
+                                    time.time() - started, device, extras)
         results.stacked = {"group": name, "size": len(jobs), "slot": k, "rng": options.rng,
                            "group_seed": group.group_seed, "precision": results.precision}
         write_results(run_dir, results)

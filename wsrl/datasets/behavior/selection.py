@@ -1,9 +1,11 @@
 """Choosing a run's medium and expert snapshots and shipping them, with the manifest, into the package's assets.
 
 Candidate snapshots are re-scored on many episodes (50 by default): expert is the best of the ``CANDIDATES`` best
-by training-time score, medium the earlier snapshot whose score is nearest ``MEDIUM_RATIO`` of the expert's. The
-manifest lists every run tried and the chosen figures with their spread and episode count; the snapshots shipped
-are those the datasets need: all up to medium (medium-replay replays them) and the expert.
+by training-time score, medium the earlier snapshot whose score is nearest D4RL's medium level (``Robot.d4rl_medium``)
+among the first ones that reach it (``pick_medium``). Scores a previous ``choose`` recorded for the same
+snapshots are reused, not computed again. The manifest lists every run tried and the chosen figures with their
+spread and episode count; the snapshots shipped are those the datasets need: all up to medium (medium-replay
+replays them) and the expert.
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ from wsrl.datasets.behavior.actors import score_snapshot
 from wsrl.datasets.behavior.locations import ASSETS
 from wsrl.datasets.suite import ROBOT
 
-MEDIUM_RATIO = 0.45  # D4RL's medium datasets score 0.41-0.58 of its experts
-MEDIUM_RANGE = (0.3, 0.6)  # a medium snapshot outside this fraction of the expert's score is not accepted
-CANDIDATES = 5  # snapshots re-scored on many episodes for each of expert and medium, ranked by training-time score
+MEDIUM_TOLERANCE = 5.0  # points from D4RL's medium level that a medium may lie (issue 30's bound), on many episodes
+MEDIUM_AIM = 2.5  # points from it that end the search: a medium policy's 50-episode score is itself 2-4 points off
+# its mean (its episodes spread by 15-30), so a snapshot at the tolerance's edge would make a dataset past it
+CANDIDATES = 5  # snapshots re-scored on many episodes for expert, and per window for medium
+MEDIUM_WINDOWS = 4  # windows of CANDIDATES snapshots re-scored for medium at most
 
 
 class Rescored:
     """A run's snapshots re-scored on ``episodes`` episodes (seeded ``20_000 + step``), each at most once."""
 
-    def __init__(self, robot_name: str, run: Path, episodes: int) -> None:
+    def __init__(self, robot_name: str, run: Path, episodes: int, known: dict[int, dict] | None = None) -> None:
         self.robot_name, self.run, self.episodes = robot_name, run, episodes
-        self.scores: dict[int, dict] = {}  # step -> score_snapshot's figures
+        self.scores: dict[int, dict] = dict(known or {})  # step -> score_snapshot's figures
 
     def __call__(self, entry: dict) -> float:
         step = entry["step"]
@@ -42,14 +46,40 @@ class Rescored:
         return self.scores[step]["normalized_mean"]
 
 
-def pick(curve: list[dict], score: Callable[[dict], float]) -> tuple[dict, dict]:
-    """The (medium, expert) entries of a training curve, decided by ``score``, ranked by the curve's scores."""
+def pick_medium(curve: list[dict], expert_step: int, score: Callable[[dict], float], target: float) -> dict:
+    """The medium entry of a training curve: the snapshots before the expert whose training-time score reaches
+    ``target - MEDIUM_TOLERANCE`` are re-scored in step order, ``CANDIDATES`` at a time, until a window holds one
+    within ``MEDIUM_AIM`` of ``target`` (at most ``MEDIUM_WINDOWS``); medium is the one nearest ``target`` of
+    those re-scored. In step order, because D4RL stopped its medium learner once it reached the level and
+    medium-replay is the learner's data up to medium: a later snapshot at the same level would make medium-replay
+    larger and richer in good episodes than D4RL's. By windows, because the training-time scores (10 episodes,
+    the best of noisy ones) overrate a snapshot that still falls now and then. Where no snapshot reaches it, the
+    ``CANDIDATES`` nearest by training-time score are re-scored."""
+    before = [e for e in curve if e["step"] < expert_step]
+    reached = [e for e in before if e["normalized_mean"] >= target - MEDIUM_TOLERANCE]
+    scored: list[dict] = []
+    for start in range(0, min(len(reached), CANDIDATES * MEDIUM_WINDOWS), CANDIDATES):
+        scored += reached[start:start + CANDIDATES]
+        if any(abs(score(e) - target) <= MEDIUM_AIM for e in scored):
+            break
+    scored = scored or sorted(before, key=lambda e: abs(e["normalized_mean"] - target))[:CANDIDATES]
+    return min(scored, key=lambda e: abs(score(e) - target))
+
+
+def pick(curve: list[dict], score: Callable[[dict], float], target: float) -> tuple[dict, dict]:
+    """The (medium, expert) entries of a training curve: expert the best by ``score`` of the ``CANDIDATES`` best
+    by training-time score, medium ``pick_medium``'s."""
     top = sorted(curve, key=lambda e: e["normalized_mean"], reverse=True)[:CANDIDATES]
     expert = max(top, key=score)
-    goal = MEDIUM_RATIO * score(expert)
-    before = [e for e in curve if e["step"] < expert["step"]]
-    near = sorted(before, key=lambda e: abs(e["normalized_mean"] - goal))[:CANDIDATES]
-    return min(near, key=lambda e: abs(score(e) - goal)), expert
+    return pick_medium(curve, expert["step"], score, target), expert
+
+
+def recorded_scores(manifest: dict, curve: list[dict], episodes: int) -> dict[int, dict]:
+    """The scores on ``episodes`` episodes that a shipped manifest recorded for snapshots of ``curve``: those whose
+    curve entry (step, file, training-time score) the manifest has too, so the same snapshot scored the same way."""
+    same = {e["step"] for e in manifest.get("curve", []) if e in curve}
+    recorded = manifest.get("chosen_scores", {}).get("candidates", {})
+    return {int(k): v for k, v in recorded.items() if int(k) in same and v["episodes"] == episodes}
 
 
 def tried_runs(manifest: dict) -> list[dict]:
@@ -89,19 +119,22 @@ def ship(run: Path, curve: list[dict], medium: int, expert: int, out: Path) -> N
 def choose(robot_name: str, run: Path, episodes: int = 50, note: str = "", assets: Path = ASSETS) -> dict:
     """Score candidate snapshots of ``run`` on ``episodes`` episodes, pick medium and expert, ship them."""
     record = json.loads((run / "run.json").read_text())
-    score = Rescored(robot_name, run, episodes)
-    medium, expert = pick(record["curve"], score)
-    ratio = score(medium) / score(expert)
-    if not MEDIUM_RANGE[0] <= ratio <= MEDIUM_RANGE[1]:
-        print(f"warning: medium scores {ratio:.2f} of expert, outside {MEDIUM_RANGE}", file=sys.stderr)
     path = assets / robot_name / "manifest.json"
-    runs = runs_with(json.loads(path.read_text()) if path.exists() else {}, run, record, note)
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    score = Rescored(robot_name, run, episodes, recorded_scores(previous, record["curve"], episodes))
+    target = ROBOT[robot_name].d4rl_medium
+    medium, expert = pick(record["curve"], score, target)
+    if abs(score(medium) - target) > MEDIUM_TOLERANCE:
+        print(f"warning: medium scores {score(medium):.1f}, more than {MEDIUM_TOLERANCE:g} from D4RL's {target:g}",
+              file=sys.stderr)
+    ratio = score(medium) / score(expert)
     scored = score.scores
     manifest = {**{k: v for k, v in record.items() if k != "curve"}, "curve": record["curve"],
                 "chosen": {"medium": medium["step"], "expert": expert["step"]},
                 "chosen_scores": {"medium": scored[medium["step"]], "expert": scored[expert["step"]],
-                                  "medium_to_expert": ratio, "candidates": {str(k): v for k, v in scored.items()}},
-                "runs": runs}
+                                  "medium_target": target, "medium_to_expert": ratio,
+                                  "candidates": {str(k): v for k, v in sorted(scored.items())}},
+                "runs": runs_with(previous, run, record, note)}
     ship(run, record["curve"], medium["step"], expert["step"], assets / robot_name / "snapshots")
     write_json_atomic(path, manifest)
     print(f"[{robot_name}] medium: step {medium['step']} ({score(medium):.1f}), expert: step {expert['step']} "
