@@ -29,7 +29,7 @@ test-all: install  ## including the slow end-to-end tests
 lint: install
 	$(BIN)/ruff check wsrl tests experiments
 
-bench: install  ## speed figures and ratios (see README, "Performance")
+bench: install  ## speed figures and ratios (see docs/performance.md)
 	$(BIN)/python experiments/bench.py
 
 datasets: install  ## all nine generated datasets at D4RL size
