@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import timeit
@@ -273,7 +274,7 @@ def stacked(args, transitions, root: Path) -> list[dict]:
             rate = n * clock.rate()
             rows.append(row(sec, f"N = {n}, {precision}; ratio = it / single run", rate, "member-steps/s",
                             rate / single[precision]))
-        if n == max(x for x in sizes if x <= 30):
+        if n == max((x for x in sizes if x <= 30), default=sizes[0]):
             rows.append(hosted_vs_bare(group, sec, precision, warmup, steps, rate))
     torch.set_float32_matmul_precision("highest")
     return rows
@@ -383,6 +384,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.steps = args.steps or (3 if q else 300)
     args.sizes = args.sizes or ("32x32" if q else "1024x512,256x256")
     args.transitions = args.transitions or (5_000 if q else 2_000_000)
+    if not re.fullmatch(r"\d+x\d+(,\d+x\d+)*", args.sizes) or not re.fullmatch(r"\d+(,\d+)*", args.stacked_n or "1"):
+        p.error("--sizes takes WIDTHxBATCH,... (e.g. 1024x512,256x256), --stacked-n N,... (e.g. 1,8,30)")
     return args
 
 
