@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -15,7 +14,6 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import child_env, make_tiny_dataset
-from tests.test_bench import load_bench
 from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig, register_configs, resolve_env, to_plain
 from wsrl.core.module import WeightedBC
 from wsrl.core.policies import Dropout
@@ -307,13 +305,3 @@ def test_a_refused_job_fails_alone(tiny_dataset, minari_root, tmp_path):
     runs, failed = collect(where)
     assert sorted(r.results.method for r in runs) == ["bc", "rvs_r"] and len(failed) == 2
     assert all("evaluates at the end only" in f["error"] and f["dir"].endswith("every5") for f in failed)
-
-
-def test_quick_bench_times_the_stacked_step(tmp_path, monkeypatch, one_thread):
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    b = load_bench().main(["--quick", "--only", "stacked"])
-    rows = [r for r in b.rows if r.section.startswith("9. stacked")]
-    assert {r.name.split(";")[0].split(":")[0] for r in rows} >= {"single run (wsrl.train path), fp32", "N = 1, fp32",
-                                                                   "N = 2, fp32", "N = 2"}
-    assert all(math.isfinite(r.value) and r.value > 0 for r in rows)
-    assert b.raw["stacked"]["2/fp32"] > 0 and not b.root.exists()

@@ -8,8 +8,8 @@ Each member's run directory holds what a single run's holds (``python -m wsrl.re
 (group, size, slot, rng, precision). The same command resumes a stopped launch and reports finished members.
 A group is a LightningModule fitted by a Lightning Trainer, as a single run is: hosted so, the step ran at 0.998 of
 its rate in a bare PyTorch loop (30 members, FP32, an H200: ``experiments/results/gpu_h200``), so Lightning costs
-well under the 5 % of a step that would have justified a bare loop (``experiments/bench.py --only stacked``,
-section 9, times the launcher's path against the bare loop).
+well under the 5 % of a step that would have justified a bare loop (``experiments/bench.py --only stacked`` times
+the launcher's path against the bare loop).
 
 - ``model``: ``StackedPolicy``, N members' policies as ``[N, out, in]`` weights, zero-padded to the group's largest
   input and action sizes (padded action dimensions are masked out of the likelihood), built from and unstacked
