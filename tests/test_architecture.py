@@ -25,7 +25,7 @@ BELOW = {  # package: the packages it may import, besides itself; keep in step w
 }
 INSIDE = {  # a package's modules, bottom first: each imports only modules listed before it
     "wsrl.common": ["__init__", "environ", "files", "locks", "figures", "episodes"],
-    "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "sources", "info",
+    "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "parallel", "sources", "info",
                       "__main__"],
     "wsrl.datasets.behavior": ["__init__", "locations", "learners", "actors", "training", "selection", "plots",
                                "__main__"],  # a sub-package: its own order inside, one place ("behavior") above
