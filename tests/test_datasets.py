@@ -167,6 +167,28 @@ def test_jobs_make_the_same_datasets_as_one_process(tmp_path, assets, monkeypatc
     assert dataset_files(tmp_path / "jobs4") == files[4]
 
 
+def test_a_sweeps_datasets_are_listed_and_the_missing_ones_made(minari_root, assets, monkeypatch, capsys):
+    """The datasets a sweep reads, expanded as Hydra expands it (the experiment's grid, the command line winning),
+    and the missing ones made before it starts; a bad override is refused in one line."""
+    from wsrl.running.datasets import main, needed, sweep_envs
+
+    assert len(needed(sweep_envs(["experiment=table2"]))) == 9  # the preset's own grid: the nine
+    sweep = ["-m", "experiment=table2", "env=hopper_medium_replay,hopper_medium_expert", "env.size=small",
+             "method=bc,rvs_r", "seed=0,1,2", "hydra/launcher=stacked", "hydra.launcher.max_group=4"]
+    ids = ["wsrl/hopper/medium-replay-small-v0", "wsrl/hopper/medium-expert-small-v0"]
+    assert list(needed(sweep_envs(sweep))) == ids
+    monkeypatch.setattr(gen, "ASSETS", assets)
+    monkeypatch.setattr(gen, "FULL_STEPS", 10 * STEPS)
+    main(["--list", *sweep])
+    assert capsys.readouterr().out.split() == ids and not exists_locally(ids[0])
+    main(["--jobs", "2", *sweep])
+    assert all(exists_locally(i) for i in [*ids, "wsrl/hopper/medium-small-v0", "wsrl/hopper/expert-small-v0"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["--list", "-m", "env=nowhere"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error:") and "nowhere" in err and len(err.splitlines()) == 1
+
+
 def test_ensure_dataset_generates_a_missing_generated_dataset(minari_root, assets, monkeypatch, capsys):
     monkeypatch.setattr(gen, "ASSETS", assets)
     monkeypatch.setattr(gen, "FULL_STEPS", 10 * STEPS)

@@ -28,6 +28,7 @@ from wsrl.core.validation import validate
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate_many
 from wsrl.running.build import make_loggers, wandb_mode
+from wsrl.running.datasets import ensure_run_dataset
 from wsrl.running.refusals import report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
 from wsrl.running.rundir import StopSignals, check_same_run, record_run, run_lock, write_failed
@@ -91,12 +92,7 @@ def accept(job: Job) -> dict | None:
     if job.cfg.eval.every_steps or job.cfg.eval.video_periodic:
         raise ConfigError("the stacked launcher evaluates at the end only: set eval.every_steps=0 and "
                           "eval.video_periodic=false, or use another launcher for periodic evaluation")
-    env = resolve_env(job.cfg.env)
-    if job.cfg.generate_if_missing:
-        from wsrl.datasets.sources import ensure_dataset
-
-        e = job.cfg.env
-        ensure_dataset(env.dataset_id, e.source, e.robot, e.quality, e.size, e.d4rl_file)
+    ensure_run_dataset(job.cfg)
     return check_same_run(to_plain(job.cfg), job.run_dir)
 
 
