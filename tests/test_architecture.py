@@ -33,7 +33,7 @@ INSIDE = {  # a package's modules, bottom first: each imports only modules liste
                   "module"],
     "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
     "wsrl.running": ["__init__", "gpus", "rundir", "results", "refusals", "build", "datasets"],
-    "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "launch"],
+    "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "clock", "launch"],
     "wsrl.report": ["__init__", "statistics", "tables", "weight_mass", "paper", "collect", "rows", "curves", "upload",
                     "write", "__main__"],
 }
