@@ -77,8 +77,8 @@ class TrainingClock(L.Callback):
         """Say when training ends at the measured step time, and whether that is before the deadline."""
         need, left = steps * self.step_s + self.save_s + MARGIN_S, self.deadline.left()
         if need <= left:
-            log.info("group %s: %.1f ms per step, training ends in about %.0f s (%.0f s before the deadline)",
-                     self.name, 1e3 * self.step_s, need, left - need)
+            log.info("group %s: %.1f ms per step, trained and saved in about %.0f s, %.0f s before the deadline",
+                     self.name, 1e3 * self.step_s, need - MARGIN_S, left - need + MARGIN_S)
         else:
             log.warning("group %s cannot finish before the deadline: %d steps to go at %.1f ms need %.0f s, %.0f s "
                         "are left; it trains until it must save its checkpoint (about %.0f s), saves and stops, and "
