@@ -88,7 +88,7 @@ def rollout_shard(env_id: str, actors: list[Actor | None], steps: int, seed: int
     the steps, episodes running on across a change of actor (as in an off-policy learner's replay buffer, where
     the policy changes under a running episode); ``None`` takes uniform random actions. Per step: one vector-env
     call and one batched actor call; the arrays are cut into episodes afterwards. ``desc`` draws a progress bar
-    (scaled to ``SHARDS`` shards).
+    (scaled to ``SHARDS`` shards) on a terminal, none in a log (datasets made side by side would fill it).
     """
     threads = torch.get_num_threads()  # restored on the way out: the caller may be a training process
     torch.set_num_threads(1)  # a 256-wide MLP on 16 rows: threads cost more than they give
@@ -111,7 +111,7 @@ def rollout_shard(env_id: str, actors: list[Actor | None], steps: int, seed: int
         final_obs: dict[tuple[int, int], np.ndarray] = {}  # (step, env) of each ended episode -> its last obs
         length = np.zeros(n_envs, dtype=np.int64)  # 0 while an environment still collects
         obs_buf[0] = obs
-        bar = tqdm(total=horizon, desc=desc, unit="step", unit_scale=n_envs * SHARDS, disable=desc is None,
+        bar = tqdm(total=horizon, desc=desc, unit="step", unit_scale=n_envs * SHARDS, disable=desc is None or None,
                    mininterval=1.0, leave=False)
         t = 0
         while not length.all():
