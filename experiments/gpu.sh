@@ -54,7 +54,7 @@ RC=
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-left() { awk -v t0="$T0" -v d="$DEADLINE_S" -v b="$(now)" 'BEGIN { printf "%d", t0 + d - b }'; }
+left() { awk -v t0="$T0" -v d="$DEADLINE_S" -v b="$(now)" -v r="${1:-0}" 'BEGIN { printf "%d", t0 + d - b - r }'; }
 say() { echo "[gpu.sh $(since "$T0") s] $*"; }
 record() { echo "$1 $2" >>"$WORK/timing"; }  # phase seconds
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
@@ -130,28 +130,29 @@ case "${CMD[0]}" in python|python3) CMD[0]=$PY ;; esac
 
 # 2. the datasets the sweep reads -------------------------------------------------------------------------------
 t=$(now)
-OVERRIDES=()
-for i in "${!CMD[@]}"; do [ "${CMD[$i]}" = wsrl.train ] && OVERRIDES=("${CMD[@]:$((i + 1))}"); done
 if [[ " ${CMD[*]} " == *" wsrl.train "* ]]; then
+  for i in "${!CMD[@]}"; do [ "${CMD[$i]}" = wsrl.train ] && OVERRIDES=("${CMD[@]:$((i + 1))}"); done
   IDS=$("$PY" -m wsrl.running.datasets --list "${OVERRIDES[@]}") || { say "cannot list the sweep's datasets"; exit 4; }
   ROBOTS=$(echo "$IDS" | cut -d/ -f2 | sort -u | paste -sd+)
   ARCHIVE=${ARCHIVE:-gpu_$(date -u +%F)_${ROBOTS:-sweep}}
   say "datasets: $(echo "$IDS" | paste -sd' ')"
-  timeout --kill-after=5 "$(( $(left) - PACK_S - GRACE_S > 1 ? $(left) - PACK_S - GRACE_S : 1 ))" \
+  S=$(left $((PACK_S + GRACE_S)))  # seconds left less what the pack and the sweep's start need
+  timeout --kill-after=5 "$(( S > 1 ? S : 1 ))" \
     "$PY" -m wsrl.running.datasets --jobs "$CORES" "${OVERRIDES[@]}" || { say "datasets not made (exit $?)"; exit 4; }
   (cd "$MINARI_DATASETS_PATH" && for id in $IDS; do sha256sum "$id"/data/*; done) >"$WORK/datasets.txt"
   add() { [[ " ${CMD[*]}" == *" ${1%%=*}="* ]] || CMD+=("$1"); }  # a device default the command does not set
   add wandb.mode=disabled; add trainer.progress_bar=false; add generate_if_missing=false
   if [[ " ${CMD[*]} " == *" hydra/launcher=stacked "* ]]; then
     add trainer.checkpoint_every_steps=0; add hydra.launcher.eval_workers=$(( CORES > 2 ? CORES - 2 : 0 ))
-    add hydra.launcher.deadline_s=$(( $(left) - PACK_S - GRACE_S ))
+    S=$(left $((PACK_S + GRACE_S)))
+    add hydra.launcher.deadline_s=$(( S > 1 ? S : 1 ))
   fi
 fi
 record datasets "$(since "$t")"
 
 # 3. the sweep --------------------------------------------------------------------------------------------------
 t=$(now)
-SWEEP_S=$(( $(left) - PACK_S - 5 ))
+SWEEP_S=$(left $((PACK_S + 5)))
 [ "$SWEEP_S" -lt 10 ] && { say "only $SWEEP_S s left for the sweep: skipped"; exit 5; }
 repack &
 WATCH_PID=$!
