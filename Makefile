@@ -36,9 +36,10 @@ datasets: install  ## all nine generated datasets at D4RL size
 	$(BIN)/python -m wsrl.datasets generate all all
 
 # What the lent GPU machine (Python 3.12, x86-64, PyTorch and Lightning installed) lacks, as wheels in .whl/ for
-# experiments/gpu.sh: the versions of this virtual environment. antlr4-python3-runtime 4.9.3 exists on PyPI only as
-# a source archive; it is pure Python, so the wheel built here serves any Python 3.
-GPU_WHEELS ?= mujoco==4.0.0 mujoco-core==4.0.0 glfw==2.11.0 gymnasium==1.4.0 farama-notifications==0.0.6 \
+# experiments/gpu.sh: pinned to the versions of this virtual environment, the ones the CPU suite is made with (keep
+# them in step with `.venv/bin/pip list`). antlr4-python3-runtime 4.9.3 exists on PyPI only as a source archive; it
+# is pure Python, so the wheel built here serves any Python 3.
+GPU_WHEELS ?= mujoco==4.0.1 mujoco-core==4.0.1 glfw==2.11.0 gymnasium==1.4.0 farama-notifications==0.0.6 \
 	minari==0.5.4 hydra-core==1.3.8 omegaconf==2.3.1
 GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
 	manylinux1_x86_64
@@ -52,7 +53,7 @@ gpu-wheels:  ## wheels for the GPU machine into .whl/ (git-ignored; carry it: ca
 	$(PIP) wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
 	@ls .whl && du -ch .whl/*.whl | tail -1
 
-gpu-smoke: install  ## experiments/gpu.sh --smoke on this machine (small datasets in /tmp, a tiny sweep, out in gpu-out/)
+gpu-smoke: install  ## experiments/gpu.sh --smoke on this machine (small datasets in /tmp, a 2 x 2 stacked sweep, out in gpu-out/)
 	PYTHON=$(BIN)/python SKIP_INSTALL=1 experiments/gpu.sh --smoke
 
 clean:

@@ -25,15 +25,15 @@ BELOW = {  # package: the packages it may import, besides itself; keep in step w
 }
 INSIDE = {  # a package's modules, bottom first: each imports only modules listed before it
     "wsrl.common": ["__init__", "environ", "files", "locks", "figures", "episodes"],
-    "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "sources", "info",
+    "wsrl.datasets": ["__init__", "suite", "store", "behavior", "importers", "generate", "parallel", "sources", "info",
                       "__main__"],
     "wsrl.datasets.behavior": ["__init__", "locations", "learners", "actors", "training", "selection", "plots",
                                "__main__"],  # a sub-package: its own order inside, one place ("behavior") above
     "wsrl.core": ["__init__", "weighting", "diagnostics", "policies", "methods", "config", "validation", "data",
                   "module"],
     "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
-    "wsrl.running": ["__init__", "gpus", "damaged", "rundir", "results", "refusals", "build"],
-    "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "launch"],
+    "wsrl.running": ["__init__", "gpus", "damaged", "rundir", "results", "refusals", "build", "datasets"],
+    "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "clock", "launch"],
     "wsrl.report": ["__init__", "statistics", "tables", "weight_mass", "paper", "collect", "rows", "curves", "upload",
                     "write", "__main__"],
 }

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import wsrl.datasets.generate as gen
+import wsrl.datasets.parallel as parallel
 from tests.conftest import make_tiny_dataset
 from wsrl.datasets.behavior.actors import SquashedGaussianActor, save_snapshot
 from wsrl.datasets.importers import import_d4rl_hdf5
@@ -144,6 +145,49 @@ def test_existing_dataset_is_kept_unless_overwrite(minari_root, assets):
     assert dataset_files(minari_root) == before
     gen.generate("hopper", "medium", "small", assets=assets, steps_per_policy=2 * STEPS, overwrite=True)
     assert minari.load_dataset("wsrl/hopper/medium-small-v0").total_steps >= 2 * STEPS
+
+
+def test_jobs_make_the_same_datasets_as_one_process(tmp_path, assets, monkeypatch, capsys):
+    """--jobs 4 (two datasets at once, each with its two rollout processes, then medium_expert) writes the same
+    files, byte for byte, as --jobs 1; an existing dataset is refused before any work, or kept when asked."""
+    wanted = [("hopper", "medium_expert"), ("hopper", "medium_replay")]
+    files = {}
+    for jobs in (1, 4):
+        root = tmp_path / f"jobs{jobs}"
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+        made = parallel.make(wanted, "small", jobs, assets=assets, steps_per_policy=STEPS)
+        assert sorted(made) == sorted(f"wsrl/hopper/{q}-small-v0" for q in ("medium", "expert", "medium-replay",
+                                                                             "medium-expert"))
+        files[jobs] = dataset_files(root)
+    assert files[1] == files[4] and sum(name.endswith(".hdf5") for name in files[1]) == 4
+    with pytest.raises(DatasetError, match="hopper/medium-small-v0 already exists; pass --overwrite"):
+        # refused before any work: halfcheetah, first in line, has no behaviour policies in these assets
+        parallel.make([("halfcheetah", "medium"), ("hopper", "medium")], "small", 4, assets=assets)
+    assert parallel.make(wanted, "small", 4, keep=True, assets=assets) == []
+    assert "wsrl/hopper/medium-expert-small-v0: exists, kept" in capsys.readouterr().out
+    assert dataset_files(tmp_path / "jobs4") == files[4]
+
+
+def test_a_sweeps_datasets_are_listed_and_the_missing_ones_made(minari_root, assets, monkeypatch, capsys):
+    """The datasets a sweep reads, expanded as Hydra expands it (the experiment's grid, the command line winning),
+    and the missing ones made before it starts; a bad override is refused in one line."""
+    from wsrl.running.datasets import main, needed, sweep_envs
+
+    assert len(needed(sweep_envs(["experiment=table2"]))) == 9  # the preset's own grid: the nine
+    sweep = ["-m", "experiment=table2", "env=hopper_medium_replay,hopper_medium_expert", "env.size=small",
+             "method=bc,rvs_r", "seed=0,1,2", "hydra/launcher=stacked", "hydra.launcher.max_group=4"]
+    ids = ["wsrl/hopper/medium-replay-small-v0", "wsrl/hopper/medium-expert-small-v0"]
+    assert list(needed(sweep_envs(sweep))) == ids
+    monkeypatch.setattr(gen, "ASSETS", assets)
+    monkeypatch.setattr(gen, "FULL_STEPS", 10 * STEPS)
+    main(["--list", *sweep])
+    assert capsys.readouterr().out.split() == ids and not exists_locally(ids[0])
+    main(["--jobs", "2", *sweep])
+    assert all(exists_locally(i) for i in [*ids, "wsrl/hopper/medium-small-v0", "wsrl/hopper/expert-small-v0"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["--list", "-m", "env=nowhere"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error:") and "nowhere" in err and len(err.splitlines()) == 1
 
 
 def test_ensure_dataset_generates_a_missing_generated_dataset(minari_root, assets, monkeypatch, capsys):
@@ -277,6 +321,7 @@ def test_info_draws_several_datasets_side_by_side_or_nothing(tiny_dataset, tmp_p
     (["info", "wsrl/nope/none-v0"], "wsrl/nope/none-v0"),
     (["generate", "cheetah", "medium"], "'cheetah'"),
     (["generate", "hopper", "medium", "--size", "huge"], "'huge'"),
+    (["generate", "hopper", "medium", "--jobs", "0"], "--jobs 0"),
     (["import-d4rl", "missing.hdf5", "--robot", "hopper", "--quality", "medium"], "missing.hdf5"),
     ([], "command"),
 ])

@@ -20,7 +20,7 @@ ME = ("halfcheetah_medium_expert", "hopper_medium_expert", "walker2d_medium_expe
 
 def render(tmp_path, *args: str, code: int = 0) -> subprocess.CompletedProcess:
     env = child_env(PYTHON=sys.executable, MULTIRUN=str(tmp_path / "multirun"), RUNS=str(tmp_path / "sweeps"),
-                    OUT=str(tmp_path / "out"), REPS="20")
+                    GPU_RUNS=str(tmp_path / "gpu"), OUT=str(tmp_path / "out"), REPS="20")
     proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == code, proc.stderr[-2000:]
     return proc
@@ -88,3 +88,24 @@ def test_a_damaged_archive_or_member_is_named_and_rendering_goes_on(tmp_path):
     assert len(notes) == 1 and notes[0].startswith("- 1 run unreadable, left out")
     table = {r["dataset"]: r for r in csv.DictReader((tmp_path / "out" / "table2.csv").open())}
     assert float(table["hopper_medium_expert"]["BC"]) == 15.0  # the two readable seeds
+
+
+def test_a_gpu_calls_runs_render_the_paper_budget_tables_of_the_robots_done(tmp_path):
+    """An archive as experiments/gpu.sh packs it (hopper's Table 2 at the paper's budget) is restored and rendered:
+    hopper's rows with numbers, the other robots' "not run yet"; Table 1, without its sweep, skipped."""
+    build = tmp_path / "build" / "table2"
+    for env in ("hopper_medium_replay", "hopper_medium", "hopper_medium_expert"):
+        for method, sampler in (("bc", "uniform"), ("rvs_r", "uniform"), ("rvs_r", "lds"), ("bc", "lds")):
+            for seed in range(2):
+                write_run(build, env, method, sampler, seed, 50.0 + seed, steps=100_000)
+    call = tmp_path / "gpu" / "gpu_2026-12-01_hopper"
+    call.mkdir(parents=True)
+    with tarfile.open(call / "runs.tar.gz", "w:gz") as tar:
+        tar.add(build, arcname="./table2")
+    out = render(tmp_path).stdout
+    assert f"rendered: {tmp_path / 'out' / 'paper'} --table 2" in out and "table1 is missing" in out
+    assert (tmp_path / "multirun" / "table2" / "hopper_medium" / "bc-uniform-None-unconditional" / "seed1" /
+            "results.json").exists()
+    md = (tmp_path / "out" / "paper" / "table2.md").read_text()
+    assert "| hopper_medium | 50.5 [" in md and "| walker2d_medium | not run yet |" in md
+    assert (tmp_path / "out" / "paper" / "table3.md").exists()

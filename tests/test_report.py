@@ -484,6 +484,29 @@ def test_seeds_option_keeps_the_same_seeds_in_every_column(tmp_path, capsys):
     assert {r["seed"] for r in csv.DictReader((tmp_path / "table2_runs.csv").open())} == {"0", "1"}
 
 
+def test_a_paper_budget_table_of_the_robots_done_marks_the_others_not_run_yet(tmp_path, capsys):
+    """Hopper alone at the paper's budget: its rows have our numbers, the other robots' rows the paper's beside "not
+    run yet", said once, not as empty cells; the group averages keep the paper's and leave ours out."""
+    hopper = ("hopper_medium_replay", "hopper_medium", "hopper_medium_expert")
+    for k, env in enumerate(hopper):
+        for method, sampler in (("bc", "uniform"), ("rvs_r", "uniform"), ("rvs_r", "lds"), ("bc", "lds")):
+            for seed in range(2):
+                write_run(tmp_path, env, method, sampler, seed, 20.0 + 10 * k + seed)
+    main([str(tmp_path), "--table", "2", "--reps", "20"])
+    md = capsys.readouterr().out
+    pending = [f"{robot}_{q}" for q in ("medium_replay", "medium", "medium_expert")
+               for robot in ("halfcheetah", "walker2d")]
+    assert "| walker2d_medium_replay | not run yet | not run yet | not run yet | not run yet | 10.2 | 33.0 | 37.0 |" \
+        in md
+    assert f"- Not run yet: {', '.join(pending)} (the paper's numbers beside them)." in md
+    assert "- medium average: ours not averaged, halfcheetah_medium, walker2d_medium not run yet" in md
+    assert "no runs" not in md and "datasets missing" not in md
+    rows = {r["dataset"]: r for r in csv.DictReader((tmp_path / "table2.csv").open())}
+    assert [d for d, r in rows.items() if r["not run yet"] == "True"] == pending
+    assert float(rows["hopper_medium"]["BC"]) == 30.5 and rows["medium average"]["BC"] == ""
+    assert float(rows["medium average"]["BC paper"]) == pytest.approx((42.01 + 38.01 + 67.40) / 3)
+
+
 def test_datasets_option_keeps_only_those_rows(tmp_path, capsys):
     """--datasets renders the rows asked for (e.g. medium-expert at 10 seeds) and refuses one the sweeps lack."""
     for seed in range(3):

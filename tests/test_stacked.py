@@ -24,7 +24,6 @@ from wsrl.running.build import build_run
 from wsrl.running.rundir import StopSignals, run_identity
 from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
 from wsrl.stacked.group import GroupStopped, build_group
-from wsrl.stacked.launch import DEADLINE_EXIT
 from wsrl.stacked.model import StackedPolicy
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -191,21 +190,6 @@ def test_precision_is_configuration_identity_and_honoured_by_single_runs(two_rob
     assert torch.get_float32_matmul_precision() == "high"
     torch.set_float32_matmul_precision("highest")
     assert 1e-5 < max_gap(fp32, bf16) < 0.05  # bfloat16 matmuls: another run, not a broken one
-
-
-def test_a_deadline_stop_resumes_to_the_same_numbers(tiny_dataset, minari_root, tmp_path):
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    assert sweep("stacked", whole, minari_root).returncode == 0
-    stopped = sweep("stacked", cut, minari_root, "hydra.launcher.deadline_minutes=1e-4")
-    assert stopped.returncode == DEADLINE_EXIT, stopped.stderr[-3000:]
-    assert "stopped by the deadline" in stopped.stderr and "to resume, run the same command" in stopped.stderr
-    assert not list(cut.rglob("results.json")) and list(cut.glob(".stacked/*.ckpt"))
-    resumed = sweep("stacked", cut, minari_root)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    for path in whole.rglob("results.json"):
-        a, b = json.loads(path.read_text()), json.loads((cut / path.relative_to(whole)).read_text())
-        assert b["returns"] == a["returns"] and b["steps"] == a["steps"] == 12
-        assert a["started_at_steps"] == [0] and b["started_at_steps"][0] == 0 and len(b["started_at_steps"]) == 2
 
 
 def test_fast_draws_follow_each_members_distribution():

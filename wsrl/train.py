@@ -33,6 +33,7 @@ from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate
 from wsrl.evaluation.video import VideoUnavailable, check_video
 from wsrl.running.build import Run, build_run, check_shapes_early, checkpoint_interval, resume_point
+from wsrl.running.datasets import ensure_run_dataset
 from wsrl.running.refusals import check_command_line, report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
 from wsrl.running.rundir import RunInterrupted, StopSignals, check_same_run, record_run, run_lock
@@ -63,11 +64,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
         return done
     resume = resume_point(cfg, run_dir)  # a damaged checkpoint falls back, or refuses here
     check_shapes_early(cfg.env, env)
-    if cfg.generate_if_missing:  # the first work: minutes of CPU for a full-size generated dataset
-        from wsrl.datasets.sources import ensure_dataset
-
-        ensure_dataset(env.dataset_id, cfg.env.source, cfg.env.robot, cfg.env.quality, cfg.env.size,
-                       cfg.env.d4rl_file)
+    ensure_run_dataset(cfg)  # the first work: minutes of CPU for a missing full-size generated dataset
     start = time.time()
     run = build_run(cfg, plain, env, run_dir, signals)
     try:

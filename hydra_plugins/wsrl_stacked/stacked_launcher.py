@@ -10,6 +10,7 @@ import copy
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ class StackedLauncherConf:
     group_by: str = "all"  # all | robot | dataset
     rng: str = "fast"  # fast (one generator per group) | exact (each member draws as its single run would)
     eval_workers: int = 0  # evaluation worker processes for group evaluation (0: in this process)
-    deadline_minutes: float = 0.0  # wall-clock budget of the launch (0: none): then save, exit, print the resume
+    deadline_s: float = 0.0  # seconds the launch has from its start, training, evaluation and writing (0: none)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="wsrl")
@@ -42,6 +43,7 @@ class StackedLauncher(Launcher):
         from wsrl.core.config import ConfigError
         from wsrl.stacked.launch import Options
 
+        self.started = time.time()  # the deadline counts from here, before the jobs are composed
         try:
             self.options = Options(**options)
         except ConfigError as err:
@@ -83,7 +85,7 @@ class StackedLauncher(Launcher):
             sweep_config, task_cfg, run_dir = self.compose(overrides, idx)
             composed.append((overrides, sweep_config, task_cfg, run_dir))
             jobs.append(Job(task_cfg, run_dir, list(overrides)))
-        scores = launch(jobs, self.options, sweep_dir.resolve())
+        scores = launch(jobs, self.options, sweep_dir.resolve(), self.started)
         return [JobReturn(overrides=list(overrides), cfg=task_cfg, hydra_cfg=sweep_config, working_dir=os.getcwd(),
                           task_name=sweep_config.hydra.job.name, status=JobStatus.COMPLETED, _return_value=score)
                 for (overrides, sweep_config, task_cfg, _), score in zip(composed, scores, strict=True)]

@@ -6,12 +6,13 @@ Errors (a missing or damaged dataset, bad arguments) end in one line on stderr a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from wsrl.datasets.generate import generate
-from wsrl.datasets.store import DatasetError, exists_locally
+from wsrl.datasets.parallel import make, sigterm_interrupts
+from wsrl.datasets.store import DatasetError
 from wsrl.datasets.suite import D4RL_QUALITIES, GENERATED_QUALITIES, MINARI_QUALITIES, ROBOTS, SIZES, dataset_id
 
 
@@ -33,7 +34,9 @@ def parser() -> OneLineParser:
     g.add_argument("--size", choices=SIZES, default="full", help="small: a tenth of D4RL's size")
     g.add_argument("--overwrite", action="store_true", help="replace datasets that already exist")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--workers", type=int, default=None, help="rollout processes (default: one per core, up to 2)")
+    g.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="processes: several datasets side by side, each with its rollout shards (default: one per "
+                   "core, %(default)s); the data are the same whatever the number")
     i = sub.add_parser("info", help="summary and return histogram of local datasets (one panel each)")
     i.add_argument("dataset_id", nargs="+")
     i.add_argument("--png", type=Path, help="where the histograms go (default: <first id>_returns.png)")
@@ -49,16 +52,13 @@ def parser() -> OneLineParser:
 
 
 def generate_all(a: argparse.Namespace) -> None:
-    """``generate``: each asked dataset made in turn; with quality ``all``, existing ones kept."""
+    """``generate``: the asked datasets made with ``--jobs`` processes; with quality ``all``, existing ones kept."""
     robots = ROBOTS if a.robot == "all" else (a.robot,)
     qualities = GENERATED_QUALITIES if a.quality == "all" else (a.quality,)
-    for robot in robots:
-        for quality in qualities:
-            made = dataset_id(robot, quality, "generated", a.size)
-            if exists_locally(made) and not a.overwrite and a.quality == "all":
-                print(f"{made}: exists, kept")
-                continue
-            print(f"{generate(robot, quality, a.size, a.overwrite, seed=a.seed, workers=a.workers)}: written")
+    wanted = [(robot, quality) for robot in robots for quality in qualities]
+    sigterm_interrupts()  # stopped (a deadline's SIGTERM) as when interrupted: nothing half-written, no process left
+    for made in make(wanted, a.size, a.jobs, a.overwrite, keep=a.quality == "all", seed=a.seed):
+        print(f"{made}: written")
 
 
 def main(argv: list[str] | None = None) -> None:

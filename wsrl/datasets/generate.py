@@ -30,7 +30,7 @@ import json
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -88,7 +88,7 @@ def rollout_shard(env_id: str, actors: list[Actor | None], steps: int, seed: int
     the steps, episodes running on across a change of actor (as in an off-policy learner's replay buffer, where
     the policy changes under a running episode); ``None`` takes uniform random actions. Per step: one vector-env
     call and one batched actor call; the arrays are cut into episodes afterwards. ``desc`` draws a progress bar
-    (scaled to ``SHARDS`` shards).
+    (scaled to ``SHARDS`` shards) on a terminal, none in a log (datasets made side by side would fill it).
     """
     threads = torch.get_num_threads()  # restored on the way out: the caller may be a training process
     torch.set_num_threads(1)  # a 256-wide MLP on 16 rows: threads cost more than they give
@@ -111,7 +111,7 @@ def rollout_shard(env_id: str, actors: list[Actor | None], steps: int, seed: int
         final_obs: dict[tuple[int, int], np.ndarray] = {}  # (step, env) of each ended episode -> its last obs
         length = np.zeros(n_envs, dtype=np.int64)  # 0 while an environment still collects
         obs_buf[0] = obs
-        bar = tqdm(total=horizon, desc=desc, unit="step", unit_scale=n_envs * SHARDS, disable=desc is None,
+        bar = tqdm(total=horizon, desc=desc, unit="step", unit_scale=n_envs * SHARDS, disable=desc is None or None,
                    mininterval=1.0, leave=False)
         t = 0
         while not length.all():
@@ -178,21 +178,26 @@ def _snapshot(robot: str, manifest: dict, step: int, assets: Path) -> Actor:
     return load_actor(path)
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+def rollout_worker() -> None:
+    """A rollout worker's signals: Ctrl-C is the parent's to handle (it stops the workers); SIGTERM, how the parent
+    stops them, ends the worker at once, even where its parent had turned SIGTERM into an exception."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
-def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """``workers`` forked processes (as torch's DataLoader uses: nothing is re-imported), or None for one.
+def worker_pool(workers: int, initializer: Callable[[], None] = rollout_worker
+                ) -> Iterator[ProcessPoolExecutor | None]:
+    """``workers`` forked processes (as torch's DataLoader uses: nothing is re-imported), each set up by
+    ``initializer``, or None for one.
 
     A worker that dies raises BrokenProcessPool rather than hanging; on an error or interrupt the workers are
-    stopped at once instead of finishing their shards.
+    stopped at once (SIGTERM) instead of finishing their work.
     """
     if workers <= 1:
         yield None
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=initializer)
     try:
         yield pool
     except BaseException:

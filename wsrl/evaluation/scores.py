@@ -11,7 +11,7 @@ import numpy as np
 from wsrl.common.episodes import ActManyFn, EpisodeWorkers, run_episodes, run_episodes_many
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from wsrl.core.config import ResolvedEnv
     from wsrl.core.module import WeightedBC
@@ -39,34 +39,38 @@ def scores(env: ResolvedEnv, returns: np.ndarray, lengths: np.ndarray) -> dict:
 
 
 def evaluate_many(policies: Sequence[WeightedBC] | ActManyFn, envs: Sequence[ResolvedEnv], episodes: int,
-                  seeds: Sequence[int], workers: int | EpisodeWorkers = 0, **kwargs) -> list[dict]:
+                  seeds: Sequence[int], workers: int | EpisodeWorkers = 0, check: Callable[[], None] | None = None,
+                  **kwargs) -> list[dict]:
     """``evaluate`` for a group: member k's ``episodes`` episodes in ``envs[k]`` with seeds ``seeds[k] + i``, all
     members stepped together (``wsrl.common.episodes.run_episodes_many``, environments over ``workers`` processes, or
     over an ``EpisodeWorkers`` pool kept across evaluations).
 
     ``policies``: the members' modules (each acts on its own slice, in eval mode, as ``evaluate`` runs it), or one
     ``act_many`` function that acts for all members at once (a stacked model's batched forward). Member k's dict
-    equals ``evaluate(module_k, envs[k], episodes, seeds[k])``. ``kwargs`` go to ``run_episodes_many``.
+    equals ``evaluate(module_k, envs[k], episodes, seeds[k])``. ``check`` is called before every step (it may raise
+    to stop the episodes: a deadline). ``kwargs`` go to ``run_episodes_many``.
     """
     env_ids = [env.eval_env_id for env in envs]
-    if callable(policies):
-        results = run_episodes_many(env_ids, policies, episodes, list(seeds), workers, **kwargs)
-    else:
-        modules = list(policies)
-        if len(modules) != len(envs):
-            raise ValueError(f"{len(modules)} policies for {len(envs)} environments")
-        was_training = [m.training for m in modules]
-        for m in modules:
-            m.eval()
+    batched = callable(policies)
+    modules = [] if batched else list(policies)
+    if not batched and len(modules) != len(envs):
+        raise ValueError(f"{len(modules)} policies for {len(envs)} environments")
 
-        def act_many(obs, returns, steps):
-            return [m.act(o, r, s) for m, o, r, s in zip(modules, obs, returns, steps, strict=True)]
+    def act_many(obs, returns, steps):
+        if check is not None:
+            check()
+        if batched:
+            return policies(obs, returns, steps)
+        return [m.act(o, r, s) for m, o, r, s in zip(modules, obs, returns, steps, strict=True)]
 
-        try:
-            results = run_episodes_many(env_ids, act_many, episodes, list(seeds), workers, **kwargs)
-        finally:
-            for m, training in zip(modules, was_training, strict=True):
-                m.train(training)
+    was_training = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        results = run_episodes_many(env_ids, act_many, episodes, list(seeds), workers, **kwargs)
+    finally:
+        for m, training in zip(modules, was_training, strict=True):
+            m.train(training)
     return [scores(env, returns, lengths) for env, (returns, lengths) in zip(envs, results, strict=True)]
 
 

@@ -13,15 +13,17 @@ from wsrl.report import tables
 from wsrl.report.collect import Run, cells
 from wsrl.report.paper import ALPHA, COLUMNS, D4RL_EXPERT, GROUPS, PAPER, expert_level, pairs
 from wsrl.report.statistics import seed_interval
+from wsrl.report.tables import NOT_RUN
 
 
 def table(runs: list[Run], number: int, expected_seeds: list[int] = (),
           datasets: Collection[str] | None = None) -> tuple[list[dict], list[str]]:
     """Rows in the paper's layout (datasets then group averages; only ``datasets`` where given) and the notes on
     what is incomplete: missing seeds (of ``expected_seeds`` and of the seeds found in other cells), unequal steps,
-    empty cells. Per compared pair (``pairs``) and dataset: Welch's difference, interval and p, the Holm-adjusted p
-    over every comparison of the table that has one, the mark, and whether the paper's own difference lies inside
-    the interval."""
+    empty cells. A row of the paper's without a run in any column is kept, with the paper's numbers, and marked
+    ``NOT_RUN`` (a paper-budget table of the robots done so far). Per compared pair (``pairs``) and dataset: Welch's
+    difference, interval and p, the Holm-adjusted p over every comparison of the table that has one, the mark, and
+    whether the paper's own difference lies inside the interval."""
     by_cell = cells(runs, number)
     seeds = sorted({r.results.seed for r in runs} | set(expected_seeds))
     notes: list[str] = []
@@ -34,10 +36,12 @@ def table(runs: list[Run], number: int, expected_seeds: list[int] = (),
             if not any((env, col) in by_cell for col in COLUMNS[number]) and env not in PAPER[number]:
                 continue
             row = {"dataset": env}
+            if not any((env, col) in by_cell for col in COLUMNS[number]):
+                row[NOT_RUN] = True
             scores = {}
             for col in COLUMNS[number]:
                 cell = by_cell.get((env, col), [])
-                notes += _cell_notes(f"{env} / {col}", cell, seeds)
+                notes += [] if row.get(NOT_RUN) else _cell_notes(f"{env} / {col}", cell, seeds)
                 scores[col] = _fill_cell(row, col, cell)
             paper = PAPER[number].get(env, {})
             tested += [(row, key) for key in _compare(row, scores, paper, number)]
@@ -46,6 +50,8 @@ def table(runs: list[Run], number: int, expected_seeds: list[int] = (),
         rows += group_rows
         if number > 1 and group_rows:
             rows.append(average_row(f"{group} average", group_rows, members, notes))
+    if pending := [r["dataset"] for r in rows if r.get(NOT_RUN)]:
+        notes.append(f"Not run yet: {', '.join(pending)} (the paper's numbers beside them).")
     for (row, key), p in zip(tested, stats.holm([row[f"{key} p welch"] for row, key in tested]), strict=True):
         row[f"{key} p holm"] = p
         row[key] = ("higher" if row[f"{key} difference"] > 0 else "lower") if p < ALPHA else "not significant"
@@ -128,18 +134,20 @@ def average_row(name: str, rows: list[dict], members: list[str], notes: list[str
     """The mean of each numeric column over a group's datasets, recomputed (the paper's printed averages differ
     in places); incomplete groups are noted. Intervals, seed ranges and marks are per dataset only: the
     uncertainty over datasets is in the aggregates."""
-    keys = {k for r in rows for k in r if k != "dataset" and not k.endswith((" n", " median", " min", " max",
-                                                                             " inside", "expert level"))
-            and " ci95 " not in k and " vs " not in k}
+    keys = {k for r in rows for k in r if k not in ("dataset", NOT_RUN) and not k.endswith(
+        (" n", " median", " min", " max", " inside", "expert level")) and " ci95 " not in k and " vs " not in k}
     out: dict = {"dataset": name}
+    pending = [r["dataset"] for r in rows if r.get(NOT_RUN)]
     for k in sorted(keys):
         values = [r.get(k) for r in rows]
         if len(rows) < len(members) or any(v is None for v in values):
             out[k] = None
-            if not k.endswith(("std", "sd", "paper", "diff", "expert")):
+            if not pending and not k.endswith(("std", "sd", "paper", "diff", "expert")):
                 notes.append(f"{name} / {k}: not averaged, datasets missing")
             continue
         out[k] = float(np.mean(values))
+    if pending:
+        notes.append(f"{name}: ours not averaged, {', '.join(pending)} not run yet")
     return out
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 MARKS = {"higher": "↑", "lower": "↓"}
 UNREADABLE = "unreadable"  # the type of a missing run whose results.json (or failed.json) cannot be read
+NOT_RUN = "not run yet"  # a row's flag, and its cells' text: a dataset of the paper's without a run in the sweeps
 # Quoted, not measured here: the coverage of rliable's percentile bootstrap at these tables' spreads
 COVERAGE = ("an independent simulation at these tables' spreads with 5 seeds, made for a review of this project, "
             "found that the mean's 95 % interval covered the true mean 86 % of the time over 3 datasets and 91 % "
@@ -57,9 +58,10 @@ def _interval(row: dict, key: str) -> str:
 
 
 def _cell(row: dict, col: str, layout: Layout) -> str:
-    """'mean [low, high]' and the mark of the column's comparison, '—' for an empty cell."""
+    """'mean [low, high]' and the mark of the column's comparison; '—' for an empty cell, 'not run yet' across a row
+    of the paper's that has no run."""
     if row.get(col) is None:
-        return "—"
+        return NOT_RUN if row.get(NOT_RUN) else "—"
     text = _fmt(row[col]) + _interval(row, col)
     base = layout.marked.get(col)
     return text + (f" {MARKS[row[f'{col} vs {base}']]}" if base and row.get(f"{col} vs {base}") in MARKS else "")
@@ -290,7 +292,8 @@ def plot(rows: list[dict], layout: Layout, png: Path) -> None:
                 "k_", markersize=12, markeredgewidth=2)
     if layout.paper_columns:
         ax.plot([], [], "k_", markersize=12, markeredgewidth=2, label="paper")
-    ax.set_xticks(x, [r["dataset"].replace("_", "\n", 1) for r in data], fontsize=8)
+    ax.set_xticks(x, [r["dataset"].replace("_", "\n", 1) + (f"\n({NOT_RUN})" if r.get(NOT_RUN) else "")
+                      for r in data], fontsize=8)
     ax.set(ylabel="D4RL normalized score", title=f"Table {layout.number}: mean over seeds, 95 % interval over seeds")
     many = len(cols) > 6  # a legend of many columns would cover bars: beside the axes instead
     ax.legend(fontsize=8, **({"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)} if many else {}))

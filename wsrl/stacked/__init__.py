@@ -1,7 +1,7 @@
 """Training a sweep's runs at once: one model whose parameters carry a leading member axis.
 
     python -m wsrl.train -m hydra/launcher=stacked experiment=table2 device=cuda trainer.matmul_precision=high \
-        hydra.launcher.deadline_minutes=8 [hydra.launcher.rng=exact] [hydra.launcher.group_by=robot]
+        hydra.launcher.deadline_s=480 [hydra.launcher.rng=exact] [hydra.launcher.group_by=robot]
 
 Each member's run directory holds what a single run's holds (``python -m wsrl.report`` reads it unchanged, and its
 ``checkpoints/last.ckpt`` loads in ``python -m wsrl.evaluation``); ``results.json`` adds a ``stacked`` block
@@ -20,5 +20,7 @@ the launcher's path against the bare loop).
   LightningModule whose step trains every member (the sum over members of each member's mean loss, one Adam),
   fitted, checkpointed and resumed by the single run's Trainer.
 - ``record``: what each member leaves in its run directory, as a single run does.
+- ``clock``: the launch's one deadline (training, evaluation and writing end before it), each group's measured
+  step time and its timing record.
 - ``launch``: the stacked Hydra launcher's work (``hydra_plugins/wsrl_stacked`` is its thin plugin).
 """

@@ -6,9 +6,12 @@ evaluation episodes, and, with
 ``group_by=robot`` or ``dataset``, the same robot or dataset; groups hold at most ``max_group`` members. A finished
 member (``results.json`` at its steps) is reported, not trained again; an unfinished group resumes from its group
 checkpoint (``<sweep dir>/.stacked/<group>.ckpt``); one that cannot be read ends the launch in one line before
-any group starts (a group saves one checkpoint: none to fall back to). A stop signal or the deadline saves the group
-and exits (status 128 + signal, or ``DEADLINE_EXIT``), printing the command that resumes. Each member logs as a
-single run does: its metrics CSV and, unless ``wandb.mode=disabled``, its own W&B run in the sweep's group.
+any group starts (a group saves one checkpoint: none to fall back to). A stop signal saves the group and exits
+(status 128 + signal); the deadline (``wsrl.stacked.clock``: training, evaluation and writing all end before it)
+saves it, or keeps the checkpoint of its last step where its evaluation does not fit, and exits with
+``DEADLINE_EXIT``; both print the command that resumes. Each member logs as a single run does: its metrics CSV and,
+unless ``wandb.mode=disabled``, its own W&B run in the sweep's group; each group's time is recorded beside its
+checkpoint (``clock.record``).
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate_many
 from wsrl.running.build import make_loggers, wandb_mode
 from wsrl.running.damaged import DamagedFile, resume_checkpoint
+from wsrl.running.datasets import ensure_run_dataset
 from wsrl.running.refusals import report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
 from wsrl.running.rundir import StopSignals, check_same_run, record_run, run_lock, write_failed
-from wsrl.stacked.group import GroupStopped, Member, StackedGroup, build_group
+from wsrl.stacked.clock import KEY, MARGIN_S, Deadline, EvaluationClock, OutOfTime, TrainingClock, record, write_seconds
+from wsrl.stacked.group import GroupStopped, Member, MemberLog, StackedGroup, build_group
 from wsrl.stacked.record import close_loggers, log_dataset, write_checkpoint
 
 log = logging.getLogger("wsrl")
@@ -49,15 +54,15 @@ class Options:
     group_by: str = "all"  # all | robot | dataset: what members of one group must share beyond the model
     rng: str = "fast"  # fast (one generator per group) | exact (each member draws as its single run)
     eval_workers: int = 0  # evaluation worker processes for group evaluation (0: in this process)
-    deadline_minutes: float = 0.0  # wall-clock budget of the whole launch (0: none); then save and exit
+    deadline_s: float = 0.0  # seconds the launch has from its start, for training, evaluation and writing (0: none)
 
     def __post_init__(self) -> None:
         if self.group_by not in GROUP_BY:
             raise ConfigError(f"hydra.launcher.group_by={self.group_by} must be one of {', '.join(GROUP_BY)}")
         if self.rng not in ("exact", "fast"):
             raise ConfigError(f"hydra.launcher.rng={self.rng} must be exact or fast")
-        if self.max_group < 1 or self.eval_workers < 0 or self.deadline_minutes < 0:
-            raise ConfigError("hydra.launcher.max_group must be >= 1, eval_workers and deadline_minutes >= 0")
+        if self.max_group < 1 or self.eval_workers < 0 or self.deadline_s < 0:
+            raise ConfigError("hydra.launcher.max_group must be >= 1, eval_workers and deadline_s >= 0")
 
 
 @dataclass
@@ -93,12 +98,7 @@ def accept(job: Job) -> dict | None:
     if job.cfg.eval.every_steps or job.cfg.eval.video_periodic:
         raise ConfigError("the stacked launcher evaluates at the end only: set eval.every_steps=0 and "
                           "eval.video_periodic=false, or use another launcher for periodic evaluation")
-    env = resolve_env(job.cfg.env)
-    if job.cfg.generate_if_missing:
-        from wsrl.datasets.sources import ensure_dataset
-
-        e = job.cfg.env
-        ensure_dataset(env.dataset_id, e.source, e.robot, e.quality, e.size, e.d4rl_file)
+    ensure_run_dataset(job.cfg)
     return check_same_run(to_plain(job.cfg), job.run_dir)
 
 
@@ -123,24 +123,18 @@ def refuse_damaged(groups: list[list[Job]], sweep_dir: Path) -> None:
             sys.exit(f"error: {err}")
 
 
-def evaluate_members(members: list[Member], steps: int, workers: int) -> list[dict]:
+def evaluate_members(members: list[Member], steps: int, workers: int, check: EvaluationClock) -> list[dict]:
     """Each member's final evaluation with its single run's seeds, on the training device: all members' episodes
     stepped together over ``workers`` processes (``evaluate_many``), each member acting with its own module, so
-    that its scores equal ``evaluate``'s (a batched forward would differ in the last bits)."""
+    that its scores equal ``evaluate``'s (a batched forward would differ in the last bits); ``check``, the
+    deadline's, at every step."""
     return evaluate_many([m.module for m in members], [m.env for m in members], members[0].cfg.eval.episodes,
-                         [eval_seed(int(m.cfg.seed), steps) for m in members], workers)
+                         [eval_seed(int(m.cfg.seed), steps) for m in members], workers, check)
 
 
-def past(deadline: float | None) -> str | None:
-    """The reason to stop once ``deadline`` (a ``time.time()``) has passed."""
-    if deadline is not None and time.time() > deadline:
-        return "the deadline (hydra.launcher.deadline_minutes)"
-    return None
-
-
-def record_members(group: StackedGroup, jobs: list[Job], loggers: list[list],
-                   name: str, options: Options, started: float) -> list[float]:
-    """Checkpoint, evaluate and record each member once the group has trained; returns the scores (NaN: failed)."""
+def record_members(group: StackedGroup, jobs: list[Job], loggers: list[list], name: str, options: Options,
+                   started: float, check: EvaluationClock) -> list[float]:
+    """Evaluate, checkpoint and record each member once the group has trained; returns the scores (NaN: failed)."""
     group.unstack()
     step, device = group.global_step, group.train_device
     alive = [k for k in range(len(jobs)) if k not in group.failed]
@@ -149,11 +143,12 @@ def record_members(group: StackedGroup, jobs: list[Job], loggers: list[list],
         close_loggers(loggers[k], "failed")
     for k in alive:
         group.members[k].module.to(device)
-        write_checkpoint(group.members[k], step, jobs[k].run_dir / "checkpoints" / "last.ckpt")
-    finals = evaluate_members([group.members[k] for k in alive], step, options.eval_workers)
+    check.enough()  # before the evaluation workers start
+    finals = evaluate_members([group.members[k] for k in alive], step, options.eval_workers, check)
     scores = [float("nan")] * len(jobs)
     for k, final in zip(alive, finals, strict=True):
         m, run_dir = group.members[k], jobs[k].run_dir
+        write_checkpoint(m, step, run_dir / "checkpoints" / "last.ckpt")
         seed = eval_seed(int(m.cfg.seed), step)
         extras = media.final_media(loggers[k], m.module, m.env, m.cfg.eval, seed, step, run_dir,
                                    f"{m.cfg.env.name} {m.cfg.method.name}/{m.cfg.sampler.name}/"
@@ -180,43 +175,74 @@ def member_loggers(jobs: list[Job], sweep_dir: Path) -> list[list]:
             for j in jobs]
 
 
+def open_group(jobs: list[Job], identities: list[dict | None], sweep_dir: Path, checkpoint: Path, options: Options
+               ) -> tuple[StackedGroup, list[list]]:
+    """Build the group of accepted jobs (``identities``: from ``accept``) and open each member's loggers and run
+    directory, as a single run starts."""
+    group = build_group([j.cfg for j in jobs], [resolve_env(j.cfg.env) for j in jobs], options.rng,
+                        [str(j.run_dir) for j in jobs])
+    if checkpoint.exists():
+        log.info("resuming group %s (%d members) from %s", checkpoint.stem, len(jobs), checkpoint)
+    loggers, plotted = member_loggers(jobs, sweep_dir), {}
+    for job, identity, member, logs in zip(jobs, identities, group.members, loggers, strict=True):
+        record_run(job.run_dir, identity, member.module.hparams.config)
+        if identity is not None:
+            log_dataset(member, job.run_dir, logs, plotted)
+    return group, loggers
+
+
+def metrics_writer(loggers: list[list]) -> MemberLog:
+    """Each member's training metrics to its own loggers."""
+    def write(step: int, rows: list[dict]) -> None:
+        for logs, row in zip(loggers, rows, strict=True):
+            if row:  # {}: a failed member
+                for logger in logs:
+                    logger.log_metrics(row, step=step)
+    return write
+
+
 def run_group(jobs: list[Job], identities: list[dict | None], options: Options, sweep_dir: Path,
-              deadline: float | None) -> list[float]:
+              deadline: Deadline) -> list[float]:
     """Train one group of accepted jobs (``identities``: from ``accept``), resuming its group checkpoint, then
-    record its members; returns their scores."""
+    evaluate and record its members, all before ``deadline``; returns their scores. Its time is recorded however it
+    ends (``clock.record``)."""
     name, checkpoint = group_name(jobs), group_checkpoint(jobs, sweep_dir)
     with contextlib.ExitStack() as held:
         for job in jobs:
             held.enter_context(run_lock(job.run_dir))
         started = time.time()
-        group = build_group([j.cfg for j in jobs], [resolve_env(j.cfg.env) for j in jobs], options.rng,
-                            [str(j.run_dir) for j in jobs])
-        if checkpoint.exists():
-            log.info("resuming group %s (%d members) from %s", name, len(jobs), checkpoint)
-        loggers, plotted = member_loggers(jobs, sweep_dir), {}
-        for job, identity, member, logs in zip(jobs, identities, group.members, loggers, strict=True):
-            record_run(job.run_dir, identity, member.module.hparams.config)
-            if identity is not None:
-                log_dataset(member, job.run_dir, logs, plotted)
-
-        def write_metrics(step: int, rows: list[dict]) -> None:
-            for logs, row in zip(loggers, rows, strict=True):
-                if row:  # {}: a failed member
-                    for logger in logs:
-                        logger.log_metrics(row, step=step)
-
+        group, loggers = open_group(jobs, identities, sweep_dir, checkpoint, options)
+        parameters = list(group.model.parameters())
+        clock = TrainingClock(deadline, write_seconds(parameters, copies=3), name)
+        seconds, status = {"build": time.time() - started}, "finished"
         try:
-            group.fit(checkpoint, lambda: past(deadline), write_metrics)
-        except BaseException:
+            if deadline.left() < clock.save_s + 2 * MARGIN_S:
+                raise OutOfTime(f"group {name} ({len(jobs)} members) not started: {deadline.left():.0f} s before "
+                                f"the deadline ({KEY}), too few to train and save it")
+            mark = time.time()
+            group.fit(checkpoint, clock.reason, metrics_writer(loggers), [clock])
+            seconds["train"], mark = time.time() - mark, time.time()
+            check = EvaluationClock(deadline, write_seconds(parameters) + 0.05 * len(jobs))
+            try:
+                scores = record_members(group, jobs, loggers, name, options, started, check)
+            except OutOfTime as err:  # the checkpoint of the last step stays: the next call only evaluates
+                raise GroupStopped(str(err), group.global_step, checkpoint) from None
+            seconds["evaluate and record"] = time.time() - mark
+            return scores
+        except BaseException as err:
+            status = str(err) if isinstance(err, (GroupStopped, OutOfTime)) else f"failed: {err!r}"
             for logs in loggers:
                 close_loggers(logs, "failed")
             raise
-        return record_members(group, jobs, loggers, name, options, started)
+        finally:
+            record(checkpoint.with_suffix(".json"), name, len(jobs), to_plain(jobs[0].cfg)["trainer"],
+                   group.train_device, clock, group.global_step, seconds, status)
 
 
-def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
-    """Every job's score (NaN: failed), in the jobs' order; finished jobs are reported, not trained again."""
-    deadline = time.time() + 60 * options.deadline_minutes if options.deadline_minutes > 0 else None
+def launch(jobs: list[Job], options: Options, sweep_dir: Path, started: float | None = None) -> list[float]:
+    """Every job's score (NaN: failed), in the jobs' order; finished jobs are reported, not trained again. The
+    deadline counts from ``started`` (a ``time.time()``; default: now)."""
+    deadline = Deadline.after(options.deadline_s, time.time() if started is None else started)
     scores: dict[int, float] = {}
     todo, identity = [], {}
     with StopSignals():  # a stop signal outside training stops at once (RunInterrupted)
@@ -237,10 +263,10 @@ def launch(jobs: list[Job], options: Options, sweep_dir: Path) -> list[float]:
             try:
                 results = run_group(group, [identity[index[id(j)]] for j in group], options, sweep_dir,
                                     deadline)
-            except GroupStopped as err:
+            except (GroupStopped, OutOfTime) as err:
                 again = "python -m wsrl.train " + " ".join(map(shlex.quote, sys.argv[1:]))
                 print(f"{err}; to resume, run the same command: {again}", file=sys.stderr, flush=True)
-                sys.exit(128 + err.signum if err.signum is not None else DEADLINE_EXIT)
+                sys.exit(128 + err.signum if getattr(err, "signum", None) is not None else DEADLINE_EXIT)
             except Exception as err:  # the group's jobs fail as one job of a sweep does; the other groups go on
                 results = [report_failure(err, j.run_dir, True, j.overrides) for j in group]
             scores |= {index[id(job)]: score for job, score in zip(group, results, strict=True)}
