@@ -181,7 +181,9 @@ def test_a_damaged_group_checkpoint_ends_the_launch_in_one_line(tiny_dataset, mi
     """A group saves one checkpoint: damaged, there is nothing to fall back to, and the launch is refused before
     any group starts, every file as it was."""
     where = tmp_path / "sweep"
-    assert sweep("stacked", where, minari_root, "hydra.launcher.deadline_minutes=1e-4").returncode != 0
+    assert sweep("stacked", where, minari_root).returncode == 0
+    for results in where.rglob("results.json"):  # the members unfinished again: the group resumes its checkpoint
+        results.unlink()
     [group] = where.glob(".stacked/*.ckpt")
     whole = group.read_bytes()
     damage(group, "cut")
