@@ -32,7 +32,7 @@ INSIDE = {  # a package's modules, bottom first: each imports only modules liste
     "wsrl.core": ["__init__", "weighting", "diagnostics", "policies", "methods", "config", "validation", "data",
                   "module"],
     "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
-    "wsrl.running": ["__init__", "gpus", "rundir", "results", "refusals", "build"],
+    "wsrl.running": ["__init__", "lightning_fixes", "gpus", "rundir", "results", "refusals", "build"],
     "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "launch"],
     "wsrl.report": ["__init__", "statistics", "tables", "weight_mass", "paper", "collect", "rows", "curves", "upload",
                     "write", "__main__"],

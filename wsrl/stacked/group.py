@@ -31,7 +31,8 @@ from wsrl.core.data import OfflineDataModule
 from wsrl.core.methods import conditions_on_return
 from wsrl.core.module import WeightedBC, adam
 from wsrl.core.weighting import PLACEMENTS
-from wsrl.running.build import build_policy, make_trainer, trainer_fit
+from wsrl.running import lightning_fixes
+from wsrl.running.build import build_policy, make_trainer
 from wsrl.running.rundir import StopAtStep, StopSignals
 from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
 from wsrl.stacked.model import StackedPolicy
@@ -237,7 +238,7 @@ class StackedGroup(L.LightningModule):
             trainer = make_trainer(self.trainer_cfg, self.train_device, False, [*callbacks, stops])
             resume = checkpoint if checkpoint is not None and checkpoint.exists() else None
             try:
-                trainer_fit(trainer, self, ckpt_path=resume)
+                lightning_fixes.fit(trainer, self, ckpt_path=resume)
             finally:
                 self.starts = stops.starts
 
