@@ -37,7 +37,7 @@ def memory_child(device: str) -> None:
               transitions=0, only=set(), root=Path(os.environ["MINARI_DATASETS_PATH"]))  # the parent removes it
     data = build(b, cfg, load_transitions(DATASET_ID)).data
     seconds = time.perf_counter() - t0
-    tensors = [data.inputs, data.actions, data.stream.loss_weights, data.stream.sampler.cdf]
+    tensors = [data.inputs, data.actions, data.draws.loss_weights, data.draws.sampler.cdf]
     out = {"transitions": len(data.actions), "load_seconds": seconds, "rss_before_mb": base,
            "rss_peak_mb": peak_rss_mb(), "rss_after_mb": current_rss_mb(),
            "tensors_mb": sum(t.numel() * t.element_size() for t in tensors if t is not None) / 2**20}

@@ -9,29 +9,25 @@ import lightning as L
 import torch
 
 from benchmarks.common import Bench, build, quiet
+from wsrl.core.data import step_tokens
 
 
-class TimedStream:
-    """Wraps the data module's BatchStream and notes the clock when the draws numbered in ``marks`` are fetched:
-    times the training loop without adding a hook to it. Lightning fetches one batch ahead, so the time between
-    two fetches ``a < b`` is ``b - a`` whole steps."""
+class TimedTokens:
+    """The run's step tokens (``wsrl.core.data.step_tokens``), noting the clock when the tokens numbered in ``marks``
+    are fetched: times the training loop without adding a hook to it. Lightning fetches one token ahead, so the time
+    between two fetches ``a < b`` is ``b - a`` whole steps."""
 
-    def __init__(self, stream, marks: list[int], now, cuda: bool) -> None:
-        self.stream, self.marks, self.now, self.cuda = stream, set(marks), now, cuda
+    def __init__(self, marks: list[int], now, cuda: bool) -> None:
+        self.marks, self.now, self.cuda = set(marks), now, cuda
         self.times: dict[int, float] = {}
 
-    def __getattr__(self, name: str):
-        if name == "stream":  # not set yet (copying)
-            raise AttributeError(name)
-        return getattr(self.stream, name)
-
     def __iter__(self):
-        for i, batch in enumerate(self.stream):
+        for i, token in enumerate(step_tokens()):
             if i in self.marks:
                 if self.cuda:
                     torch.cuda.synchronize()
                 self.times[i] = self.now()
-            yield batch
+            yield token
 
     def rate(self, start: int, stop: int) -> float:
         return (stop - start) / (self.times[stop] - self.times[start])
@@ -75,7 +71,7 @@ class LoadOptimizerState(L.Callback):
 
 
 def wsrl_rate(b: Bench, cfg, transitions, warmup: int, steps: int, state: dict | None = None) -> float:
-    """Steps/s of the real training path (``build``), timed between two draws after ``warmup`` (see TimedStream);
+    """Steps/s of the real training path (``build``), timed between two draws after ``warmup`` (see TimedTokens);
     ``state``: start from a trained run's weights and optimizer moments."""
     return wsrl_run(b, cfg, transitions, [warmup + 1, warmup + steps + 1], warmup + steps + 2, state)[0][0]
 
@@ -90,7 +86,8 @@ def wsrl_run(b: Bench, cfg, transitions, marks: list[int], max_steps: int, state
         if state is not None:
             run.module.load_state_dict(state["module"])
             run.trainer.callbacks.append(LoadOptimizerState(state))
-        run.data.stream = timer = TimedStream(run.data.stream, marks, b.now, run.device.type == "cuda")
+        timer = TimedTokens(marks, b.now, run.device.type == "cuda")
+        run.data.train_dataloader = lambda: timer
         with quiet():
             run.fit()
     rates = [timer.rate(x, y) for x, y in zip(marks[:-1], marks[1:], strict=True)]
@@ -120,7 +117,7 @@ def bare_rate(b: Bench, cfg, transitions, warmup: int, steps: int, optimizer: st
                                **({"capturable": True} if compiled == "graph" else {}))
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-    x_all, a_all, w_all = data.inputs, data.actions, data.stream.loss_weights
+    x_all, a_all, w_all = data.inputs, data.actions, data.draws.loss_weights
     n, batch, device = len(a_all), tc.batch_size, data.device
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
 
@@ -219,7 +216,7 @@ def usual_rate(b: Bench, cfg, transitions, warmup: int, steps: int, state: dict 
             def configure_optimizers(self):
                 return torch.optim.Adam(self.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
 
-        weights = data.stream.loss_weights
+        weights = data.draws.loss_weights
         weights = torch.ones(len(data.actions)) if weights is None else weights
         loader = DataLoader(TensorDataset(data.inputs.cpu(), data.actions.cpu(), weights.cpu()),
                             batch_size=tc.batch_size, shuffle=True, drop_last=True)

@@ -178,7 +178,7 @@ class Run:
 
     env: ResolvedEnv
     device: torch.device
-    data: OfflineDataModule  # set up: the dataset on the device, its weights and the batch stream
+    data: OfflineDataModule  # set up: the dataset on the device, its weights and the run's draws
     module: WeightedBC
     trainer: L.Trainer
     evaluator: PeriodicEval  # the periodic evaluations' history (a Trainer callback when eval.every_steps > 0)
@@ -212,6 +212,7 @@ def build_policy(cfg: TrainConfig, plain: dict, env: ResolvedEnv, transitions: T
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
                         target, data.obs_mean, data.obs_std, config=plain,
                         dataset_returns=return_histogram(data.transitions.episode_returns()))
+    module.draws = data.draws
     return device, data, module
 
 

@@ -3,7 +3,9 @@
 None of them reads Lightning's internals: each answers a side effect of a public call. Without one, a test fails
 where a CPU can show it: the suite's check of ``os.environ`` (``seed_everything``), ``tests/test_reliability.py``
 (``save_final_step``), ``tests/test_lightning_fixes.py`` (``install_over_lightning``); ``fit`` and ``back_on`` act
-on a GPU only, and the warning filter keeps the log clean.
+on a GPU only, and the warning filter keeps the log clean. Drawing the batches needs none: a single run and a
+stacked group both draw inside ``training_step`` from step tokens (``wsrl.core.data.step_tokens``), whatever the
+loop fetches ahead.
 """
 
 from __future__ import annotations
