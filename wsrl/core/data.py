@@ -9,6 +9,7 @@ once; ``RunDraws`` draws each step's batch by index there, inside the training s
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,7 +127,8 @@ class Conservative:
     int(percentile * E) are repeated with their return input raised by G* - G_i + |N(0, std)| (return units; the
     reference's truncated normal), so conditioning past the dataset's best return asks for the best trajectories'
     actions. The loss is the batch's NLL plus ``weight`` times the mean NLL of the raised rows: the raised rows are
-    appended to the batch with weights that make the batch mean exactly that."""
+    appended to the batch with weights that make the batch mean exactly that. A single run (``RunDraws``) and a
+    stacked group (``wsrl.stacked.draws``) raise rows with the same two calls."""
 
     def __init__(self, data: Transitions, method: MethodConfig, sampler: SamplerConfig, device: torch.device) -> None:
         ranked = np.sort(data.episode_returns())
@@ -137,6 +139,12 @@ class Conservative:
         # what one unit of return adds to a transition's return input
         self.factor = torch.as_tensor(scale_returns(np.ones(len(per_transition)), data, method), device=device)
         self.std, self.weight = sampler.conservative_std, sampler.conservative_weight
+
+    def to(self, device: torch.device) -> Conservative:
+        """A copy with its tables on ``device``."""
+        moved = copy.copy(self)
+        moved.rows, moved.gap, moved.factor = (t.to(device) for t in (self.rows, self.gap, self.factor))
+        return moved
 
     def raised(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows of the draw ``idx`` to repeat raised, and the raise of each one's return input (float32); the

@@ -74,7 +74,7 @@ def member_data(cfg: Any, env: ResolvedEnv, data: OfflineDataModule) -> MemberDa
     loss_weights, draw_weights = PLACEMENTS[cfg.sampler.weighting].split(data.weights)
     return MemberData(source=input_key(cfg, env.dataset_id), weights_key=data_key(cfg, env),
                       inputs=data.inputs.numpy(), actions=data.actions.numpy(), loss_weights=loss_weights,
-                      draw_weights=draw_weights, seed=int(cfg.seed))
+                      draw_weights=draw_weights, seed=int(cfg.seed), conservative=data.conservative)
 
 
 def build_member(cfg: Any, env: ResolvedEnv, device: torch.device, built: dict[str, OfflineDataModule]
@@ -147,7 +147,7 @@ class StackedGroup(L.LightningModule):
         inputs, actions, weights = self.draws.batch()
         with forward_precision(self.trainer_cfg.autocast, self.train_device):
             log_prob = self.model.log_prob(inputs, actions, self.draws.dropout)
-        return -(log_prob * weights).mean(1), inputs, weights
+        return -self.draws.mean(log_prob * weights), inputs, weights
 
     def training_step(self, batch: int, batch_idx: int) -> None:
         """One step of every living member; every ``trainer.log_every_n_steps`` their metrics, which fail a member
@@ -173,12 +173,14 @@ class StackedGroup(L.LightningModule):
         The squashed policy's mean log-std is taken on the step's inputs without dropout."""
         values = losses.float().cpu().tolist()
         log_std = self.model.mean_log_std(inputs).float().cpu().tolist()
-        w_mean, w_max = weights.mean(1).cpu().tolist(), weights.max(1).values.cpu().tolist()
+        w_mean, w_max = self.draws.mean(weights).cpu().tolist(), weights.max(1).values.cpu().tolist()
+        rows = self.draws.rows or [weights.shape[1]] * len(self.members)
         out = []
         for k, member in enumerate(self.members):
             if k not in self.failed and (reason := non_finite_loss(values[k], step)) is not None:
                 self.fail(k, reason)
-            weighted = PLACEMENTS[member.cfg.sampler.weighting].in_loss
+            # as its single run: the weights of the loss, or those CWBC's raised rows bring
+            weighted = PLACEMENTS[member.cfg.sampler.weighting].in_loss or rows[k] > self.trainer_cfg.batch_size
             out.append({} if k in self.failed else step_metrics(values[k], log_std[k], self.trainer_cfg.lr,
                                                                  (w_mean[k], w_max[k]) if weighted else None))
         return out
