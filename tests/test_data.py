@@ -178,7 +178,7 @@ def test_lds_sampling_draws_dataset_transitions_in_proportion_to_their_weights(d
     weights = reference_weights(labels, 10, "gaussian", 5, 2.0, "sqrt_inv")
     np.testing.assert_allclose(dm.weights, weights, rtol=1e-10)
     assert weights.std() > 0.05, "the test needs unequal weights"
-    counts = draw_counts(dm.stream.sampler, len(weights), 50)
+    counts = draw_counts(dm.draws.sampler, len(weights), 50)
     probs = weights / weights.sum()
     assert chi_square(counts, probs) < chi2.ppf(1 - 1e-6, df=len(weights) - 1)
     # per episode (one trajectory-return label each) the frequency is the episode's share of the weight
@@ -192,20 +192,19 @@ def test_lds_sampling_draws_dataset_transitions_in_proportion_to_their_weights(d
 def test_batches_carry_the_weights_of_their_indices(dataset, sampler, weighted_loss, weighted_draw):
     dm = OfflineDataModule(dataset, MethodConfig(), sampler, batch_size=64, seed=3, device=torch.device("cpu"))
     dm.setup()
-    stream = iter(dm.train_dataloader())
     for _ in range(3):
         state = dm.generator.get_state()
-        inputs, actions, weights = next(stream)
+        inputs, actions, weights = dm.draws.batch()
         after = dm.generator.get_state()
         dm.generator.set_state(state)
-        idx = dm.stream.sampler()  # the same draw again
+        idx = dm.draws.sampler()  # the same draw again
         assert torch.equal(dm.generator.get_state(), after)
         assert torch.equal(inputs, dm.inputs[idx]) and torch.equal(actions, dm.actions[idx])
         if weighted_loss:
             assert torch.equal(weights, torch.as_tensor(dm.weights, dtype=torch.float32)[idx])
         else:
             assert weights is None
-    assert (dm.stream.sampler.cdf is not None) == weighted_draw
+    assert (dm.draws.sampler.cdf is not None) == weighted_draw
     assert (dm.weights is None) == (sampler.weighting == "none")
 
 

@@ -186,14 +186,13 @@ def test_the_draw_and_the_loss_give_the_same_expected_gradient(scheme):
         return torch.cat([p.grad.flatten() for p in policy.parameters()]).clone()
 
     loss, draw = modules["loss"], modules["sampling"]
-    assert draw.stream.loss_weights is None and loss.stream.sampler.cdf is None
-    expected_loss = gradient(loss.inputs, loss.actions, loss.stream.loss_weights)  # all N, uniform: the expectation
-    cdf = draw.stream.sampler.cdf
+    assert draw.draws.loss_weights is None and loss.draws.sampler.cdf is None
+    expected_loss = gradient(loss.inputs, loss.actions, loss.draws.loss_weights)  # all N, uniform: the expectation
+    cdf = draw.draws.sampler.cdf
     probs = torch.diff(cdf, prepend=torch.zeros(1, dtype=cdf.dtype)) / cdf[-1]
     expected_draw = gradient(draw.inputs, draw.actions, (probs * N).float())  # sum_t p_t g_t = mean of N p_t g_t
     torch.testing.assert_close(expected_draw, expected_loss, rtol=1e-5, atol=1e-6)
-    stream = iter(draw.train_dataloader())
-    drawn = torch.stack([gradient(*next(stream)) for _ in range(100)]).mean(0)
+    drawn = torch.stack([gradient(*draw.draws.batch()) for _ in range(100)]).mean(0)
     scale = expected_loss.abs().max()
     assert (drawn - expected_loss).abs().max() < 0.02 * scale + 0.02, (drawn, expected_loss)
 
@@ -361,13 +360,12 @@ def test_the_conservative_loss_raises_the_best_trajectories_return_input(return_
     dm.setup()
     # threshold: sorted returns [2, 4, 6, 9, 10][int(0.5 * 5)] = 6, so trajectories 1 (G 6), 2 (10), 4 (9): rows
     # 2-4, 5 and 8, raised by 10 - G (std 0: no noise) times the return input's factor
-    np.testing.assert_array_equal(dm.stream.conservative.rows.numpy(), [0, 0, 1, 1, 1, 1, 0, 0, 1])
+    np.testing.assert_array_equal(dm.conservative.rows.numpy(), [0, 0, 1, 1, 1, 1, 0, 0, 1])
     factor = np.full(N, 0.1) if return_input == "to_go" else 0.1 * 4 / np.maximum(4 - data.timesteps, 1)
-    stream = iter(dm.train_dataloader())
     state = dm.generator.get_state()
-    inputs, actions, weights = next(stream)
+    inputs, actions, weights = dm.draws.batch()
     dm.generator.set_state(state)
-    idx = dm.stream.sampler()
+    idx = dm.draws.sampler()
     rows = idx[np.isin(idx.numpy(), [2, 3, 4, 5, 8])]
     b, a = len(idx), len(rows)
     assert len(inputs) == b + a and 0 < a < b
@@ -383,7 +381,7 @@ def test_the_conservative_loss_raises_the_best_trajectories_return_input(return_
     dm2 = OfflineDataModule("hand-made", method, SamplerConfig(name="mine", conservative_percentile=0.5), 64, 0,
                             torch.device("cpu"), transitions=data)
     dm2.setup()
-    inputs2, _, _ = next(iter(dm2.train_dataloader()))
+    inputs2, _, _ = dm2.draws.batch()
     assert (inputs2[b:, -1] - dm2.inputs[rows, -1] >= torch.as_tensor(raise_by, dtype=torch.float32) - 1e-6).all()
 
 

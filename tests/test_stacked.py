@@ -83,12 +83,38 @@ def test_exact_members_equal_their_single_runs(two_robots, tmp_path, one_thread,
 
     stacked = stacked_parameters(cfgs)
     gaps = [max_gap(s, k) for s, k in zip(singles, stacked, strict=True)]
-    print(f"{policy} on {DEVICE}: member k - single run k after 200 steps, at most {max(gaps):.1e}")
+    print(f"{policy} on {DEVICE}: member k - single run k after 200 steps, at most {max(gaps):.1e} ({gaps})")
     assert max(gaps) < 1e-6, gaps
 
     # the control: a mean over members instead of the sum is another optimisation, and the test sees it
     averaged = stacked_parameters(cfgs, torch.mean)
     assert min(max_gap(s, k) for s, k in zip(singles, averaged, strict=True)) > 1e-4
+
+
+# CWBC's conservative loss (a varying number of raised rows: loss or uniform draws) beside a member without it; two
+# robots, both return inputs
+CONSERVATIVE = [["env=hopper_medium_expert", "method=rvs_r", "sampler=cwbc_conservative", "seed=0"],
+                ["env=hopper_medium_expert", "method=rvs_r", "sampler=cwbc_conservative", "sampler.weighting=loss",
+                 "sampler.name=cwbc_loss_conservative", "seed=1"],
+                ["env=halfcheetah_medium", "method=rvs_r", "sampler.conservative_percentile=0.5",
+                 "sampler.conservative_weight=2.0", "sampler.name=uniform_conservative", "method.return_input=average",
+                 "seed=2"],
+                ["env=hopper_medium_expert", "method=rvs_r", "sampler=lds", "seed=3"]]
+
+
+@pytest.mark.parametrize("policy", ["unconditional", "diag_gaussian"])
+def test_exact_conservative_members_equal_their_single_runs(two_robots, tmp_path, one_thread, policy):
+    """Each member's raised rows come from its own generator and its padded rows weigh nothing, so a member with the
+    conservative loss (and one beside it without) trains as its single run; without the loss it ends elsewhere."""
+    cfgs = [config(*m, f"policy={policy}", "trainer.max_steps=100") for m in CONSERVATIVE]
+    singles = [single_run_parameters(c, tmp_path / f"single{i}") for i, c in enumerate(cfgs)]
+    gaps = [max_gap(s, k) for s, k in zip(singles, stacked_parameters(cfgs), strict=True)]
+    print(f"{policy} on {DEVICE}: member k - single run k after 100 steps, at most {max(gaps):.1e} ({gaps})")
+    assert max(gaps) < 1e-6, gaps
+    # the control: the same members without the conservative loss are other runs, and the test sees it
+    dropped = stacked_parameters([config(*m, f"policy={policy}", "trainer.max_steps=100",
+                                         "sampler.conservative_percentile=null") for m in CONSERVATIVE[:3]])
+    assert min(max_gap(s, k) for s, k in zip(singles[:3], dropped, strict=True)) > 1e-3
 
 
 def sweep(launcher: str, sweep_dir: Path, minari_root: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -145,7 +171,7 @@ def trained(group, checkpoint: Path | None = None) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("rng", ["exact", "fast"])
 def test_stop_and_resume_equals_uninterrupted(two_robots, tmp_path, one_thread, rng):
-    cfgs = [config(*m, "trainer.max_steps=40") for m in MIXED]
+    cfgs = [config(*m, "trainer.max_steps=40") for m in [*MIXED, CONSERVATIVE[2]]]  # CWBC's varying rows too
     envs, names = [resolve_env(c.env) for c in cfgs], [str(i) for i in range(len(cfgs))]
     whole = trained(build_group(cfgs, envs, rng, names))
     checkpoint = tmp_path / "group.ckpt"

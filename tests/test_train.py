@@ -266,3 +266,17 @@ def test_checkpoint_every_steps_zero_saves_only_the_end(tiny_dataset, tmp_path, 
     train(config("trainer.max_steps=25", "trainer.checkpoint_every_steps=0"), tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt", "step=25.ckpt"]
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 25
+
+
+def test_a_checkpoint_holds_the_generator_of_the_step_it_saves(tiny_dataset, tmp_path, one_thread):
+    """The run draws each step's batch inside the step, none ahead: the generator its final checkpoint saves stands
+    exactly after 7 batches (CWBC's raised rows included), as a fresh data module's does after drawing 7."""
+    cfg = config("method=rvs_r", "sampler=cwbc_conservative", "trainer.max_steps=7", "trainer.checkpoint_every_steps=0")
+    train(cfg, tmp_path)
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["OfflineDataModule"]["generator"]
+    replay = OfflineDataModule(tiny_dataset, cfg.method, cfg.sampler, cfg.trainer.batch_size,
+                               cfg.seed, torch.device("cpu"))
+    replay.setup()
+    raised = [len(replay.draws.batch()[0]) - cfg.trainer.batch_size for _ in range(7)]
+    assert any(raised), "the test needs batches with raised rows"
+    assert torch.equal(saved, replay.generator.get_state())

@@ -32,6 +32,7 @@ from wsrl.core.validation import validate
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate
 from wsrl.evaluation.video import VideoUnavailable, check_video
+from wsrl.running import lightning_fixes
 from wsrl.running.build import Run, build_run, check_shapes_early, checkpoint_interval, resume_point
 from wsrl.running.datasets import ensure_run_dataset
 from wsrl.running.refusals import check_command_line, report_failure
@@ -108,16 +109,12 @@ def fit(run: Run, cfg: TrainConfig, resume: Path | None) -> None:
     if resume is not None:
         log.info("resuming from %s", resume)
     run.fit(str(resume) if resume is not None else None)
-    if run.trainer.global_step % checkpoint_interval(cfg):
-        # Lightning saves `last` at the end only if it saved nothing before: keep the final step too
-        run.trainer.save_checkpoint(run.last)
+    lightning_fixes.save_final_step(run.trainer, run.last, checkpoint_interval(cfg))
 
 
 def evaluate_final(run: Run, cfg: TrainConfig, env: ResolvedEnv, run_dir: Path) -> tuple[dict, dict]:
     """The final evaluation and the media asked for (video, conditioning curve)."""
-    # on the training device: Lightning's teardown has moved the module to the CPU, and the final score must be
-    # computed as the periodic ones were (on a GPU, the CPU's float sums differ in the last bits)
-    run.module.to(run.device)
+    lightning_fixes.back_on(run.module, run.device)
     seed, step = eval_seed(cfg.seed, cfg.trainer.max_steps), run.trainer.global_step
     final = evaluate(run.module, env, cfg.eval.episodes, seed)
     extras = media.final_media(run.trainer.loggers, run.module, env, cfg.eval, seed, step, run_dir,

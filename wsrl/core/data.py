@@ -2,13 +2,15 @@
 
 ``load_transitions`` reads a Minari dataset into flat arrays (one row per action; each episode's final
 observation is dropped). ``OfflineDataModule`` normalizes states, builds the policy input (state, plus the
-return input for RvS-R), computes the sample weights of the sampler config, puts everything on the training
-device once and serves batches drawn by index there: no per-sample collation, no host-device copies per step.
+return input for RvS-R), computes the sample weights of the sampler config and puts everything on the training device
+once; ``RunDraws`` draws each step's batch by index there, inside the training step (the loop iterates
+``step_tokens``): no per-sample collation, no host-device copies per step.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import copy
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -108,20 +110,17 @@ def load_transitions(dataset_id: str) -> Transitions:
     return data
 
 
+def scale_returns(returns: np.ndarray, data: Transitions, method: MethodConfig) -> np.ndarray:
+    """Returns in return units, per transition, as the RvS-R policy takes them (MethodConfig.return_input): spread
+    over the steps left for ``average``, divided by ``return_scale``."""
+    if method.return_input == "average":
+        returns = returns * method.horizon / np.maximum(method.horizon - data.timesteps, 1)
+    return returns / method.return_scale
+
+
 def return_input(data: Transitions, method: MethodConfig) -> np.ndarray:
-    """The scalar the RvS-R policy is conditioned on, per transition (see MethodConfig.return_input)."""
-    rtg = data.returns_to_go(method.gamma)
-    if method.return_input == "average":
-        rtg = rtg * method.horizon / np.maximum(method.horizon - data.timesteps, 1)
-    return rtg / method.return_scale
-
-
-def return_input_factor(data: Transitions, method: MethodConfig) -> np.ndarray:
-    """Per transition, what one unit of return adds to its return input (``return_input``'s scaling)."""
-    factor = np.full(len(data.rewards), 1.0 / method.return_scale)
-    if method.return_input == "average":
-        factor *= method.horizon / np.maximum(method.horizon - data.timesteps, 1)
-    return factor
+    """The scalar the RvS-R policy is conditioned on, per transition: the return-to-go, scaled."""
+    return scale_returns(data.returns_to_go(method.gamma), data, method)
 
 
 class Conservative:
@@ -130,33 +129,40 @@ class Conservative:
     int(percentile * E) are repeated with their return input raised by G* - G_i + |N(0, std)| (return units; the
     reference's truncated normal), so conditioning past the dataset's best return asks for the best trajectories'
     actions. The loss is the batch's NLL plus ``weight`` times the mean NLL of the raised rows: the raised rows are
-    appended to the batch with weights that make the batch mean exactly that."""
+    appended to the batch with weights that make the batch mean exactly that. A single run (``RunDraws``) and a
+    stacked group (``wsrl.stacked.draws``) raise rows with the same two calls."""
 
-    def __init__(self, data: Transitions, method: MethodConfig, sampler: SamplerConfig, inputs: torch.Tensor,
-                 actions: torch.Tensor) -> None:
-        returns = data.episode_returns()
-        ranked = np.sort(returns)
+    def __init__(self, data: Transitions, method: MethodConfig, sampler: SamplerConfig, device: torch.device) -> None:
+        ranked = np.sort(data.episode_returns())
         threshold = percentile_element(ranked, sampler.conservative_percentile)
         per_transition = data.trajectory_returns()
-        dev = inputs.device
-        self.inputs, self.actions = inputs, actions
-        self.rows = torch.as_tensor(per_transition >= threshold, device=dev)
-        self.gap = torch.as_tensor(ranked[-1] - per_transition, dtype=torch.float64, device=dev)
-        self.factor = torch.as_tensor(return_input_factor(data, method), dtype=torch.float64, device=dev)
+        self.rows = torch.as_tensor(per_transition >= threshold, device=device)
+        self.gap = torch.as_tensor(ranked[-1] - per_transition, dtype=torch.float64, device=device)
+        # what one unit of return adds to a transition's return input
+        self.factor = torch.as_tensor(scale_returns(np.ones(len(per_transition)), data, method), device=device)
         self.std, self.weight = sampler.conservative_std, sampler.conservative_weight
 
-    def augment(self, idx: torch.Tensor, inputs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor | None,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def to(self, device: torch.device) -> Conservative:
+        """A copy with its tables on ``device``."""
+        moved = copy.copy(self)
+        moved.rows, moved.gap, moved.factor = (t.to(device) for t in (self.rows, self.gap, self.factor))
+        return moved
+
+    def raised(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of the draw ``idx`` to repeat raised, and the raise of each one's return input (float32); the
+        noise comes from ``generator``, after the draw (nothing is drawn when no row is raised)."""
         rows = idx[self.rows[idx]]
-        b, a = len(idx), len(rows)
-        if a == 0:
-            return inputs, actions, weights
-        noise = torch.randn(a, generator=generator, device=generator.device, dtype=torch.float64).abs_() * self.std
-        raised = self.inputs[rows].clone()
-        raised[:, -1] += ((self.gap[rows] + noise) * self.factor[rows]).float()
-        main = torch.ones(b, device=inputs.device) if weights is None else weights
-        weights = torch.cat([main * ((a + b) / b), torch.full((a,), self.weight * (a + b) / a, device=inputs.device)])
-        return torch.cat([inputs, raised]), torch.cat([actions, self.actions[rows]]), weights
+        if len(rows) == 0:
+            return rows, torch.zeros(0, device=idx.device)
+        noise = torch.randn(len(rows), generator=generator, device=generator.device, dtype=torch.float64).abs_()
+        return rows, ((self.gap[rows] + noise * self.std) * self.factor[rows]).float()
+
+    def weights(self, main: torch.Tensor, raised: int) -> torch.Tensor:
+        """The loss weights of the batch's rows (``main``: their own), then of its ``raised`` raised rows, for a loss
+        that averages over both."""
+        b = len(main)
+        return torch.cat([main * ((raised + b) / b),
+                          torch.full((raised,), self.weight * (raised + b) / raised, device=main.device)])
 
 
 def sample_labels(data: Transitions, sampler: SamplerConfig, gamma: float) -> np.ndarray:
@@ -182,46 +188,40 @@ def sample_weights(data: Transitions, sampler: SamplerConfig, gamma: float) -> n
     return scheme_weights(sampler.scheme, trajectories(data, sampler, gamma), sampler, sampler.clip_max)
 
 
-class BatchStream:
-    """An endless iterable of (inputs, actions, weights) batches gathered on the device by index.
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # inputs, actions, loss weights (None: unweighted)
 
-    It remembers the sampler's random state before each of its last few draws, so a checkpoint can store the
-    state before the first batch not yet trained on (Lightning fetches one batch ahead).
 
-    This look-ahead record is wsrl's one workaround on Lightning's internals: it relies on Lightning's training loop
-    drawing batch k + 1 before step k ends (its prefetch of one batch), which no public API states.
-    ``tests/test_lightning_workarounds.py`` fails if an upgrade changes that. It costs about 1 us a step (one
-    generator ``get_state``) and is what makes a resumed run draw exactly the batches of an uninterrupted one.
-    Speed shims that once sat beside it were measured at the small size (2 x 256, batch 256: 7.1 ms of CPU a step
-    on the 2-core machine, busy) and removed, each worth under 2 %: ``WeightedBC.__setattr__`` skipping
-    nn.Module's checks for ``_current_fx_name`` (22 sets a step, 1.8 against 0.15 us each: 37 us, 0.5 %),
-    calling ``loss.backward()`` instead of ``manual_backward`` (71 us, 1.0 %), and skipping Lightning's batch
-    transfer walk (7 us, 0.1 %). A whole-step A/B of the same shims (6 interleaved rounds) varied by +-15 % from
-    round to round, more than any of them.
-    """
+def step_tokens() -> Iterator[int]:
+    """What a training loop iterates: one token a step. A single run and a stacked group both draw each step's batch
+    inside ``training_step``, so their generators stand exactly at the step when a checkpoint saves them, whatever
+    Lightning's loop fetches ahead."""
+    return itertools.repeat(0)
+
+
+class RunDraws:
+    """A single run's batches: indices from its sampler, gathered from the device tensors, CWBC's raised rows
+    appended. The sampler's generator is the run's one source of batches, saved in its checkpoints."""
 
     def __init__(self, inputs: torch.Tensor, actions: torch.Tensor, loss_weights: torch.Tensor | None,
                  sampler: IndexSampler, conservative: Conservative | None = None) -> None:
         self.inputs, self.actions, self.loss_weights, self.sampler = inputs, actions, loss_weights, sampler
         self.conservative = conservative
-        self.draws = 0
-        self.recent_states: deque[tuple[int, torch.Tensor]] = deque(maxlen=4)
 
-    def state_before(self, draw: int) -> torch.Tensor:
-        """The generator state just before draw number ``draw`` (the current state if not drawn yet)."""
-        return next((s for d, s in self.recent_states if d == draw), self.sampler.generator.get_state())
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-        while True:
-            self.recent_states.append((self.draws, self.sampler.generator.get_state()))
-            self.draws += 1
-            idx = self.sampler()
-            weights = None if self.loss_weights is None else self.loss_weights[idx]
-            if self.conservative is not None:  # CWBC's raised rows, drawn from the same generator
-                yield self.conservative.augment(idx, self.inputs[idx], self.actions[idx], weights,
-                                                self.sampler.generator)
-                continue
-            yield self.inputs[idx], self.actions[idx], weights
+    def batch(self) -> Batch:
+        """The next step's batch."""
+        idx = self.sampler()
+        inputs, actions = self.inputs[idx], self.actions[idx]
+        weights = None if self.loss_weights is None else self.loss_weights[idx]
+        if self.conservative is None:
+            return inputs, actions, weights
+        rows, lift = self.conservative.raised(idx, self.sampler.generator)
+        if len(rows) == 0:
+            return inputs, actions, weights
+        raised = self.inputs[rows].clone()
+        raised[:, -1] += lift
+        main = torch.ones(len(idx), device=inputs.device) if weights is None else weights
+        return (torch.cat([inputs, raised]), torch.cat([actions, self.actions[rows]]),
+                self.conservative.weights(main, len(rows)))
 
 
 class OfflineDataModule(L.LightningDataModule):
@@ -234,11 +234,11 @@ class OfflineDataModule(L.LightningDataModule):
         self.dataset_id, self.method, self.sampler_cfg = dataset_id, method, sampler
         self.batch_size, self.device = batch_size, torch.device(device)
         self.transitions = transitions  # the dataset's transitions: given, or loaded by ``setup``
-        self.stream: BatchStream | None = None  # set by ``setup``
+        self.draws: RunDraws | None = None  # set by ``setup``
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.stream is not None:
+        if self.draws is not None:
             return
         if self.transitions is None:
             self.transitions = load_transitions(self.dataset_id)
@@ -259,11 +259,11 @@ class OfflineDataModule(L.LightningDataModule):
         self.actions = torch.as_tensor(data.actions, dtype=torch.float32, device=dev)
         w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=dev)
         loss_weights, draw_weights = PLACEMENTS[self.sampler_cfg.weighting].split(w)
-        conservative = None if self.sampler_cfg.conservative_percentile is None else Conservative(
-            data, self.method, self.sampler_cfg, self.inputs, self.actions)
-        self.stream = BatchStream(self.inputs, self.actions, loss_weights,
-                                  IndexSampler(len(data.actions), self.batch_size, draw_weights, self.generator),
-                                  conservative)
+        self.conservative = None if self.sampler_cfg.conservative_percentile is None else Conservative(
+            data, self.method, self.sampler_cfg, dev)
+        self.draws = RunDraws(self.inputs, self.actions, loss_weights,
+                              IndexSampler(len(data.actions), self.batch_size, draw_weights, self.generator),
+                              self.conservative)
 
     @property
     def input_dim(self) -> int:
@@ -273,15 +273,17 @@ class OfflineDataModule(L.LightningDataModule):
     def action_dim(self) -> int:
         return self.actions.shape[1]
 
-    def train_dataloader(self) -> BatchStream:
-        return self.stream
+    def train_dataloader(self) -> Iterator[int]:
+        """Step tokens: the module draws each step's batch itself (``self.draws``)."""
+        return step_tokens()
 
     def state_dict(self) -> dict:
-        """The sampler's random state before the next untrained batch, so a resumed run draws the same batches."""
-        consumed = self.trainer.global_step if self.trainer is not None else self.stream.draws
-        return {"generator": self.stream.state_before(consumed), "draws": consumed}
+        """The sampler's random state: a checkpoint is saved between steps, so this is the state before the next
+        step's batch, and a resumed run draws the batches of an uninterrupted one."""
+        return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Also reads the checkpoints written while batches were drawn ahead of the step, whose state was the same
+        (their ``draws`` count is not needed)."""
         self.setup()
         self.generator.set_state(state["generator"])
-        self.stream.draws = state["draws"]

@@ -15,12 +15,36 @@ import numpy as np
 import torch
 
 from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig, read_method
+from wsrl.core.data import RunDraws
 from wsrl.core.methods import conditions_on_return
 from wsrl.core.policies import make_policy
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message gives the step and a hint."""
+
+
+def forward_precision(autocast: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The training forward's precision (``trainer.autocast``): bf16 autocast, or float32 as it is."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast == "bf16")
+
+
+def non_finite_loss(value: float, step: int) -> str | None:
+    """Why training cannot go on with a loss of ``value`` at ``step``, and what to do; None while it is finite."""
+    if math.isfinite(value):
+        return None
+    return (f"loss became {value} by step {step} (checked every trainer.log_every_n_steps); lower trainer.lr (with a "
+            "new name=: this run directory keeps the failed run), check the dataset for extreme values, or set "
+            "sampler.clip_max to bound the LDS weights")
+
+
+def step_metrics(loss: float, mean_log_std: float, lr: float, weights: tuple[float, float] | None) -> dict[str, float]:
+    """A training step's logged metrics, a single run's and each stacked member's; ``weights``: the batch's loss
+    weights' mean and maximum, where it has any."""
+    metrics = {"train/loss": loss, "train/mean_log_std": mean_log_std, "train/lr": lr}
+    if weights is not None:
+        metrics |= {"train/weight_mean": weights[0], "train/weight_max": weights[1]}
+    return metrics
 
 
 def weighted_nll(log_prob: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -61,13 +85,16 @@ class WeightedBC(L.LightningModule):
         self.register_buffer("obs_std", torch.ones(obs_dim) if obs_std is None else torch.as_tensor(
             obs_std, dtype=torch.float32))
         self.target_return = target_return
+        self.draws: RunDraws | None = None  # the batches it trains on: set by wsrl.running.build.build_policy
         # One zero_grad/backward/step per batch, written out in training_step: the same update as Lightning's
-        # automatic optimization with fewer framework calls per step (see README, "Performance").
+        # automatic optimization with fewer framework calls per step (docs/performance.md, "Where the speed comes
+        # from").
         self.automatic_optimization = False
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], batch_idx: int):
-        inputs, actions, weights = batch
-        with self.forward_precision():
+    def training_step(self, batch: int, batch_idx: int) -> torch.Tensor:
+        """One step on a batch drawn here (``batch`` is a step token: ``wsrl.core.data.step_tokens``)."""
+        inputs, actions, weights = self.draws.batch()
+        with forward_precision(self.train_cfg.autocast, self.device):
             loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
         if self.global_step % self.train_cfg.log_every_n_steps == 0:
             self._log_metrics(loss, weights)
@@ -77,23 +104,13 @@ class WeightedBC(L.LightningModule):
         optimizer.step()
         return loss
 
-    def forward_precision(self) -> contextlib.AbstractContextManager:
-        """The training forward's precision (``trainer.autocast``)."""
-        if self.train_cfg.autocast == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def _log_metrics(self, loss: torch.Tensor, weights: torch.Tensor | None) -> None:
         value = loss.item()  # the one host sync per logging interval
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"loss became {value} by step {self.global_step} (checked every trainer.log_every_n_steps); lower "
-                "trainer.lr (with a new name=: this run directory keeps the failed run), check the dataset for "
-                "extreme values, or set sampler.clip_max to bound the LDS weights")
-        metrics = {"train/loss": value, "train/mean_log_std": self.policy.mean_log_std().item(),
-                   "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
-        if weights is not None:
-            metrics |= {"train/weight_mean": weights.mean().item(), "train/weight_max": weights.max().item()}
+        if (reason := non_finite_loss(value, self.global_step)) is not None:
+            raise NonFiniteLossError(reason)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        metrics = step_metrics(value, self.policy.mean_log_std().item(), lr,
+                               None if weights is None else (weights.mean().item(), weights.max().item()))
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
         self.log("loss", value, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 

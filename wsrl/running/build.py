@@ -10,14 +10,12 @@ import json
 import logging
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from wsrl.common.environ import scoped_environ
 from wsrl.core.config import EnvConfig, EvalConfig, ResolvedEnv, TrainConfig, TrainerConfig, resolve_device
 from wsrl.core.data import DataError, OfflineDataModule, Transitions
 from wsrl.core.methods import conditions_on_return
@@ -25,6 +23,7 @@ from wsrl.core.module import WeightedBC
 from wsrl.evaluation import media
 from wsrl.evaluation.conditioning import return_histogram
 from wsrl.evaluation.scores import eval_seed, evaluate
+from wsrl.running import lightning_fixes
 from wsrl.running.damaged import resume_checkpoint
 from wsrl.running.rundir import AtomicCheckpointIO, StopAtStep, StopSignals
 
@@ -153,9 +152,8 @@ def run_checkpoints(cfg: TrainConfig, run_dir: Path) -> L.pytorch.callbacks.Mode
     """Checkpoints every ``checkpoint_every_steps`` in ``run_dir/checkpoints``, the latest as ``last.ckpt``."""
     # One process per run directory (wsrl.running.rundir.run_lock), so an existing last.ckpt is this run's, written by
     # this callback or by a stop signal: replace it rather than write last-v1.ckpt beside it, which a resume never
-    # reads. The module steps its optimizer itself (manual optimization); its checkpoints hold the state after the
-    # step, as with automatic optimization, which is what resuming expects.
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    # reads.
+    lightning_fixes.manual_optimization_checkpoints()
     return L.pytorch.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="{step}", save_last=True,
                                                every_n_train_steps=checkpoint_interval(cfg), save_top_k=1,
                                                monitor=None, enable_version_counter=False)
@@ -189,21 +187,13 @@ def make_trainer(trainer: TrainerConfig, device: torch.device, loggers: list | b
         num_sanity_val_steps=0, deterministic=False, default_root_dir=root_dir, plugins=[AtomicCheckpointIO()])
 
 
-def trainer_fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule | None = None,
-        ckpt_path: str | Path | None = None) -> None:
-    """``trainer.fit``; Lightning's CUDA set-up writes CUDA_DEVICE_ORDER into os.environ (for processes it would
-    start, of which a run has none): it is kept out of the caller's."""
-    with scoped_environ("CUDA_DEVICE_ORDER"):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-
-
 @dataclass
 class Run:
     """Everything ``train`` fits, evaluates and records."""
 
     env: ResolvedEnv
     device: torch.device
-    data: OfflineDataModule  # set up: the dataset on the device, its weights and the batch stream
+    data: OfflineDataModule  # set up: the dataset on the device, its weights and the run's draws
     module: WeightedBC
     trainer: L.Trainer
     evaluator: PeriodicEval  # the periodic evaluations' history (a Trainer callback when eval.every_steps > 0)
@@ -213,7 +203,7 @@ class Run:
 
     def fit(self, ckpt_path: str | None = None) -> None:
         """``trainer.fit`` of the module on the data."""
-        trainer_fit(self.trainer, self.module, self.data, ckpt_path)
+        lightning_fixes.fit(self.trainer, self.module, self.data, ckpt_path)
 
 
 def build_policy(cfg: TrainConfig, plain: dict, env: ResolvedEnv, transitions: Transitions | None = None,
@@ -225,10 +215,7 @@ def build_policy(cfg: TrainConfig, plain: dict, env: ResolvedEnv, transitions: T
     as plain data (``to_plain``), what the module keeps in its checkpoints. ``data``: a
     data module already set up for the same dataset, method and sampler (the stacked launcher's members with those
     in common share one; its generator is not theirs)."""
-    # Lightning also writes PL_GLOBAL_SEED and PL_SEED_WORKERS into os.environ, for DDP processes and DataLoader
-    # workers, of which a run has none: keep them out of the environment of the process that builds the run
-    with scoped_environ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    lightning_fixes.seed_everything(cfg.seed)
     torch.set_float32_matmul_precision(str(cfg.trainer.matmul_precision))
     device = resolve_device(cfg.device) if device is None else device
     if data is None:
@@ -241,6 +228,7 @@ def build_policy(cfg: TrainConfig, plain: dict, env: ResolvedEnv, transitions: T
     module = WeightedBC(data.input_dim, data.action_dim, plain["policy"], plain["method"], plain["trainer"],
                         target, data.obs_mean, data.obs_std, config=plain,
                         dataset_returns=return_histogram(data.transitions.episode_returns()))
+    module.draws = data.draws
     return device, data, module
 
 

@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 from wsrl.common.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
 from wsrl.common.locks import PidLock
 from wsrl.core.config import ConfigError, SamplerConfig, read_method
+from wsrl.running import lightning_fixes
 from wsrl.running.damaged import DamagedFile, read_json
 
 LOCK_NAME = ".wsrl.lock"
@@ -227,7 +228,7 @@ class StopAtStep(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.starts.append(trainer.global_step)
-        self.signals.install()  # over Lightning's own SIGTERM handler, which would exit without saving this step
+        lightning_fixes.install_over_lightning(self.signals)
         self.signals.deferred = True
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:

@@ -14,8 +14,8 @@ the launcher's path against the bare loop).
 - ``model``: ``StackedPolicy``, N members' policies as ``[N, out, in]`` weights, zero-padded to the group's largest
   input and action sizes (padded action dimensions are masked out of the likelihood), built from and unstacked
   back into each member's own ``WeightedBC``.
-- ``draws``: all of a group's randomness (batch indices and dropout masks), ``exact`` (each member draws as its
-  single run would) or ``fast`` (one generator for the group).
+- ``draws``: all of a group's randomness (batch indices, CWBC's raised rows and dropout masks), ``exact`` (each
+  member draws as its single run would) or ``fast`` (one generator for the group).
 - ``group``: build a group from its members' configs with the single-run builder; ``StackedGroup``, the
   LightningModule whose step trains every member (the sum over members of each member's mean loss, one Adam),
   fitted, checkpointed and resumed by the single run's Trainer.

@@ -11,6 +11,11 @@ batch with one index. Two modes:
   so the bias is below 1e-12; never ``(rand * n).long()``, which float32 makes uneven); weighted members search
   one concatenated cumulative sum; one Bernoulli draw masks the whole stacked activation. A member's numbers then
   depend on its group, which ``results.json`` records.
+
+CWBC's conservative members (``sampler=cwbc_conservative``) append raised rows to their batches as their single runs
+do (``wsrl.core.data.Conservative``, from the generator of their draws); their number varies by member and step, so
+every member's batch is then padded to the longest with rows of weight 0, and each member's loss averages over its
+own rows (``mean``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from wsrl.core.data import Conservative
 from wsrl.core.policies import dropout as single_run_dropout
 from wsrl.core.weighting import IndexSampler
 
@@ -37,6 +44,7 @@ class MemberData:
     loss_weights: np.ndarray | None  # sampler weighting=loss
     draw_weights: np.ndarray | None  # sampler weighting=sampling
     seed: int
+    conservative: Conservative | None = None  # CWBC's conservative loss (``sampler=cwbc_conservative``)
 
 
 def _dropout_state(device: torch.device) -> torch.Tensor:
@@ -68,6 +76,11 @@ class GroupDraws:
             raise ValueError(f"hydra.launcher.rng={mode} must be exact or fast")
         self.mode, self.batch_size, self.p, self.device = mode, batch_size, dropout, device
         self._store(members)
+        moved: dict[str, Conservative] = {}  # one copy on the device per weights key
+        self.conservative = [None if m.conservative is None else moved.setdefault(
+            m.weights_key, m.conservative.to(device)) for m in members]
+        self.return_column = [m.inputs.shape[1] - 1 for m in members]
+        self.rows: list[int] | None = None  # each member's rows in the last batch, where CWBC's made them differ
         if mode == "exact":
             self.samplers = [IndexSampler(len(m.actions), batch_size, None if m.draw_weights is None else
                                           torch.as_tensor(m.draw_weights, dtype=torch.float32, device=device),
@@ -134,10 +147,45 @@ class GroupDraws:
         return torch.where(self.weighted.unsqueeze(1), drawn, local)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The next step's padded inputs, actions and loss weights (1 for unweighted members)."""
+        """The next step's padded inputs, actions and loss weights (1 for unweighted members); with CWBC's
+        conservative members, every member's rows padded to the longest batch (``raise_rows``)."""
         local = self.indices()
+        weights = self.loss_weights[local + self.weight_start.unsqueeze(1)]
+        lift = None
+        if any(c is not None for c in self.conservative):
+            local, weights, lift = self.raise_rows(local, weights)
         rows = local + self.row_start.unsqueeze(1)
-        return self.inputs[rows], self.actions[rows], self.loss_weights[local + self.weight_start.unsqueeze(1)]
+        inputs = self.inputs[rows]
+        for k, c in enumerate(self.conservative):
+            if c is not None:
+                inputs[k, self.batch_size:self.rows[k], self.return_column[k]] += lift[k]
+        return inputs, self.actions[rows], weights
+
+    def raise_rows(self, local: torch.Tensor, weights: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """CWBC's raised rows appended to each conservative member's batch with their weights, drawn as its single
+        run draws them (``wsrl.core.data.Conservative``; exact mode: from the member's own generator); every
+        member's rows padded to the longest batch with weight 0, their number in ``self.rows``. Returns the padded
+        indices and weights, and each member's raises."""
+        b, n = self.batch_size, len(local)
+        generators = [s.generator for s in self.samplers] if self.mode == "exact" else [self.generator] * n
+        drawn = [(local[k, :0], local.new_zeros(0, dtype=torch.float32)) if c is None else
+                 c.raised(local[k], generators[k]) for k, c in enumerate(self.conservative)]
+        self.rows = [b + len(r) for r, _ in drawn]
+        padded = torch.zeros(n, max(self.rows), dtype=local.dtype, device=local.device)
+        padded[:, :b] = local
+        scaled = torch.zeros(n, max(self.rows), dtype=weights.dtype, device=weights.device)
+        for k, (c, (raised, _)) in enumerate(zip(self.conservative, drawn, strict=True)):
+            padded[k, b:self.rows[k]] = raised
+            scaled[k, :self.rows[k]] = weights[k] if c is None or len(raised) == 0 else c.weights(weights[k],
+                                                                                                    len(raised))
+        return padded, scaled, [lift for _, lift in drawn]
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Each member's mean [N] of per-row ``values`` [N, rows] over its own rows, padding aside."""
+        if self.rows is None:
+            return values.mean(1)
+        return values.sum(1) / torch.tensor(self.rows, dtype=values.dtype, device=values.device)
 
     def dropout(self, h: torch.Tensor) -> torch.Tensor:
         """``h`` [N, B, H] with each member's dropout mask applied; kept values are h / (1 - p) computed in float32
@@ -150,7 +198,9 @@ class GroupDraws:
         saved, dropped = _dropout_state(self.device), []
         for k in range(h.shape[0]):
             _set_dropout_state(self.device, self.dropout_states[k])
-            dropped.append(single_run_dropout(h[k], self.p))
+            own = h[k] if self.rows is None else h[k, :self.rows[k]]  # a member's own rows: its single run's draws
+            kept = single_run_dropout(own, self.p)
+            dropped.append(kept if len(kept) == h.shape[1] else F.pad(kept, (0, 0, 0, h.shape[1] - len(kept))))
             self.dropout_states[k] = _dropout_state(self.device)
         _set_dropout_state(self.device, saved)
         return torch.stack(dropped)

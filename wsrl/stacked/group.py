@@ -13,10 +13,7 @@ fails alone (its parameters and optimizer state are zeroed and its loss left out
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
-import math
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,11 +24,12 @@ import lightning as L
 import torch
 
 from wsrl.core.config import ResolvedEnv, TrainerConfig, resolve_device, to_plain
-from wsrl.core.data import OfflineDataModule
+from wsrl.core.data import OfflineDataModule, step_tokens
 from wsrl.core.methods import conditions_on_return
-from wsrl.core.module import WeightedBC, adam
+from wsrl.core.module import WeightedBC, adam, forward_precision, non_finite_loss, step_metrics
 from wsrl.core.weighting import PLACEMENTS
-from wsrl.running.build import build_policy, make_trainer, trainer_fit
+from wsrl.running import lightning_fixes
+from wsrl.running.build import build_policy, make_trainer
 from wsrl.running.rundir import StopAtStep, StopSignals
 from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
 from wsrl.stacked.model import StackedPolicy
@@ -76,7 +74,7 @@ def member_data(cfg: Any, env: ResolvedEnv, data: OfflineDataModule) -> MemberDa
     loss_weights, draw_weights = PLACEMENTS[cfg.sampler.weighting].split(data.weights)
     return MemberData(source=input_key(cfg, env.dataset_id), weights_key=data_key(cfg, env),
                       inputs=data.inputs.numpy(), actions=data.actions.numpy(), loss_weights=loss_weights,
-                      draw_weights=draw_weights, seed=int(cfg.seed))
+                      draw_weights=draw_weights, seed=int(cfg.seed), conservative=data.conservative)
 
 
 def build_member(cfg: Any, env: ResolvedEnv, device: torch.device, built: dict[str, OfflineDataModule]
@@ -137,25 +135,19 @@ class StackedGroup(L.LightningModule):
         self.to(self.train_device)
 
     def train_dataloader(self) -> Iterator[int]:
-        """Step tokens: the group draws each step's batches itself, so that its generators stand exactly at the
-        step when a checkpoint saves them (Lightning fetches a batch ahead, and fast mode draws batches and dropout
-        masks from one generator)."""
-        return itertools.repeat(0)
+        """Step tokens: the group draws each step's batches itself, as a single run does (fast mode draws batches
+        and dropout masks from one generator, which must stand at the step when a checkpoint saves it)."""
+        return step_tokens()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return adam(list(self.model.parameters()), self.trainer_cfg)
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """The forward's precision (``trainer.autocast``)."""
-        enabled = self.trainer_cfg.autocast == "bf16"
-        return torch.autocast(self.train_device.type, dtype=torch.bfloat16, enabled=enabled)
-
     def losses(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each member's weighted mean loss [N] on its next batch, and the batch's inputs and loss weights."""
         inputs, actions, weights = self.draws.batch()
-        with self.autocast():
+        with forward_precision(self.trainer_cfg.autocast, self.train_device):
             log_prob = self.model.log_prob(inputs, actions, self.draws.dropout)
-        return -(log_prob * weights).mean(1), inputs, weights
+        return -self.draws.mean(log_prob * weights), inputs, weights
 
     def training_step(self, batch: int, batch_idx: int) -> None:
         """One step of every living member; every ``trainer.log_every_n_steps`` their metrics, which fail a member
@@ -180,20 +172,17 @@ class StackedGroup(L.LightningModule):
         """Each member's training metrics, as a single run logs them (one host sync); fails non-finite members.
         The squashed policy's mean log-std is taken on the step's inputs without dropout."""
         values = losses.float().cpu().tolist()
-        log_std = self.model.mean_log_std(inputs).float().cpu()
-        w_mean, w_max = weights.mean(1).cpu().tolist(), weights.max(1).values.cpu().tolist()
+        log_std = self.model.mean_log_std(inputs).float().cpu().tolist()
+        w_mean, w_max = self.draws.mean(weights).cpu().tolist(), weights.max(1).values.cpu().tolist()
+        rows = self.draws.rows or [weights.shape[1]] * len(self.members)
         out = []
         for k, member in enumerate(self.members):
-            if k not in self.failed and not math.isfinite(values[k]):
-                self.fail(k, f"loss became {values[k]} by step {step} (checked every trainer.log_every_n_steps); "
-                             "lower trainer.lr (with a new name=), or set sampler.clip_max to bound the LDS weights")
-            if k in self.failed:
-                out.append({})
-                continue
-            row = {"train/loss": values[k], "train/mean_log_std": float(log_std[k]), "train/lr": self.trainer_cfg.lr}
-            if PLACEMENTS[member.cfg.sampler.weighting].in_loss:
-                row |= {"train/weight_mean": w_mean[k], "train/weight_max": w_max[k]}
-            out.append(row)
+            if k not in self.failed and (reason := non_finite_loss(values[k], step)) is not None:
+                self.fail(k, reason)
+            # as its single run: the weights of the loss, or those CWBC's raised rows bring
+            weighted = PLACEMENTS[member.cfg.sampler.weighting].in_loss or rows[k] > self.trainer_cfg.batch_size
+            out.append({} if k in self.failed else step_metrics(values[k], log_std[k], self.trainer_cfg.lr,
+                                                                 (w_mean[k], w_max[k]) if weighted else None))
         return out
 
     @torch.no_grad()
@@ -237,7 +226,7 @@ class StackedGroup(L.LightningModule):
             trainer = make_trainer(self.trainer_cfg, self.train_device, False, [*callbacks, stops])
             resume = checkpoint if checkpoint is not None and checkpoint.exists() else None
             try:
-                trainer_fit(trainer, self, ckpt_path=resume)
+                lightning_fixes.fit(trainer, self, ckpt_path=resume)
             finally:
                 self.starts = stops.starts
 
