@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import child_env
-from tests.test_reliability import SMALL, config, final_weights
+from tests.test_reliability import SMALL, assert_same_metrics, config, final_weights, metrics_rows
 from tests.test_report import write_run
 from tests.test_runs import snapshot
 from tests.test_stacked import sweep
@@ -125,6 +125,7 @@ def test_a_cut_last_checkpoint_resumes_from_the_periodic_one_as_an_uninterrupted
     assert resumed.returns == whole.returns
     ours, theirs = final_weights(run), final_weights(clean)
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert_same_metrics(run, clean, 40)  # the first process's rows up to step 40 kept, its row of step 49 replaced
 
 
 def test_nothing_readable_ends_the_command_in_one_line_before_anything_starts(tiny_dataset, minari_root, tmp_path):
@@ -170,7 +171,9 @@ def test_a_cut_results_json_is_evaluated_again_from_the_final_checkpoint(tiny_da
     first = train(config("trainer.max_steps=20"), run)
     cut = (run / "results.json").read_bytes()[:300]
     (run / "results.json").write_bytes(cut)
+    rows = metrics_rows(run)
     again = train(config("trainer.max_steps=20"), run)
+    assert metrics_rows(run) == rows  # the training rows kept, the final evaluation's logged again in its place
     assert again.returns == first.returns and again.normalized_score == first.normalized_score
     assert again.started_at_steps == [0] and again.steps == 20  # evaluated, not trained
     assert json.loads((run / "results.json").read_text())["returns"] == first.returns

@@ -11,6 +11,7 @@ import types
 import pytest
 
 import wsrl.stacked.clock as clock
+from tests.test_reliability import assert_same_metrics
 from tests.test_stacked import config, sweep
 from wsrl.core.module import WeightedBC
 from wsrl.stacked.group import StackedGroup
@@ -44,8 +45,8 @@ def run(tmp_path, where: str, deadline_s: float, cost: dict, capsys) -> tuple[in
     """A two-member launch (bc seed 0, rvs_r seed 1: one group) of ``STEPS`` steps in ``tmp_path/where``: its exit
     code and what it printed on stderr."""
     pairs = (("bc", 0), ("rvs_r", 1))
-    jobs = [Job(config(f"method={m}", f"seed={s}", f"trainer.max_steps={STEPS}"), tmp_path / where / f"{m}{s}",
-                [f"method={m}", f"seed={s}"]) for m, s in pairs]
+    jobs = [Job(config(f"method={m}", f"seed={s}", f"trainer.max_steps={STEPS}", "trainer.log_every_n_steps=10"),
+                tmp_path / where / f"{m}{s}", [f"method={m}", f"seed={s}"]) for m, s in pairs]
     try:
         launch(jobs, Options(deadline_s=deadline_s), tmp_path / where, cost["now"])
         code = 0
@@ -85,6 +86,7 @@ def test_training_that_cannot_finish_saves_in_time_and_the_same_command_finishes
     for name, got in cut.items():
         assert got["steps"] == STEPS and got["started_at_steps"] == [0, 34]
         assert got["returns"] == whole[name]["returns"]  # resumed to the same numbers
+        assert_same_metrics(tmp_path / "cut" / name, tmp_path / "whole" / name)  # rows of steps 0-30 kept
     assert group_record(tmp_path / "cut")["status"] == "finished"
 
 

@@ -10,9 +10,11 @@ import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from lightning.pytorch.loggers import CSVLogger
 
 from wsrl.core.config import register_configs, resolve_env, to_plain
 from wsrl.running.build import build_run
+from wsrl.running.lightning_fixes import keep_metrics
 from wsrl.running.rundir import RunInterrupted, StopSignals
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -44,3 +46,19 @@ def test_a_signal_after_the_stoppers_turn_saves_the_next_step(tiny_dataset, tmp_
         with pytest.raises(RunInterrupted, match="stopped by SIGTERM: saved step 4"):
             run.fit()
     assert torch.load(run.last, weights_only=True)["global_step"] == 4
+
+
+def test_resumed_metrics_keep_whole_rows_from_the_file_a_killed_process_left(tmp_path):
+    """A row cut short by a killed process is left out; a ``metrics.csv.before-resume`` left by a process killed
+    while keeping is the file read (the ``metrics.csv`` beside it is its copy cut short)."""
+    folder, header = tmp_path / "csv", "epoch,step,train/loss\r\n"
+    rows = [f"0,{step},{step / 7}\r\n" for step in (9, 19)]
+    folder.mkdir()
+    (folder / "metrics.csv").write_bytes((header + "".join(rows) + "0,29,4.1").encode())  # step 29's row cut
+    keep_metrics(CSVLogger(tmp_path, name="csv", version=""), 30)
+    assert (folder / "metrics.csv").read_bytes().decode() == header + "".join(rows)
+    (folder / "metrics.csv").rename(folder / "metrics.csv.before-resume")
+    (folder / "metrics.csv").write_bytes((header + rows[0][:5]).encode())
+    keep_metrics(CSVLogger(tmp_path, name="csv", version=""), 20)
+    assert (folder / "metrics.csv").read_bytes().decode() == header + "".join(rows)
+    assert sorted(p.name for p in folder.iterdir()) == ["metrics.csv"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shlex
 import signal
@@ -23,8 +24,9 @@ from wsrl.running.rundir import record_run, run_identity
 from wsrl.train import train
 
 CONF = str(ROOT / "conf")
+LOG_EVERY = 10
 SMALL = ["policy.hidden_dims=[32,32]", "trainer.batch_size=32", "eval.episodes=2", "wandb.mode=disabled",
-         "generate_if_missing=false", "trainer.log_every_n_steps=10", "trainer.progress_bar=false"]
+         "generate_if_missing=false", f"trainer.log_every_n_steps={LOG_EVERY}", "trainer.progress_bar=false"]
 
 
 def config(*overrides: str):
@@ -105,8 +107,29 @@ def interrupt_and_resume(env: dict[str, str], run_dir: Path, signum: int, ready,
     return step
 
 
+def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of the run's metrics.csv, each with its non-empty cells."""
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
+        return [{k: v for k, v in row.items() if v} for row in csv.DictReader(file)]
+
+
+def assert_same_metrics(resumed: Path, clean: Path, resumed_from: int | None = None, every: int = LOG_EVERY) -> None:
+    """The resumed run's metrics.csv holds the clean run's rows, each once, those before the resume point kept from
+    the first process (CSVLogger would delete them: ``lightning_fixes.keep_metrics``). ``resumed_from``: a single
+    run's resume step. Lightning writes a single run's row at steps ``every - 1``, ``2 * every - 1``, ... of the
+    values the module logged last (at steps 0, ``every``, ...): a process resumed off a multiple of ``every`` has
+    logged nothing by its first such step, whose row only it lacks."""
+    ours, theirs = metrics_rows(resumed), metrics_rows(clean)
+    if resumed_from is not None and resumed_from % every:
+        lost = resumed_from + (-resumed_from - 1) % every
+        theirs = [row for row in theirs if row["step"] != str(lost)]
+    train = [int(row["step"]) for row in ours if "train/loss" in row]
+    assert train == sorted(set(train)), "a training step twice, or out of order"
+    assert sorted(map(str, ours)) == sorted(map(str, theirs))
+
+
 def assert_same_run(resumed: Path, clean: Path, resumed_from: int) -> None:
-    """Same weights, returns and evaluation history as the clean run; the second process started at the
+    """Same weights, returns, evaluation history and metrics as the clean run; the second process started at the
     checkpoint's step, so it trained only the remaining steps."""
     assert not list(resumed.glob("checkpoints/*-v*.ckpt")), "a second last.ckpt beside the one resumes read"
     wr, wc = final_weights(resumed), final_weights(clean)
@@ -117,6 +140,7 @@ def assert_same_run(resumed: Path, clean: Path, resumed_from: int) -> None:
     assert rr["eval_history"] == rc["eval_history"]
     assert [e["step"] for e in rc["eval_history"]] == list(range(EVAL_EVERY, RESUME_STEPS + 1, EVAL_EVERY))
     assert rr["returns"] == rc["returns"] and rr["normalized_score"] == rc["normalized_score"]
+    assert_same_metrics(resumed, clean, resumed_from)
 
 
 def test_resume_after_sigkill_equals_uninterrupted_run(uninterrupted, tmp_path):

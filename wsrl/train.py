@@ -67,7 +67,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
     check_shapes_early(cfg.env, env)
     ensure_run_dataset(cfg)  # the first work: minutes of CPU for a missing full-size generated dataset
     start = time.time()
-    run = build_run(cfg, plain, env, run_dir, signals)
+    run = build_run(cfg, plain, env, run_dir, signals, resume=resume)
     try:
         record_run(run_dir, identity, plain)
         log_dataset(run, env, run_dir)

@@ -24,7 +24,7 @@ from wsrl.evaluation import media
 from wsrl.evaluation.conditioning import return_histogram
 from wsrl.evaluation.scores import eval_seed, evaluate
 from wsrl.running import lightning_fixes
-from wsrl.running.damaged import resume_checkpoint
+from wsrl.running.damaged import checkpoint_step, resume_checkpoint
 from wsrl.running.rundir import AtomicCheckpointIO, StopAtStep, StopSignals
 
 log = logging.getLogger("wsrl")
@@ -126,12 +126,16 @@ def wandb_mode(requested: str, sync: str) -> str:
 
 
 def make_loggers(cfg: TrainConfig, plain: dict, run_dir: Path, mode: str | None = None,
-                 concurrent: bool = False) -> list:
+                 concurrent: bool = False, resume: int | None = None, again: tuple[str, ...] = ()) -> list:
     """A CSV logger in ``run_dir/csv`` and, unless ``wandb.mode=disabled``, W&B (offline when it is unreachable),
     which records ``plain``, the config as plain data. ``mode``: the W&B mode where the caller has chosen it
     (``wandb_mode``, once for many runs); ``concurrent``: one of several W&B runs open at once in this process (the
-    stacked launcher's members), each its own run rather than the process's one ``wandb.run``."""
+    stacked launcher's members), each its own run rather than the process's one ``wandb.run``. ``resume``: the step
+    the run resumes from, whose earlier rows the CSV keeps but those with a key starting with one of ``again``, which
+    this start logs again (``lightning_fixes.keep_metrics``)."""
     loggers: list = [L.pytorch.loggers.CSVLogger(run_dir, name="csv", version="")]
+    if resume is not None:
+        lightning_fixes.keep_metrics(loggers[0], resume, again)
     mode = wandb_mode(str(cfg.wandb.mode), f"{run_dir}/wandb") if mode is None else mode
     if mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
@@ -233,16 +237,18 @@ def build_policy(cfg: TrainConfig, plain: dict, env: ResolvedEnv, transitions: T
 
 
 def build_run(cfg: TrainConfig, plain: dict, env: ResolvedEnv, run_dir: Path, signals: StopSignals,
-              transitions: Transitions | None = None) -> Run:
+              transitions: Transitions | None = None, resume: Path | None = None) -> Run:
     """``build_policy`` (``transitions``: the dataset already loaded, as the benchmark reuses them), then the
-    Trainer with its loggers and callbacks."""
+    Trainer with its loggers and callbacks; ``resume``: the checkpoint the run will resume from (``resume_point``),
+    whose earlier metrics rows the CSV keeps (each start logs the dataset's ``data/`` rows afresh)."""
     device, data, module = build_policy(cfg, plain, env, transitions)
     evaluator = PeriodicEval(env, cfg.eval.episodes, cfg.eval.every_steps, cfg.seed,
                              cfg.eval if cfg.eval.video_periodic else None, run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     stopper = StopAtStep(signals, last)
     # without periodic evaluation the callback would only cost its hook calls on every step
-    trainer = make_trainer(cfg.trainer, device, make_loggers(cfg, plain, run_dir),
+    step = None if resume is None else checkpoint_step(resume)
+    trainer = make_trainer(cfg.trainer, device, make_loggers(cfg, plain, run_dir, resume=step, again=("data/",)),
                            ([evaluator] if cfg.eval.every_steps else []) + [stopper], run_checkpoints(cfg, run_dir),
                            run_dir)
     return Run(env, device, data, module, trainer, evaluator, stopper, last, module.target_return)

@@ -2,24 +2,27 @@
 
 None of them reads Lightning's internals: each answers a side effect of a public call. Without one, a test fails
 where a CPU can show it: the suite's check of ``os.environ`` (``seed_everything``), ``tests/test_reliability.py``
-(``save_final_step``), ``tests/test_lightning_fixes.py`` (``install_over_lightning``); ``fit`` and ``back_on`` act
-on a GPU only, and the warning filter keeps the log clean. Drawing the batches needs none: a single run and a
-stacked group both draw inside ``training_step`` from step tokens (``wsrl.core.data.step_tokens``), whatever the
-loop fetches ahead.
+(``save_final_step``, ``keep_metrics``), ``tests/test_lightning_fixes.py`` (``install_over_lightning``); ``fit``
+and ``back_on`` act on a GPU only, and the warning filter keeps the log clean. Drawing the batches needs none: a
+single run and a stacked group both draw inside ``training_step`` from step tokens (``wsrl.core.data.step_tokens``),
+whatever the loop fetches ahead.
 """
 
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
 
 from wsrl.common.environ import scoped_environ
 
 Module = TypeVar("Module", bound=torch.nn.Module)
+_METRICS = "metrics.csv"  # CSVLogger's file in its log_dir
 
 
 class Installable(Protocol):
@@ -66,3 +69,36 @@ def install_over_lightning(signals: Installable) -> None:
     without saving a step or the resume hint. Called from ``on_train_start``, this puts wsrl's handlers
     (``signals``) back alone."""
     signals.install()
+
+
+def keep_metrics(logger: CSVLogger, step: int, again: tuple[str, ...] = ()) -> None:
+    """CSVLogger deletes an existing ``metrics.csv`` when it makes its writer: a run resumed from its checkpoint at
+    ``step`` keeps the earlier rows of the steps before it (from there on it logs its own), except rows with a key
+    that starts with one of ``again`` (what each start logs afresh). The old file is set aside as
+    ``metrics.csv.before-resume`` until the kept rows are written whole; one left there by a process killed in
+    between is the one read."""
+    path = Path(logger.log_dir) / _METRICS
+    aside = path.with_name(f"{_METRICS}.before-resume")
+    if not aside.exists():
+        if not path.exists():
+            return
+        path.rename(aside)
+    rows = [row for row in _metrics_rows(aside)
+            if int(row["step"]) < step and not any(key.startswith(again) for key in row)]
+    with warnings.catch_warnings():  # its warning that the old logs will be deleted: they are not
+        warnings.filterwarnings("ignore", message="Experiment logs directory")
+        writer = logger.experiment  # made now, with no metrics.csv to delete
+    for row in rows:
+        writer.log_metrics({k: v for k, v in row.items() if k != "step"}, int(row["step"]))
+    logger.save()  # the kept rows, the union of their keys as the header
+    aside.unlink()
+
+
+def _metrics_rows(path: Path) -> list[dict[str, str]]:
+    """The whole rows of a ``metrics.csv`` as Lightning wrote them (text kept as written, empty cells left out);
+    a row cut short by a killed process, or with no step, is left out."""
+    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(lines)
+            if None not in row and None not in row.values() and row.get("step", "").isdigit()]

@@ -32,7 +32,7 @@ from wsrl.core.validation import validate
 from wsrl.evaluation import media
 from wsrl.evaluation.scores import eval_seed, evaluate_many
 from wsrl.running.build import make_loggers, wandb_mode
-from wsrl.running.damaged import DamagedFile, resume_checkpoint
+from wsrl.running.damaged import DamagedFile, checkpoint_step, resume_checkpoint
 from wsrl.running.datasets import ensure_run_dataset
 from wsrl.running.refusals import report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
@@ -167,12 +167,13 @@ def record_members(group: StackedGroup, jobs: list[Job], loggers: list[list], na
     return scores
 
 
-def member_loggers(jobs: list[Job], sweep_dir: Path) -> list[list]:
+def member_loggers(jobs: list[Job], sweep_dir: Path, resume: int | None = None) -> list[list]:
     """Each member's loggers, as a single run's (``make_loggers``), each W&B run open beside the others; W&B's
-    reachability is checked once."""
+    reachability is checked once. ``resume``: the group checkpoint's step, whose earlier rows each member's CSV
+    keeps (a resumed member logs no dataset rows again: ``open_group``)."""
     modes = {mode: wandb_mode(mode, f"{sweep_dir}/<run>/wandb") for mode in {str(j.cfg.wandb.mode) for j in jobs}}
-    return [make_loggers(j.cfg, to_plain(j.cfg), j.run_dir, modes[str(j.cfg.wandb.mode)], concurrent=True)
-            for j in jobs]
+    return [make_loggers(j.cfg, to_plain(j.cfg), j.run_dir, modes[str(j.cfg.wandb.mode)], concurrent=True,
+                         resume=resume) for j in jobs]
 
 
 def open_group(jobs: list[Job], identities: list[dict | None], sweep_dir: Path, checkpoint: Path, options: Options
@@ -181,9 +182,10 @@ def open_group(jobs: list[Job], identities: list[dict | None], sweep_dir: Path, 
     directory, as a single run starts."""
     group = build_group([j.cfg for j in jobs], [resolve_env(j.cfg.env) for j in jobs], options.rng,
                         [str(j.run_dir) for j in jobs])
-    if checkpoint.exists():
+    resume = checkpoint_step(checkpoint) if checkpoint.exists() else None
+    if resume is not None:
         log.info("resuming group %s (%d members) from %s", checkpoint.stem, len(jobs), checkpoint)
-    loggers, plotted = member_loggers(jobs, sweep_dir), {}
+    loggers, plotted = member_loggers(jobs, sweep_dir, resume), {}
     for job, identity, member, logs in zip(jobs, identities, group.members, loggers, strict=True):
         record_run(job.run_dir, identity, member.module.hparams.config)
         if identity is not None:
