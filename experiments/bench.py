@@ -7,7 +7,8 @@ Sections (``--only``, comma-separated; all by default):
 - ``usual``: the same path against the usual way (as the RvS code does): automatic optimization, the loss logged
   every step, torch's default Adam, fed by ``DataLoader(TensorDataset(...), shuffle=True)``.
 - ``stacked``: member-steps/s of a stacked group (``wsrl.stacked``, fitted as the launcher fits it) against its
-  size N, beside the single run, and its Lightning-hosted step against the same step in a bare loop.
+  size N, beside the single run, with ``hydra.launcher.compile=true`` against without (its compilation in the
+  warm-up), and its Lightning-hosted step against the same step in a bare loop.
 - ``eval``: env steps/s of ``run_episodes`` (10 episodes, one batched forward per step) against one by one.
 - ``group_eval``: env steps/s of ``evaluate_many`` (8 policies x 10 episodes in lockstep, in this process and over
   2 kept worker processes) against ``run_episodes`` member after member.
@@ -265,17 +266,24 @@ def stacked(args, transitions, root: Path) -> list[dict]:
         cfgs = [cfg.copy() for _ in range(n)]
         for seed, member in enumerate(cfgs):
             member.seed = seed
-        group = build_group(cfgs, [resolve_env(c.env) for c in cfgs], "fast", [str(k) for k in range(n)])
-        group.trainer_cfg.max_steps = warmup + steps
-        for precision in precisions:
-            group.trainer_cfg.matmul_precision, group.trainer_cfg.autocast = PRECISIONS[precision]
-            clock = StepClock(warmup, warmup + steps, cuda)
-            group.fit(callbacks=[clock])
-            rate = n * clock.rate()
-            rows.append(row(sec, f"N = {n}, {precision}; ratio = it / single run", rate, "member-steps/s",
-                            rate / single[precision]))
-        if n == max((x for x in sizes if x <= 30), default=sizes[0]):
-            rows.append(hosted_vs_bare(group, sec, precision, warmup, steps, rate))
+        plain = {}
+        for compile in (False, True):
+            torch._dynamo.reset()  # each group compiles afresh: Dynamo's recompile limit never falls back to eager
+            group = build_group(cfgs, [resolve_env(c.env) for c in cfgs], "fast", [str(k) for k in range(n)],
+                                compile=compile)
+            group.trainer_cfg.max_steps = warmup + steps
+            for precision in precisions:
+                group.trainer_cfg.matmul_precision, group.trainer_cfg.autocast = PRECISIONS[precision]
+                clock = StepClock(warmup, warmup + steps, cuda)
+                group.fit(callbacks=[clock])
+                rate = n * clock.rate()
+                plain.setdefault(precision, rate)
+                rows.append(row(sec, f"N = {n}, {precision}, compiled; ratio = it / uncompiled", rate,
+                                "member-steps/s", rate / plain[precision]) if compile else
+                            row(sec, f"N = {n}, {precision}; ratio = it / single run", rate, "member-steps/s",
+                                rate / single[precision]))
+            if not compile and n == max((x for x in sizes if x <= 30), default=sizes[0]):
+                rows.append(hosted_vs_bare(group, sec, precision, warmup, steps, rate))
     torch.set_float32_matmul_precision("highest")
     return rows
 

@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # TORCHINDUCTOR_CACHE_DIR: torch's inductor sets its default cache folder when first imported, which the first
 # optimizer built can do (a stable-baselines3 agent's; Lightning does it at import, before the baseline).
 # PYTORCH_NVML_BASED_CUDA_CHECK: lightning.fabric sets it to 1 when first imported, which a test may be the first to do
-# when it runs alone (the variable only chooses how torch counts GPUs).
-ENVIRON_ALLOWED = frozenset({"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR", "PYTORCH_NVML_BASED_CUDA_CHECK"})
+# when it runs alone (the variable only chooses how torch counts GPUs). _TORCHINDUCTOR_PYOBJECT_TENSOR_DATA_PTR:
+# torch.compile's inductor sets it before it loads each compiled kernel, which reads it (hydra.launcher.compile's test).
+ENVIRON_ALLOWED = frozenset({"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR", "PYTORCH_NVML_BASED_CUDA_CHECK",
+                             "_TORCHINDUCTOR_PYOBJECT_TENSOR_DATA_PTR"})
 _BASELINE: dict[str, str] = {}  # os.environ once the tests are collected (imports done): what every test starts from
 
 

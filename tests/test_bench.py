@@ -61,6 +61,7 @@ def test_quick_bench_measures_every_section(tmp_path, monkeypatch, capsys, one_t
     for expected in ("bare PyTorch loop; ratio = wsrl / it",
                      "usual way (DataLoader, automatic opt.); ratio = wsrl / it",
                      "N = 2, fp32; ratio = it / single run",
+                     "N = 2, fp32, compiled; ratio = it / uncompiled",
                      "N = 2, fp32, the same step in a bare loop; ratio = Lightning-hosted / bare",
                      "evaluate_many, over 2 kept workers; ratio = speed-up"):
         assert expected in figures, expected

@@ -33,6 +33,7 @@ class StackedLauncherConf:
     rng: str = "fast"  # fast (one generator per group) | exact (each member draws as its single run would)
     eval_workers: int = 0  # evaluation worker processes for group evaluation (0: in this process)
     deadline_s: float = 0.0  # seconds the launch has from its start, training, evaluation and writing (0: none)
+    compile: bool = False  # torch.compile the fast step's forward and backward (rng=fast only)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="wsrl")

@@ -1,7 +1,8 @@
 """Training a sweep's runs at once: one model whose parameters carry a leading member axis.
 
     python -m wsrl.train -m hydra/launcher=stacked experiment=table2 device=cuda trainer.matmul_precision=high \
-        hydra.launcher.deadline_s=480 [hydra.launcher.rng=exact] [hydra.launcher.group_by=robot]
+        hydra.launcher.deadline_s=480 [hydra.launcher.rng=exact | hydra.launcher.compile=true] \
+        [hydra.launcher.group_by=robot]
 
 Each member's run directory holds what a single run's holds (``python -m wsrl.report`` reads it unchanged, and its
 ``checkpoints/last.ckpt`` loads in ``python -m wsrl.evaluation``); ``results.json`` adds a ``stacked`` block

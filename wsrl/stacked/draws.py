@@ -9,8 +9,8 @@ batch with one index. Two modes:
   ``F.dropout``, so the very kernel of the single run draws them): member k trains as its single run does.
 - ``fast``: one generator for the group. Uniform members take integer draws modulo their dataset size (64-bit,
   so the bias is below 1e-12; never ``(rand * n).long()``, which float32 makes uneven); weighted members search
-  one concatenated cumulative sum; one Bernoulli draw masks the whole stacked activation. A member's numbers then
-  depend on its group, which ``results.json`` records.
+  one concatenated cumulative sum; one Bernoulli draw a hidden layer, made before the forward (``masks``), masks
+  its whole stacked activation. A member's numbers then depend on its group, which ``results.json`` records.
 
 CWBC's conservative members (``sampler=cwbc_conservative``) append raised rows to their batches as their single runs
 do (``wsrl.core.data.Conservative``, from the generator of their draws); their number varies by member and step, so
@@ -45,6 +45,17 @@ class MemberData:
     draw_weights: np.ndarray | None  # sampler weighting=sampling
     seed: int
     conservative: Conservative | None = None  # CWBC's conservative loss (``sampler=cwbc_conservative``)
+
+
+def masked(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fast mode's dropout of ``h`` with a mask of ``GroupDraws.masks``: kept values are h / (1 - p) computed in
+    float32 and rounded once to ``h``'s precision, as in a single run (``wsrl.core.policies.dropout``)."""
+    return (h * mask).to(h.dtype)
+
+
+def own_mean(values: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """Each member's mean [N] of per-row ``values`` [N, R] over its own ``rows`` [N] (None: all R), padding aside."""
+    return values.mean(1) if rows is None else values.sum(1) / rows.to(values.dtype)
 
 
 def _dropout_state(device: torch.device) -> torch.Tensor:
@@ -181,20 +192,29 @@ class GroupDraws:
                                                                                                     len(raised))
         return padded, scaled, [lift for _, lift in drawn]
 
+    def row_counts(self) -> torch.Tensor | None:
+        """Each member's rows [N] in the last batch, where CWBC's conservative members made them differ (else None)."""
+        return None if self.rows is None else torch.tensor(self.rows, device=self.device)
+
     def mean(self, values: torch.Tensor) -> torch.Tensor:
         """Each member's mean [N] of per-row ``values`` [N, rows] over its own rows, padding aside."""
-        if self.rows is None:
-            return values.mean(1)
-        return values.sum(1) / torch.tensor(self.rows, dtype=values.dtype, device=values.device)
+        return own_mean(values, self.row_counts())
+
+    def masks(self, rows: int, widths: list[int]) -> list[torch.Tensor] | None:
+        """Fast mode's dropout masks for the next forward, one [N, rows, width] per hidden layer in order, drawn
+        before the forward (so that a compiled forward takes them as inputs): 0 or 1 / (1 - p), float32 (for
+        ``masked``); None without dropout."""
+        if self.p == 0:
+            return None
+        n, keep, g = len(self.sizes), 1 - self.p, self.generator
+        return [torch.empty(n, rows, w, dtype=torch.float32, device=self.device).bernoulli_(keep, generator=g)
+                .div_(keep) for w in widths]
 
     def dropout(self, h: torch.Tensor) -> torch.Tensor:
-        """``h`` [N, B, H] with each member's dropout mask applied; kept values are h / (1 - p) computed in float32
-        and rounded once to ``h``'s precision, as in a single run (``wsrl.core.policies.dropout``)."""
+        """Exact mode's dropout: ``h`` [N, B, H] with each member's single-run dropout applied, its mask drawn by
+        the single run's kernel from the member's own generator state (swapped in around it)."""
         if self.p == 0:
             return h
-        if self.mode == "fast":
-            mask = torch.empty_like(h, dtype=torch.float32).bernoulli_(1 - self.p, generator=self.generator)
-            return (h * mask.div_(1 - self.p)).to(h.dtype)
         saved, dropped = _dropout_state(self.device), []
         for k in range(h.shape[0]):
             _set_dropout_state(self.device, self.dropout_states[k])

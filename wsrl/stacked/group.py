@@ -8,7 +8,8 @@ SUM over members of each member's weighted mean loss: a mean over members would 
 1/N, which weight decay and Adam's eps do not undo. Its Trainer is the single run's (``make_trainer``); a group
 checkpoint is a Lightning checkpoint (parameters, the optimizer state, the step) plus every generator of the
 group's draws, written whole or not at all, and resumed with ``ckpt_path``. A member whose loss turns non-finite
-fails alone (its parameters and optimizer state are zeroed and its loss left out from then on).
+fails alone (its parameters and optimizer state are zeroed and its loss left out from then on). With ``compile``
+(``hydra.launcher.compile``, fast mode only) the step's forward and backward run compiled by ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from wsrl.core.weighting import PLACEMENTS
 from wsrl.running import lightning_fixes
 from wsrl.running.build import build_policy, make_trainer
 from wsrl.running.rundir import StopAtStep, StopSignals
-from wsrl.stacked.draws import GroupDraws, MemberData, run_dropout_state
-from wsrl.stacked.model import StackedPolicy
+from wsrl.stacked.draws import GroupDraws, MemberData, masked, own_mean, run_dropout_state
+from wsrl.stacked.model import Dropout, StackedPolicy
 
+COMPILE_NEEDS_FAST = ("hydra.launcher.compile=true needs hydra.launcher.rng=fast: exact mode swaps each member's "
+                      "generator in around its dropout, which a compiled step cannot do; set rng=fast or compile=false")
 Combine = Callable[[torch.Tensor], torch.Tensor]  # members' mean losses [N] -> the loss to minimise
 MemberLog = Callable[[int, list[dict]], None]  # (step, each member's training metrics: {} for a failed one)
 
@@ -91,6 +94,21 @@ def build_member(cfg: Any, env: ResolvedEnv, device: torch.device, built: dict[s
     return Member(cfg, env, module, data), member_data(cfg, env, data), dropout_state
 
 
+def member_losses(model: StackedPolicy, inputs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor,
+                  dropout: Dropout | None, rows: torch.Tensor | None) -> torch.Tensor:
+    """Each member's weighted mean negative log-likelihood [N] over its own ``rows`` (``own_mean``)."""
+    return -own_mean(model.log_prob(inputs, actions, dropout) * weights, rows)
+
+
+def masked_losses(model: StackedPolicy, inputs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor,
+                  masks: list[torch.Tensor] | None, rows: torch.Tensor | None) -> torch.Tensor:
+    """``member_losses`` with fast mode's drawn dropout masks (``GroupDraws.masks``), hidden layer by hidden layer:
+    a function of tensors only, which ``hydra.launcher.compile=true`` compiles whole (forward and backward)."""
+    pending = list(masks or ())
+    return member_losses(model, inputs, actions, weights, (lambda h: masked(h, pending.pop(0))) if masks else None,
+                         rows)
+
+
 class StopOrSave(StopAtStep):
     """A single run's ``StopAtStep`` for a group: saves the group checkpoint every ``every`` steps and at the last,
     and at the end of a step on a stop signal, or when ``should_stop`` names a reason before the last step, saves
@@ -117,8 +135,10 @@ class StackedGroup(L.LightningModule):
     step of every member."""
 
     def __init__(self, members: list[Member], datas: list[MemberData], dropout_states: list[torch.Tensor],
-                 rng: str, names: list[str], combine: Combine = torch.sum) -> None:
+                 rng: str, names: list[str], combine: Combine = torch.sum, compile: bool = False) -> None:
         super().__init__()
+        if compile and rng != "fast":
+            raise ValueError(COMPILE_NEEDS_FAST)
         first = members[0].cfg
         self.members, self.names, self.rng, self.combine = members, names, rng, combine
         self.trainer_cfg = TrainerConfig(**to_plain(first)["trainer"])
@@ -132,6 +152,8 @@ class StackedGroup(L.LightningModule):
         self.starts: list[int] = []  # the step each process started training from (results.json)
         self.member_log: MemberLog | None = None
         self.automatic_optimization = False
+        # the fast step's forward and backward, compiled by torch.compile on its first step (compile=true)
+        self.fast_losses = torch.compile(masked_losses) if compile else masked_losses
         self.to(self.train_device)
 
     def train_dataloader(self) -> Iterator[int]:
@@ -145,9 +167,14 @@ class StackedGroup(L.LightningModule):
     def losses(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each member's weighted mean loss [N] on its next batch, and the batch's inputs and loss weights."""
         inputs, actions, weights = self.draws.batch()
+        rows = self.draws.row_counts()
         with forward_precision(self.trainer_cfg.autocast, self.train_device):
-            log_prob = self.model.log_prob(inputs, actions, self.draws.dropout)
-        return -self.draws.mean(log_prob * weights), inputs, weights
+            if self.rng == "exact":
+                losses = member_losses(self.model, inputs, actions, weights, self.draws.dropout, rows)
+            else:
+                masks = self.draws.masks(inputs.shape[1], self.model.widths)
+                losses = self.fast_losses(self.model, inputs, actions, weights, masks, rows)
+        return losses, inputs, weights
 
     def training_step(self, batch: int, batch_idx: int) -> None:
         """One step of every living member; every ``trainer.log_every_n_steps`` their metrics, which fail a member
@@ -237,11 +264,11 @@ class StackedGroup(L.LightningModule):
 
 
 def build_group(cfgs: list[Any], envs: list[ResolvedEnv], rng: str, names: list[str],
-                combine: Combine = torch.sum) -> StackedGroup:
+                combine: Combine = torch.sum, compile: bool = False) -> StackedGroup:
     """Build every member with the single-run builder, then stack them (``names``: one per member, kept in the
-    group checkpoint to refuse another group's)."""
+    group checkpoint to refuse another group's; ``compile``: ``hydra.launcher.compile``, fast ``rng`` only)."""
     device = resolve_device(cfgs[0].device)
     data: dict[str, OfflineDataModule] = {}
     built = [build_member(cfg, env, device, data) for cfg, env in zip(cfgs, envs, strict=True)]
     members, datas, states = (list(column) for column in zip(*built, strict=True))
-    return StackedGroup(members, datas, states, rng, names, combine)
+    return StackedGroup(members, datas, states, rng, names, combine, compile)

@@ -38,7 +38,7 @@ from wsrl.running.refusals import report_failure
 from wsrl.running.results import RunResults, finished_results, write_results
 from wsrl.running.rundir import StopSignals, check_same_run, record_run, run_lock, write_failed
 from wsrl.stacked.clock import KEY, MARGIN_S, Deadline, EvaluationClock, OutOfTime, TrainingClock, record, write_seconds
-from wsrl.stacked.group import GroupStopped, Member, MemberLog, StackedGroup, build_group
+from wsrl.stacked.group import COMPILE_NEEDS_FAST, GroupStopped, Member, MemberLog, StackedGroup, build_group
 from wsrl.stacked.record import close_loggers, log_dataset, write_checkpoint
 
 log = logging.getLogger("wsrl")
@@ -55,6 +55,9 @@ class Options:
     rng: str = "fast"  # fast (one generator per group) | exact (each member draws as its single run)
     eval_workers: int = 0  # evaluation worker processes for group evaluation (0: in this process)
     deadline_s: float = 0.0  # seconds the launch has from its start, for training, evaluation and writing (0: none)
+    # torch.compile the fast step's forward and backward (rng=fast only; a member's numbers then differ from the
+    # uncompiled step's in the last bits; its GPU speed-up is not measured yet)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.group_by not in GROUP_BY:
@@ -63,6 +66,8 @@ class Options:
             raise ConfigError(f"hydra.launcher.rng={self.rng} must be exact or fast")
         if self.max_group < 1 or self.eval_workers < 0 or self.deadline_s < 0:
             raise ConfigError("hydra.launcher.max_group must be >= 1, eval_workers and deadline_s >= 0")
+        if self.compile and self.rng != "fast":
+            raise ConfigError(COMPILE_NEEDS_FAST)
 
 
 @dataclass
@@ -157,7 +162,7 @@ def record_members(group: StackedGroup, jobs: list[Job], loggers: list[list], na
                                     m.module.target_return, m.data.weight_stats, final, [], group.starts,
                                     time.time() - started, device, extras)
         results.stacked = {"group": name, "size": len(jobs), "slot": k, "rng": options.rng,
-                           "group_seed": group.group_seed, "precision": results.precision}
+                           "compile": options.compile, "group_seed": group.group_seed, "precision": results.precision}
         write_results(run_dir, results)
         for logger in loggers[k]:
             logger.log_metrics({"eval/final_normalized_mean": final["normalized_score"]["mean"],
@@ -181,7 +186,7 @@ def open_group(jobs: list[Job], identities: list[dict | None], sweep_dir: Path, 
     """Build the group of accepted jobs (``identities``: from ``accept``) and open each member's loggers and run
     directory, as a single run starts."""
     group = build_group([j.cfg for j in jobs], [resolve_env(j.cfg.env) for j in jobs], options.rng,
-                        [str(j.run_dir) for j in jobs])
+                        [str(j.run_dir) for j in jobs], compile=options.compile)
     resume = checkpoint_step(checkpoint) if checkpoint.exists() else None
     if resume is not None:
         log.info("resuming group %s (%d members) from %s", checkpoint.stem, len(jobs), checkpoint)

@@ -39,7 +39,7 @@ class StackedPolicy(nn.Module):
         self.act_dims = [m.policy.head.out_features // 2 if self.squashed else m.policy.mean.out_features
                          for m in members]
         self.act_max = max(self.act_dims)
-        widths = [layer.out_features for layer in first.body if isinstance(layer, nn.Linear)]
+        self.widths = widths = [layer.out_features for layer in first.body if isinstance(layer, nn.Linear)]
         shapes = list(zip(widths, [max(self.in_dims), *widths[:-1]], strict=True))
         self.weights = nn.ParameterList([nn.Parameter(torch.zeros(n, o, i)) for o, i in shapes])
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(n, o)) for o, _ in shapes])
