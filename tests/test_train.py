@@ -241,6 +241,20 @@ def test_periodic_evaluation_scores_the_policy_of_its_step(tiny_dataset, tmp_pat
     assert float(logged[0]["eval/normalized_mean"]) == pytest.approx(short.normalized_score["mean"])
 
 
+
+def test_a_checkpoint_that_evaluated_its_own_step_is_not_evaluated_again(tiny_dataset, tmp_path, one_thread):
+    """An earlier wsrl evaluated after the step, so its checkpoint at an evaluation step holds that evaluation: the
+    resumed run keeps it rather than evaluating the step twice."""
+    train(config("trainer.max_steps=20", "eval.every_steps=10"), tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    [key] = [k for k in saved["callbacks"] if k.startswith("PeriodicEval")]
+    assert [e["step"] for e in saved["callbacks"][key]["history"]] == [10]
+    saved["callbacks"][key]["history"].append({"step": 20, "mean": 1.0, "std": 0.0})  # as the earlier wsrl kept it
+    torch.save(saved, last)
+    resumed = train(config("trainer.max_steps=30", "eval.every_steps=10"), tmp_path)
+    assert [e["step"] for e in resumed.eval_history] == [10, 20, 30] and resumed.eval_history[1]["mean"] == 1.0
+
 def test_each_metrics_row_holds_the_step_it_is_labelled_with(tiny_dataset, tmp_path, monkeypatch, one_thread):
     """Training rows on Lightning's logging steps (every 5: 4, 9, ...) hold the loss the module computed at that
     very step (recorded as it trains), not that of an earlier one; evaluation rows are their own, at their step."""
