@@ -14,6 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import child_env, make_tiny_dataset
+from tests.test_reliability import metrics_rows
 from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig, register_configs, resolve_env, to_plain
 from wsrl.core.module import WeightedBC
 from wsrl.core.policies import Dropout
@@ -151,6 +152,10 @@ def test_stacked_sweep_writes_what_the_basic_launcher_writes(tiny_dataset, minar
         assert member["dataset_hash"] == single["dataset_hash"] == content_hash(read_episodes(tiny_dataset))
         assert (stacked / path.relative_to(basic)).with_name("run_config.json").read_text() == \
             path.with_name("run_config.json").read_text()
+        # its metrics.csv rows on its single run's steps (training every 4 steps: 3, 7, 11), with the same keys
+        rows = [[(r["step"], sorted(set(r) - {"epoch"})) for r in metrics_rows(d)]
+                for d in (path.parent, (stacked / path.relative_to(basic)).parent)]
+        assert rows[1] == rows[0] and [s for s, keys in rows[0] if "train/loss" in keys] == ["3", "7", "11"], rows
         # its checkpoint alone reproduces its score (the member's own, un-padded weights)
         module, env = load_checkpoint(stacked / path.relative_to(basic).parent / "checkpoints" / "last.ckpt", "cpu")
         again = evaluate(module, env, 1, eval_seed(member["seed"], member["steps"]))
@@ -230,7 +235,7 @@ def test_a_non_finite_member_fails_alone(two_robots, one_thread):
     group.draws.inputs[hopper_rows:] = float("nan")  # the halfcheetah member's data turns non-finite
     logged: list[list[dict]] = []
     group.fit(log=lambda step, rows: logged.append(rows))
-    assert list(group.failed) == [1] and "loss became nan by step 0" in group.failed[1]
+    assert list(group.failed) == [1] and "loss became nan by step 9" in group.failed[1]  # its first logging step
     assert all(rows[1] == {} for rows in logged) and all(rows[0]["train/loss"] > 0 for rows in logged)
     assert all(torch.isfinite(p).all() for p in group.model.parameters())
     group.unstack()

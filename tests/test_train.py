@@ -237,7 +237,48 @@ def test_periodic_evaluation_scores_the_policy_of_its_step(tiny_dataset, tmp_pat
     assert results.eval_history[0] == {"step": 20, **short.normalized_score}
     with open(tmp_path / "long" / "csv" / "metrics.csv") as f:
         logged = [r for r in csv.DictReader(f) if r.get("eval/normalized_mean")]
+    assert [r["step"] for r in logged] == ["20", "40"]  # labelled with the step of the policy they score
     assert float(logged[0]["eval/normalized_mean"]) == pytest.approx(short.normalized_score["mean"])
+
+
+
+def test_a_checkpoint_that_evaluated_its_own_step_is_not_evaluated_again(tiny_dataset, tmp_path, one_thread):
+    """An earlier wsrl evaluated after the step, so its checkpoint at an evaluation step holds that evaluation: the
+    resumed run keeps it rather than evaluating the step twice."""
+    train(config("trainer.max_steps=20", "eval.every_steps=10"), tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    [key] = [k for k in saved["callbacks"] if k.startswith("PeriodicEval")]
+    assert [e["step"] for e in saved["callbacks"][key]["history"]] == [10]
+    saved["callbacks"][key]["history"].append({"step": 20, "mean": 1.0, "std": 0.0})  # as the earlier wsrl kept it
+    torch.save(saved, last)
+    resumed = train(config("trainer.max_steps=30", "eval.every_steps=10"), tmp_path)
+    assert [e["step"] for e in resumed.eval_history] == [10, 20, 30] and resumed.eval_history[1]["mean"] == 1.0
+
+def test_each_metrics_row_holds_the_step_it_is_labelled_with(tiny_dataset, tmp_path, monkeypatch, one_thread):
+    """Training rows on Lightning's logging steps (every 5: 4, 9, ...) hold the loss the module computed at that
+    very step (recorded as it trains), not that of an earlier one; evaluation rows are their own, at their step."""
+    import wsrl.core.module as module
+
+    losses: list[float] = []  # losses[s]: the loss of step s (one training forward per step)
+    weighted_nll = module.weighted_nll
+
+    def recorded(log_prob: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        loss = weighted_nll(log_prob, weights)
+        losses.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(module, "weighted_nll", recorded)
+    results = train(config("trainer.max_steps=30", "eval.every_steps=10"), tmp_path)
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = [{k: v for k, v in r.items() if v} for r in csv.DictReader(f)]
+    training = {int(r["step"]): float(r["train/loss"]) for r in rows if "train/loss" in r}
+    assert len(losses) == 30 and list(training) == list(range(4, 30, 5))
+    assert training == {s: losses[s] for s in training}
+    evaluations = [r for r in rows if "eval/normalized_mean" in r]
+    assert all("train/loss" not in r for r in evaluations)
+    assert [(int(r["step"]), float(r["eval/normalized_mean"])) for r in evaluations] == [
+        (e["step"], e["mean"]) for e in results.eval_history[:-1]] and len(evaluations) == 2
 
 
 def test_resume_false_starts_over(tiny_dataset, tmp_path, one_thread):

@@ -38,6 +38,13 @@ def non_finite_loss(value: float, step: int) -> str | None:
             "sampler.clip_max to bound the LDS weights")
 
 
+def logs_metrics(step: int, every: int) -> bool:
+    """Whether training step ``step`` (0-based) logs its metrics: on the steps Lightning writes a row for, labelled
+    ``step`` (``every - 1``, ``2 * every - 1``, ...: its ``_LoggerConnector.should_update_logs``), so that each row of
+    ``metrics.csv`` holds the metrics of the step it names; a stacked group's members log on the same steps."""
+    return (step + 1) % every == 0
+
+
 def step_metrics(loss: float, mean_log_std: float, lr: float, weights: tuple[float, float] | None) -> dict[str, float]:
     """A training step's logged metrics, a single run's and each stacked member's; ``weights``: the batch's loss
     weights' mean and maximum, where it has any."""
@@ -96,7 +103,7 @@ class WeightedBC(L.LightningModule):
         inputs, actions, weights = self.draws.batch()
         with forward_precision(self.train_cfg.autocast, self.device):
             loss = weighted_nll(self.policy.log_prob(inputs, actions), weights)
-        if self.global_step % self.train_cfg.log_every_n_steps == 0:
+        if logs_metrics(self.global_step, self.train_cfg.log_every_n_steps):
             self._log_metrics(loss, weights)
         optimizer = self.optimizers()
         optimizer.zero_grad()

@@ -77,8 +77,10 @@ def check_shapes_early(env_cfg: EnvConfig, env: ResolvedEnv) -> None:
 
 
 class PeriodicEval(L.Callback):
-    """Evaluates every ``every_steps`` steps; with ``video`` (the eval config, when eval.video_periodic) it also
-    records the first episode into ``run_dir/videos``. The history is saved in checkpoints."""
+    """Evaluates the policy after every ``every_steps`` steps, before the next step (so that the process which
+    takes step s, a resumed one too, evaluates at s), and logs the scores labelled s, as the final evaluation's;
+    with ``video`` (the eval config, when eval.video_periodic) it also records the first episode into
+    ``run_dir/videos``. The history is saved in checkpoints."""
 
     def __init__(self, env: ResolvedEnv, episodes: int, every_steps: int, seed: int, video: EvalConfig | None = None,
                  run_dir: Path | None = None) -> None:
@@ -86,13 +88,16 @@ class PeriodicEval(L.Callback):
         self.video, self.run_dir = video, run_dir
         self.history: list[dict] = []
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         step = trainer.global_step
-        if self.every_steps and step % self.every_steps == 0 and step < trainer.max_steps:
+        # a checkpoint written by an earlier wsrl (which evaluated after the step) may hold its own step's already
+        done = bool(self.history) and self.history[-1]["step"] == step
+        if self.every_steps and step and step % self.every_steps == 0 and not done:
             result = evaluate(module, self.env, self.episodes, eval_seed(self.seed, step))
             self.history.append({"step": step, **result["normalized_score"]})
-            module.log_dict({"eval/normalized_mean": result["normalized_score"]["mean"],
-                             "eval/normalized_std": result["normalized_score"]["std"]})
+            for lg in trainer.loggers:  # its own row, at its step (Lightning would write it at its next logging step)
+                lg.log_metrics({"eval/normalized_mean": result["normalized_score"]["mean"],
+                                "eval/normalized_std": result["normalized_score"]["std"]}, step=step)
             if self.video is not None:
                 media.record_and_log(trainer.loggers, module, self.env, self.video, eval_seed(self.seed, step),
                                          step, self.run_dir)

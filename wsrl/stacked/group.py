@@ -27,7 +27,7 @@ import torch
 from wsrl.core.config import ResolvedEnv, TrainerConfig, resolve_device, to_plain
 from wsrl.core.data import OfflineDataModule, step_tokens
 from wsrl.core.methods import conditions_on_return
-from wsrl.core.module import WeightedBC, adam, forward_precision, non_finite_loss, step_metrics
+from wsrl.core.module import WeightedBC, adam, forward_precision, logs_metrics, non_finite_loss, step_metrics
 from wsrl.core.weighting import PLACEMENTS
 from wsrl.running import lightning_fixes
 from wsrl.running.build import build_policy, make_trainer
@@ -177,8 +177,8 @@ class StackedGroup(L.LightningModule):
         return losses, inputs, weights
 
     def training_step(self, batch: int, batch_idx: int) -> None:
-        """One step of every living member; every ``trainer.log_every_n_steps`` their metrics, which fail a member
-        whose loss is non-finite."""
+        """One step of every living member; on a single run's logging steps (``logs_metrics``) their metrics, which
+        fail a member whose loss is non-finite, labelled with the step as a single run's rows."""
         step = self.global_step
         losses, inputs, weights = self.losses()
         optimizer = self.optimizers()
@@ -189,7 +189,7 @@ class StackedGroup(L.LightningModule):
             for p in self.model.parameters():
                 p.grad[dead] = 0.0
         optimizer.step()
-        if step % self.trainer_cfg.log_every_n_steps == 0:
+        if logs_metrics(step, self.trainer_cfg.log_every_n_steps):
             rows = self.metrics(step, losses.detach(), inputs, weights)
             if self.member_log is not None:
                 self.member_log(step, rows)
