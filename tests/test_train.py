@@ -254,6 +254,10 @@ def test_a_checkpoint_that_evaluated_its_own_step_is_not_evaluated_again(tiny_da
     torch.save(saved, last)
     resumed = train(config("trainer.max_steps=30", "eval.every_steps=10"), tmp_path)
     assert [e["step"] for e in resumed.eval_history] == [10, 20, 30] and resumed.eval_history[1]["mean"] == 1.0
+    with open(tmp_path / "csv" / "metrics.csv") as f:  # the kept evaluation has its row, once
+        rows = [(int(r["step"]), float(r["eval/normalized_mean"])) for r in csv.DictReader(f)
+                if r["eval/normalized_mean"]]
+    assert [step for step, _ in rows] == [10, 20] and rows[1][1] == 1.0  # 30: the final evaluation's own keys
 
 def test_each_metrics_row_holds_the_step_it_is_labelled_with(tiny_dataset, tmp_path, monkeypatch, one_thread):
     """Training rows on Lightning's logging steps (every 5: 4, 9, ...) hold the loss the module computed at that

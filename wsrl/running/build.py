@@ -90,17 +90,22 @@ class PeriodicEval(L.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         step = trainer.global_step
-        # a checkpoint written by an earlier wsrl (which evaluated after the step) may hold its own step's already
-        done = bool(self.history) and self.history[-1]["step"] == step
-        if self.every_steps and step and step % self.every_steps == 0 and not done:
-            result = evaluate(module, self.env, self.episodes, eval_seed(self.seed, step))
-            self.history.append({"step": step, **result["normalized_score"]})
-            for lg in trainer.loggers:  # its own row, at its step (Lightning would write it at its next logging step)
-                lg.log_metrics({"eval/normalized_mean": result["normalized_score"]["mean"],
-                                "eval/normalized_std": result["normalized_score"]["std"]}, step=step)
+        if not (self.every_steps and step and step % self.every_steps == 0):
+            return
+        # a checkpoint saved after this step's evaluation (a stop at its start, or an earlier wsrl that evaluated
+        # after the step) holds it already: not evaluated twice, but its row logged again, since a resumed run's
+        # metrics.csv keeps only the rows before its step (lightning_fixes.keep_metrics)
+        if self.history and self.history[-1]["step"] == step:
+            score = self.history[-1]
+        else:
+            score = {"step": step, **evaluate(module, self.env, self.episodes,
+                                              eval_seed(self.seed, step))["normalized_score"]}
+            self.history.append(score)
             if self.video is not None:
                 media.record_and_log(trainer.loggers, module, self.env, self.video, eval_seed(self.seed, step),
-                                         step, self.run_dir)
+                                     step, self.run_dir)
+        for lg in trainer.loggers:  # its own row, at its step (Lightning would write it at its next logging step)
+            lg.log_metrics({"eval/normalized_mean": score["mean"], "eval/normalized_std": score["std"]}, step=step)
 
     def state_dict(self) -> dict:
         return {"history": self.history}
