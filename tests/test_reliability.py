@@ -269,3 +269,28 @@ def test_wandb_online_without_network_falls_back_to_offline(tiny_dataset, tmp_pa
 
     wandb.finish()
     wandb.teardown()  # stops the W&B service this process started, and takes WANDB_SERVICE out of its environment
+
+
+@pytest.mark.parametrize("stop_after", [47, 50])  # 50: the end of step 49, a logging step (rows at 9, 19, ...)
+def test_a_stop_at_any_step_keeps_every_metrics_row(tiny_dataset, tmp_path, monkeypatch, stop_after):
+    """A stop signal handled at the end of step ``stop_after - 1``, then the same run resumed: its metrics.csv equals
+    an uninterrupted run's, the stopped step's own row included where that step logs."""
+    from wsrl.running.rundir import RunInterrupted, StopAtStep
+
+    overrides = ("trainer.max_steps=80", "trainer.checkpoint_every_steps=0", "eval.every_steps=40")
+    clean = tmp_path / "clean"
+    train(config(*overrides), clean)
+    handled = StopAtStep.on_train_batch_end
+
+    def signal_at(self, trainer, *args) -> None:
+        if trainer.global_step == stop_after and not self.starts[1:]:  # the first process only
+            self.signals.signum = signal.SIGTERM
+        handled(self, trainer, *args)
+
+    monkeypatch.setattr(StopAtStep, "on_train_batch_end", signal_at)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(RunInterrupted):
+        train(config(*overrides), stopped)
+    monkeypatch.setattr(StopAtStep, "on_train_batch_end", handled)
+    train(config(*overrides), stopped)
+    assert sorted(map(str, metrics_rows(stopped))) == sorted(map(str, metrics_rows(clean)))
