@@ -2,10 +2,10 @@
 
 None of them reads Lightning's internals: each answers a side effect of a public call. Without one, a test fails
 where a CPU can show it: the suite's check of ``os.environ`` (``seed_everything``), ``tests/test_reliability.py``
-(``save_final_step``, ``keep_metrics``), ``tests/test_lightning_fixes.py`` (``install_over_lightning``); ``fit``
-and ``back_on`` act on a GPU only, and the warning filter keeps the log clean. Drawing the batches needs none: a
-single run and a stacked group both draw inside ``training_step`` from step tokens (``wsrl.core.data.step_tokens``),
-whatever the loop fetches ahead.
+(``save_final_step``, ``keep_metrics``, ``write_stopped_steps_row``), ``tests/test_lightning_fixes.py``
+(``install_over_lightning``); ``fit`` and ``back_on`` act on a GPU only, and the warning filter keeps the log clean.
+Drawing the batches needs none: a single run and a stacked group both draw inside ``training_step`` from step tokens
+(``wsrl.core.data.step_tokens``), whatever the loop fetches ahead.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from wsrl.common.environ import scoped_environ
+from wsrl.core.module import logs_metrics
 
 Module = TypeVar("Module", bound=torch.nn.Module)
 _METRICS = "metrics.csv"  # CSVLogger's file in its log_dir
@@ -69,6 +70,17 @@ def install_over_lightning(signals: Installable) -> None:
     without saving a step or the resume hint. Called from ``on_train_start``, this puts wsrl's handlers
     (``signals``) back alone."""
     signals.install()
+
+
+def write_stopped_steps_row(trainer: L.Trainer) -> None:
+    """Lightning writes a step's logged row after ``on_train_batch_end``: a run stopped there (``StopAtStep``) writes
+    the row of the step just taken itself, where that step logs (``logs_metrics``), from the metrics the module
+    logged (``trainer.callback_metrics``)."""
+    step = trainer.global_step - 1
+    if logs_metrics(step, trainer.log_every_n_steps):
+        row = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+        for logger in trainer.loggers:
+            logger.log_metrics({**row, "epoch": trainer.current_epoch}, step=step)
 
 
 def keep_metrics(logger: CSVLogger, step: int, again: tuple[str, ...] = ()) -> None:

@@ -32,7 +32,6 @@ from omegaconf import OmegaConf
 from wsrl.common.files import WriteError, os_reason, write_bytes_atomic, write_json_atomic
 from wsrl.common.locks import PidLock
 from wsrl.core.config import ConfigError, SamplerConfig, read_method
-from wsrl.core.module import logs_metrics
 from wsrl.running import lightning_fixes
 from wsrl.running.damaged import DamagedFile, read_json
 
@@ -235,11 +234,7 @@ class StopAtStep(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         if self.signals.signum is not None:
             self.signals.deferred = False
-            step = trainer.global_step - 1  # the step just taken
-            if logs_metrics(step, trainer.log_every_n_steps):  # its row, which Lightning would write after this hook
-                row = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-                for logger in trainer.loggers:
-                    logger.log_metrics({**row, "epoch": trainer.current_epoch}, step=step)
+            lightning_fixes.write_stopped_steps_row(trainer)
             trainer.save_checkpoint(self.last)
             raise RunInterrupted(self.signals.signum, trainer.global_step, self.last,
                                  self.signals.requeue_handler(self.signals.signum))
