@@ -73,14 +73,14 @@ def test_behavior_training_resumes_and_restarts_warm_without_its_cache(tmp_path)
     assert [r["step"] for r in record["restarts"]] == [1500] and record["curve"][-1]["step"] == 2000
 
 
-def fake_run(path: Path, quick: dict[int, float]) -> Path:
+def fake_run(path: Path, quick: dict[int, float], learner: str = "sac") -> Path:
     """A behaviour run with a snapshot per step of ``quick`` and those training-time (10-episode) scores."""
     (path / "snapshots").mkdir(parents=True)
     curve = []
     for k, score in quick.items():
         (path / "snapshots" / f"step_{k:07d}.pt").write_bytes(b"actor")
         curve.append({"step": k, "snapshot": f"step_{k:07d}.pt", "normalized_mean": score})
-    (path / "run.json").write_text(json.dumps({"robot": "hopper", "learner": "sac", "seed": 0, "curve": curve,
+    (path / "run.json").write_text(json.dumps({"robot": "hopper", "learner": learner, "seed": 0, "curve": curve,
                                                "wall_seconds": 1.0, "eval_episodes": 10, "env_id": "Hopper-v5"}))
     return path
 
@@ -136,3 +136,25 @@ def test_choose_takes_medium_at_d4rl_s_level_among_the_first_snapshots_that_reac
     assert seen == []
     selection.choose("hopper", run, episodes=20, assets=tmp_path / "assets")  # scored otherwise: again
     assert {episodes for _, episodes in seen} == {20}
+
+
+def test_choose_takes_the_expert_from_another_run_and_medium_from_the_run_s_whole_curve(tmp_path, monkeypatch):
+    """With ``expert_run``, medium is the run's snapshot nearest 44 even past the run's own best (no expert of
+    its own bounds it), expert the other run's best on 50 episodes; the expert is shipped under snapshots/expert,
+    both runs are listed as kept, and a second choose reuses the recorded scores of both."""
+    medium_run = fake_run(tmp_path / "hopper-sac1-seed0", {1: 5.0, 2: 30.0, 3: 50.0, 4: 43.0}, learner="sac1")
+    expert_run = fake_run(tmp_path / "hopper-tqc1-seed0", {10: 80.0, 11: 99.0, 12: 97.0}, learner="tqc1")
+    seen = scores_on_many_episodes(monkeypatch, {1: 5.0, 2: 30.0, 3: 50.0, 4: 44.5, 10: 80.0, 11: 90.0, 12: 95.0})
+    assets = tmp_path / "assets"
+    manifest = selection.choose("hopper", medium_run, episodes=50, assets=assets, expert_run=expert_run)
+    assert manifest["chosen"] == {"medium": 4, "expert": 12}
+    assert manifest["learner"] == "sac1" and manifest["expert_run"]["learner"] == "tqc1"
+    assert manifest["chosen_scores"]["expert"]["normalized_mean"] == 95.0
+    shipped = sorted(str(p.relative_to(assets / "hopper" / "snapshots")) for p in assets.rglob("*.pt"))
+    assert shipped == ["expert/step_0000012.pt"] + [f"step_{k:07d}.pt" for k in (1, 2, 3, 4)]
+    assert [(r["run"], r["kept"]) for r in manifest["runs"]] == [("hopper-sac1-seed0", True),
+                                                                 ("hopper-tqc1-seed0", True)]
+    seen.clear()
+    assert selection.choose("hopper", medium_run, episodes=50, assets=assets, expert_run=expert_run)["chosen"] == \
+        manifest["chosen"]
+    assert seen == []

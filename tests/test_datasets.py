@@ -75,6 +75,28 @@ def test_generated_datasets_load_with_scores_metadata_and_train(minari_root, ass
     assert results.dataset_hash == me.storage.metadata[HASH_KEY]  # recorded at generation
 
 
+def test_an_expert_from_another_run_is_rolled_out_from_its_own_folder(minari_root, assets):
+    """A manifest with ``expert_run`` (``choose --expert-run``): expert comes from snapshots/expert, by that run's
+    curve, and is named by that run's algorithm; medium stays the manifest's run's."""
+    manifest = json.loads((assets / "hopper" / "manifest.json").read_text())
+    folder = assets / "hopper" / "snapshots" / "expert"
+    folder.mkdir()
+    (assets / "hopper" / "snapshots" / "step_0003000.pt").rename(folder / "step_0500000.pt")
+    manifest["expert_run"] = {"learner": "tqc1", "algorithm": "the expert's learner", "snapshot_dir": "expert",
+                              "curve": [{"step": 500_000, "snapshot": "step_0500000.pt", "normalized_mean": 9.0}]}
+    manifest["chosen"]["expert"] = 500_000
+    (assets / "hopper" / "manifest.json").write_text(json.dumps(manifest))
+    gen.generate("hopper", "medium_expert", "small", assets=assets, steps_per_policy=STEPS)
+    expert = minari.load_dataset("wsrl/hopper/expert-small-v0")
+    assert "TQC1 snapshot at step 500000" in expert.storage.metadata["description"]
+    assert expert.storage.metadata["algorithm_name"] == "the expert's learner"
+    assert minari.load_dataset("wsrl/hopper/medium-expert-small-v0").storage.metadata["algorithm_name"] == \
+        "test actors / the expert's learner"
+    (folder / "step_0500000.pt").unlink()
+    with pytest.raises(DatasetError, match="snapshots/expert/step_0500000.pt is missing"):
+        gen.generate("hopper", "expert", "small", assets=assets, steps_per_policy=STEPS, overwrite=True)
+
+
 def test_rollout_whole_episodes_past_the_budget():
     """HalfCheetah never terminates: every environment runs its one episode to the 1000-step limit."""
     ep = gen.rollout("HalfCheetah-v5", [None], 1500, seed=0, n_envs=2)

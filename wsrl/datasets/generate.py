@@ -2,7 +2,8 @@
 
 - medium: 1M steps of the medium snapshot; expert: 1M steps of the expert snapshot (both chosen in the
   manifest, see ``wsrl.datasets.behavior.selection``); actions drawn as the learner explored: sampled from SAC's
-  stochastic policy (as D4RL did), or TD3's action plus the Gaussian noise it explored with. Expert is not one of
+  stochastic policy (as D4RL did), or TD3's action plus the Gaussian noise it explored with. The expert may come
+  from another run than medium (the manifest's ``expert_run``), as D4RL trained its experts apart. Expert is not one of
   the nine but is kept as its own dataset, ``wsrl/<robot>/expert-v0``, to build medium_expert from.
 - medium_replay: the learner's replay buffer at the moment the medium snapshot was taken, regenerated in one
   rollout whose policy changes every ``snapshot_every`` steps. The learner saved a snapshot every
@@ -170,9 +171,17 @@ def rollout(env_id: str, actors: list[Actor | None], steps: int, seed: int,
     return concat_episodes(list(pool.map(_shard, jobs)) if pool is not None else [_shard(job) for job in jobs])
 
 
-def _snapshot(robot: str, manifest: dict, step: int, assets: Path) -> Actor:
-    entry = next((e for e in manifest["curve"] if e["step"] == step), None)
-    path = assets / robot / "snapshots" / (entry["snapshot"] if entry else f"step_{step:07d}.pt")
+def policy_run(manifest: dict, quality: str) -> dict:
+    """The record of the run whose snapshots make ``quality``: the expert's own run where the manifest names one
+    (``expert_run``; D4RL trained its experts apart), else the manifest's."""
+    return manifest.get("expert_run", manifest) if quality == "expert" else manifest
+
+
+def _snapshot(robot: str, run: dict, step: int, assets: Path) -> Actor:
+    """The actor of ``run``'s snapshot at ``step``, from the shipped ``assets``."""
+    entry = next((e for e in run["curve"] if e["step"] == step), None)
+    folder = assets / robot / "snapshots" / run.get("snapshot_dir", "")
+    path = folder / (entry["snapshot"] if entry else f"step_{step:07d}.pt")
     if entry is None or not path.exists():
         raise DatasetError(f"behaviour snapshot {path} is missing; restore {assets / robot} or retrain it")
     return load_actor(path)
@@ -238,11 +247,13 @@ def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict,
               steps_per_policy: int | None, pool: ProcessPoolExecutor | None, overwrite: bool) -> str:
     r = ROBOT[robot]
     chosen = manifest["chosen"]
-    learner = manifest["learner"].upper()
+    source = policy_run(manifest, quality)
+    learner = source["learner"].upper()
     label = f"{robot} {quality}"
     quality_seed = derive_seed(seed, GENERATED_QUALITIES.index(quality))
+    algorithm = source["algorithm"]
     if quality in ("medium", "expert"):
-        actor = _snapshot(robot, manifest, chosen[quality], assets)
+        actor = _snapshot(robot, source, chosen[quality], assets)
         episodes = rollout(r.env_id, [actor], n, quality_seed, desc=label, pool=pool)
         policy = f"{learner} snapshot at step {chosen[quality]}"
     elif quality == "medium_replay":
@@ -265,12 +276,13 @@ def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict,
             parts.append(read_episodes(part_id))
         episodes = concat_episodes(parts)
         policy = f"{generated_id(robot, 'medium', size)} followed by {generated_id(robot, 'expert', size)}"
+        algorithm = " / ".join(dict.fromkeys(policy_run(manifest, q)["algorithm"] for q in ("medium", "expert")))
     steps_made = sum(len(a) for a in episodes["actions"])
     print(f"{generated_id(robot, quality, size)}: {steps_made} steps, {len(episodes['actions'])} episodes, "
           "writing", flush=True)
     return write_dataset(
         generated_id(robot, quality, size), episode_buffers(**episodes), overwrite=overwrite, env=r.env_id,
-        eval_env=r.env_id, algorithm_name=manifest["algorithm"], ref_min_score=r.ref_min_score,
+        eval_env=r.env_id, algorithm_name=algorithm, ref_min_score=r.ref_min_score,
         ref_max_score=r.ref_max_score,
         description=f"wsrl {label} ({size}): {steps_made} steps, {len(episodes['actions'])} episodes; {policy}; "
                     f"actions drawn as the learner explored; seed {seed}; D4RL reference scores.")

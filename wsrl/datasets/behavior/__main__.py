@@ -6,8 +6,8 @@ Four commands (``python -m wsrl.datasets.behavior <command> --help``):
   default learner per robot, ``DEFAULT_LEARNER``, was chosen by pilot runs, see the README), into the history
   (``--runs``) and the cache (``--cache``); it stops at ``--steps`` or once the mean of the last three evaluations
   reaches ``--stop-at`` (``wsrl.datasets.behavior.training``).
-- ``choose <robot> <run>`` picks medium and expert from a run of the history and ships them into the package's
-  assets (``--out``; ``wsrl.datasets.behavior.selection``).
+- ``choose <robot> <run>`` picks medium and expert from a run of the history (the expert from another with
+  ``--expert-run``) and ships them into the package's assets (``--out``; ``wsrl.datasets.behavior.selection``).
 - ``pilot <robot>`` measures each candidate learner's CPU cost.
 - ``plot`` draws the training curves of the shipped runs (``--out``) or of every run in ``--runs``.
 
@@ -47,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("robot", choices=ROBOTS)
     c.add_argument("run", type=Path, help="the run's directory (in --runs of train)")
     c.add_argument("--episodes", type=int, default=50, help="episodes per candidate")
+    c.add_argument("--expert-run", type=Path, help="take the expert from this run instead (D4RL trained its "
+                   "experts apart); medium and medium-replay stay the run's")
     c.add_argument("--note", default="", help="why this run is kept, for the manifest")
     c.add_argument("--out", type=Path, default=ASSETS, help="the shipped snapshots and manifests")
     q = sub.add_parser("pilot", help="CPU cost per 1000 transitions of candidate learners, to choose one")
@@ -69,9 +71,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(missing(a.runs, "is not a folder of runs"))
         plot_curves(a.png, a.out, a.runs)
     elif a.command == "choose":
-        if not (a.run / "run.json").is_file():
-            sys.exit(missing(a.run, "holds no run.json: pass a directory made by `train`"))
-        choose(a.robot, a.run, a.episodes, a.note, a.out)
+        for run in (a.run, a.expert_run) if a.expert_run else (a.run,):
+            if not (run / "run.json").is_file():
+                sys.exit(missing(run, "holds no run.json: pass a directory made by `train`"))
+        choose(a.robot, a.run, a.episodes, a.note, a.out, a.expert_run)
     else:
         train_behavior(a.robot, a.learner or DEFAULT_LEARNER[a.robot], a.steps, a.seed, a.stop_at,
                        a.snapshot_every, a.eval_episodes, a.checkpoint_minutes, a.runs, a.cache)

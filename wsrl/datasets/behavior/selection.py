@@ -6,11 +6,17 @@ among the first ones that reach it (``pick_medium``). Scores a previous ``choose
 snapshots are reused, not computed again. The manifest lists every run tried and the chosen figures with their
 spread and episode count; the snapshots shipped are those the datasets need: all up to medium (medium-replay
 replays them) and the expert.
+
+The expert may come from another run (``expert_run``), as D4RL trained its experts apart from its medium learners:
+a learner fast enough to reach the expert level reaches medium so early that its medium-replay is small and low.
+The manifest then stays the medium run's record and holds the expert's run under ``expert_run`` (its record,
+scores and ``snapshot_dir``, the folder under ``snapshots/`` that its expert snapshot is shipped to).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -66,20 +72,22 @@ def pick_medium(curve: list[dict], expert_step: int, score: Callable[[dict], flo
     return min(scored, key=lambda e: abs(score(e) - target))
 
 
-def pick(curve: list[dict], score: Callable[[dict], float], target: float) -> tuple[dict, dict]:
-    """The (medium, expert) entries of a training curve: expert the best by ``score`` of the ``CANDIDATES`` best
-    by training-time score, medium ``pick_medium``'s."""
-    top = sorted(curve, key=lambda e: e["normalized_mean"], reverse=True)[:CANDIDATES]
-    expert = max(top, key=score)
-    return pick_medium(curve, expert["step"], score, target), expert
+def pick_expert(curve: list[dict], score: Callable[[dict], float]) -> dict:
+    """The expert entry of a training curve: the best by ``score`` of the ``CANDIDATES`` best by training-time
+    score."""
+    return max(sorted(curve, key=lambda e: e["normalized_mean"], reverse=True)[:CANDIDATES], key=score)
 
 
 def recorded_scores(manifest: dict, curve: list[dict], episodes: int) -> dict[int, dict]:
     """The scores on ``episodes`` episodes that a shipped manifest recorded for snapshots of ``curve``: those whose
-    curve entry (step, file, training-time score) the manifest has too, so the same snapshot scored the same way."""
-    same = {e["step"] for e in manifest.get("curve", []) if e in curve}
-    recorded = manifest.get("chosen_scores", {}).get("candidates", {})
-    return {int(k): v for k, v in recorded.items() if int(k) in same and v["episodes"] == episodes}
+    curve entry (step, file, training-time score) the manifest (or its expert's run) has too, so the same snapshot
+    scored the same way."""
+    known = {}
+    for record, recorded in ((manifest, manifest.get("chosen_scores", {}).get("candidates", {})),
+                             (manifest.get("expert_run", {}), manifest.get("expert_run", {}).get("candidates", {}))):
+        same = {e["step"] for e in record.get("curve", []) if e in curve}
+        known |= {int(k): v for k, v in recorded.items() if int(k) in same and v["episodes"] == episodes}
+    return known
 
 
 def tried_runs(manifest: dict) -> list[dict]:
@@ -93,50 +101,71 @@ def tried_runs(manifest: dict) -> list[dict]:
              "note": "replaced: " + manifest.get("note", manifest.get("algorithm", ""))}]
 
 
-def runs_with(previous: dict, run: Path, record: dict, note: str) -> list[dict]:
-    """The runs of the ``previous`` manifest with ``run`` added (or replaced) as the one kept."""
-    runs = [r for r in tried_runs(previous) if r["run"] != run.name]
-    runs.append({"run": run.name, "learner": record["learner"], "seed": record["seed"],
-                 "steps_done": record.get("steps_done"), "wall_seconds": record["wall_seconds"],
-                 "best_normalized": max(e["normalized_mean"] for e in record["curve"]), "kept": True, "note": note})
+def runs_with(previous: dict, kept: dict[Path, dict], note: str) -> list[dict]:
+    """The runs of the ``previous`` manifest with the ``kept`` runs (directory -> record) added (or replaced) as
+    the ones kept."""
+    runs = [r for r in tried_runs(previous) if r["run"] not in {run.name for run in kept}]
+    for run, record in kept.items():
+        runs.append({"run": run.name, "learner": record["learner"], "seed": record["seed"],
+                     "steps_done": record.get("steps_done"), "wall_seconds": record["wall_seconds"],
+                     "best_normalized": max(e["normalized_mean"] for e in record["curve"]), "note": note})
     for r in runs:
-        r["kept"] = r["run"] == run.name
+        r["kept"] = r["run"] in {run.name for run in kept}
     return runs
 
 
-def ship(run: Path, curve: list[dict], medium: int, expert: int, out: Path) -> None:
-    """Replace ``out`` with the run's snapshots up to step ``medium`` and that of step ``expert``, all at once."""
+def ship(files: dict[Path, str], out: Path) -> None:
+    """Replace ``out`` with the snapshot ``files`` (source -> path under ``out``), all at once."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for e in curve:
-        if e["step"] <= medium or e["step"] == expert:
-            shutil.copy2(run / "snapshots" / e["snapshot"], tmp / e["snapshot"])
+    for source, name in files.items():
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, tmp / name)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
 
 
-def choose(robot_name: str, run: Path, episodes: int = 50, note: str = "", assets: Path = ASSETS) -> dict:
-    """Score candidate snapshots of ``run`` on ``episodes`` episodes, pick medium and expert, ship them."""
+EXPERT_DIR = "expert"  # where an expert from another run is shipped, under snapshots/
+
+
+def choose(robot_name: str, run: Path, episodes: int = 50, note: str = "", assets: Path = ASSETS,
+           expert_run: Path | None = None) -> dict:
+    """Score candidate snapshots of ``run`` (and ``expert_run``) on ``episodes`` episodes, pick medium (from
+    ``run``) and expert (from ``expert_run`` if given, else from ``run``), ship them."""
     record = json.loads((run / "run.json").read_text())
     path = assets / robot_name / "manifest.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     score = Rescored(robot_name, run, episodes, recorded_scores(previous, record["curve"], episodes))
     target = ROBOT[robot_name].d4rl_medium
-    medium, expert = pick(record["curve"], score, target)
-    if abs(score(medium) - target) > MEDIUM_TOLERANCE:
-        print(f"warning: medium scores {score(medium):.1f}, more than {MEDIUM_TOLERANCE:g} from D4RL's {target:g}",
+    snaps = run / "snapshots"
+    if expert_run is None:
+        expert = pick_expert(record["curve"], score)
+        medium = pick_medium(record["curve"], expert["step"], score, target)
+        expert_score, files = score, {snaps / expert["snapshot"]: expert["snapshot"]}
+    else:
+        expert_record = json.loads((expert_run / "run.json").read_text())
+        expert_score = Rescored(robot_name, expert_run, episodes,
+                                recorded_scores(previous, expert_record["curve"], episodes))
+        expert = pick_expert(expert_record["curve"], expert_score)
+        medium = pick_medium(record["curve"], math.inf, score, target)  # no later expert bounds this run
+        files = {expert_run / "snapshots" / expert["snapshot"]: f"{EXPERT_DIR}/{expert['snapshot']}"}
+    files |= {snaps / e["snapshot"]: e["snapshot"] for e in record["curve"] if e["step"] <= medium["step"]}
+    medium_score, best_score = score(medium), expert_score(expert)
+    if abs(medium_score - target) > MEDIUM_TOLERANCE:
+        print(f"warning: medium scores {medium_score:.1f}, more than {MEDIUM_TOLERANCE:g} from D4RL's {target:g}",
               file=sys.stderr)
-    ratio = score(medium) / score(expert)
-    scored = score.scores
-    manifest = {**{k: v for k, v in record.items() if k != "curve"}, "curve": record["curve"],
-                "chosen": {"medium": medium["step"], "expert": expert["step"]},
-                "chosen_scores": {"medium": scored[medium["step"]], "expert": scored[expert["step"]],
-                                  "medium_target": target, "medium_to_expert": ratio,
-                                  "candidates": {str(k): v for k, v in sorted(scored.items())}},
-                "runs": runs_with(previous, run, record, note)}
-    ship(run, record["curve"], medium["step"], expert["step"], assets / robot_name / "snapshots")
+    manifest = {**record, "chosen": {"medium": medium["step"], "expert": expert["step"]},
+                "chosen_scores": {"medium": score.scores[medium["step"]], "expert": expert_score.scores[expert["step"]],
+                                  "medium_target": target, "medium_to_expert": medium_score / best_score,
+                                  "candidates": {str(k): v for k, v in sorted(score.scores.items())}},
+                "runs": runs_with(previous, {run: record} | ({expert_run: expert_record} if expert_run else {}),
+                                  note)}
+    if expert_run is not None:
+        manifest["expert_run"] = {**expert_record, "run": expert_run.name, "snapshot_dir": EXPERT_DIR,
+                                  "candidates": {str(k): v for k, v in sorted(expert_score.scores.items())}}
+    ship(files, assets / robot_name / "snapshots")
     write_json_atomic(path, manifest)
-    print(f"[{robot_name}] medium: step {medium['step']} ({score(medium):.1f}), expert: step {expert['step']} "
-          f"({score(expert):.1f}), ratio {ratio:.2f}; {path}", flush=True)
+    print(f"[{robot_name}] medium: step {medium['step']} ({medium_score:.1f}), expert: step {expert['step']} "
+          f"({best_score:.1f}{f', {expert_run.name}' if expert_run else ''}), ratio "
+          f"{medium_score / best_score:.2f}; {path}", flush=True)
     return manifest
