@@ -197,11 +197,11 @@ def test_a_run_directory_holding_condition_on_return_resumes_where_it_agrees(hyd
     old["method"] = {**old["method"], "condition_on_return": flag}
     (tmp_path / IDENTITY).write_text(json.dumps(old))
     if same:
-        assert check_same_run(plain, tmp_path) is None
+        assert check_same_run(plain, tmp_path, "wsrl/hopper/medium-expert-v0") is None
         return
     with pytest.raises(ConfigError, match=f"{tmp_path / IDENTITY} holds method.name=bc with method.condition_on_return"
                                           "=True, which this version cannot make.*pass name=<new name>"):
-        check_same_run(plain, tmp_path)
+        check_same_run(plain, tmp_path, "wsrl/hopper/medium-expert-v0")
 
 
 @pytest.mark.parametrize("override,message", [

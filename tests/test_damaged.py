@@ -163,7 +163,7 @@ def test_a_damaged_identity_is_refused_naming_it(tmp_path):
     damage(tmp_path / "run_config.json", "cut")
     with pytest.raises(DamagedFile, match=f"^{tmp_path}/run_config.json cannot be read \\(not whole JSON: .*\\): it "
                        "is the run's identity; restore it, or pass name=<new name>"):
-        check_same_run(plain, tmp_path)
+        check_same_run(plain, tmp_path, "wsrl/hopper/medium-expert-v0")
 
 
 def test_a_cut_results_json_is_evaluated_again_from_the_final_checkpoint(tiny_dataset, tmp_path, one_thread):

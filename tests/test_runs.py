@@ -16,9 +16,10 @@ import torch
 
 import wsrl.common.files as files
 import wsrl.running.rundir as runs
-from tests.conftest import child_env
+from tests.conftest import child_env, make_tiny_dataset
 from tests.test_reliability import SMALL, config, final_weights, training_logged
 from wsrl.common.files import WriteError, atomic_path, write_bytes_atomic
+from wsrl.core.config import ConfigError
 from wsrl.running.rundir import LOCK_NAME, RunLockedError, StopSignals, run_lock
 from wsrl.train import train
 
@@ -237,3 +238,20 @@ def test_submitit_sweep_survives_a_preemption(tiny_dataset, minari_root, tmp_pat
     assert all(torch.equal(wa[n], wb[n]) for n in wb)
     assert ra["eval_history"] == rb["eval_history"] and [e["step"] for e in ra["eval_history"]] == [500, 1000]
     assert ra["returns"] == rb["returns"]
+
+
+def test_a_run_directory_on_another_version_of_its_data_is_refused(tiny_dataset, minari_root, tmp_path):
+    """A new dataset version has a new id: a finished run on the old one is neither reported as the new one's nor
+    extended on it, whether its identity records the id or (made before it did) only its results.json does."""
+    run_dir, steps = tmp_path / "run", ["trainer.max_steps=5", "eval.episodes=1"]
+    train(config(*steps), run_dir)
+    newer = tiny_dataset.replace("-v0", "-v1")
+    make_tiny_dataset(newer)
+    identity = json.loads((run_dir / runs.IDENTITY).read_text())
+    assert identity["dataset_id"] == tiny_dataset
+    for _recorded_in in ("identity", "results.json"):
+        with pytest.raises(ConfigError, match=f"holds a run on {tiny_dataset} and this config trains on {newer}"):
+            train(config(*steps, f"env.dataset_id={newer}"), run_dir)
+        identity.pop("dataset_id", None)  # as recorded before identities held the id
+        (run_dir / runs.IDENTITY).write_text(json.dumps(identity))
+    assert train(config(*steps), run_dir).steps == 5  # the same data: the finished run, as it was

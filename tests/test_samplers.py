@@ -239,13 +239,13 @@ def test_runs_recorded_before_the_schemes_are_the_same_run(tmp_path):
         run_dir = tmp_path / sampler
         run_dir.mkdir()
         (run_dir / IDENTITY).write_text(json.dumps(before))
-        assert check_same_run(now, run_dir) is None  # accepted: the same run
+        assert check_same_run(now, run_dir, "wsrl/hopper/medium-expert-v0") is None  # accepted: the same run
     # a scheme or knob that acts is part of the identity
     assert run_identity(to_plain(config("sampler=rw")))["sampler"]["scheme"] == "rw"
     assert run_identity(to_plain(config("sampler=rw", "sampler.alpha=0.2")))["sampler"]["alpha"] == 0.2
     with pytest.raises(Exception, match="holds a run with a different sampler config"):
         check_same_run(to_plain(config("sampler=lds", "sampler.alpha=0.5", "sampler.scheme=lds_rw",
-                                       "sampler.name=mine")), tmp_path / "lds")
+                                       "sampler.name=mine")), tmp_path / "lds", "wsrl/hopper/medium-expert-v0")
 
 
 @pytest.mark.parametrize("sampler", ["topk", "rw", "aw", "cwbc", "lds_rw", "rw_loss", "cwbc_conservative"])

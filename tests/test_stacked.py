@@ -19,6 +19,7 @@ from wsrl.core.config import MethodConfig, PolicyConfig, TrainerConfig, register
 from wsrl.core.module import WeightedBC
 from wsrl.core.policies import Dropout
 from wsrl.datasets.store import content_hash, read_episodes
+from wsrl.datasets.suite import dataset_id
 from wsrl.evaluation.scores import eval_seed, evaluate, load_checkpoint
 from wsrl.report.collect import collect
 from wsrl.running.build import build_run
@@ -49,7 +50,7 @@ def config(*overrides: str):
 @pytest.fixture
 def two_robots(minari_root):
     make_tiny_dataset("wsrl/hopper/medium-expert-v0", "hopper", n_episodes=4, max_steps=50)
-    make_tiny_dataset("wsrl/halfcheetah/medium-v0", "halfcheetah", n_episodes=3, max_steps=50, seed=1)
+    make_tiny_dataset(dataset_id("halfcheetah", "medium"), "halfcheetah", n_episodes=3, max_steps=50, seed=1)
 
 
 def single_run_parameters(cfg, run_dir: Path) -> list[torch.Tensor]:

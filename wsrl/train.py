@@ -59,7 +59,7 @@ def _train(cfg: TrainConfig, run_dir: Path, signals: StopSignals) -> RunResults:
     env = resolve_env(cfg.env)
     refuse_early(cfg, env)
     plain = to_plain(cfg)  # the one conversion: what run_config.json, config.yaml, W&B, checkpoints and results hold
-    identity = check_same_run(plain, run_dir)
+    identity = check_same_run(plain, run_dir, env.dataset_id)
     if (done := finished_results(run_dir, cfg.trainer.max_steps)) is not None:
         log.info("%s already finished (%s steps): choose another name= to run again", run_dir, done.steps)
         return done

@@ -34,6 +34,7 @@ from wsrl.common.locks import PidLock
 from wsrl.core.config import ConfigError, SamplerConfig, read_method
 from wsrl.running import lightning_fixes
 from wsrl.running.damaged import DamagedFile, read_json
+from wsrl.running.results import RESULTS
 
 LOCK_NAME = ".wsrl.lock"
 IDENTITY = "run_config.json"
@@ -100,12 +101,14 @@ def _sampler_identity(sampler: dict) -> dict:
     return keep
 
 
-def check_same_run(plain: dict, run_dir: Path) -> dict | None:
-    """Refuse to resume or extend a run directory that holds a run with another configuration (``plain``: the
-    config as plain data); return the identity to record when the directory holds no run yet."""
-    keep = run_identity(plain)
+def check_same_run(plain: dict, run_dir: Path, dataset_id: str) -> dict | None:
+    """Refuse to resume, extend or report a run directory that holds a run with another configuration (``plain``:
+    the config as plain data) or on other data (``dataset_id``, the resolved id: a new version of a dataset has a
+    new id); return the identity to record when the directory holds no run yet."""
+    keep = {**run_identity(plain), "dataset_id": dataset_id}
     path = run_dir / IDENTITY
     if path.exists():
+        check_same_data(run_dir, dataset_id)
         try:
             before = read_json(path)
         except DamagedFile as err:
@@ -113,12 +116,28 @@ def check_same_run(plain: dict, run_dir: Path) -> dict | None:
                               "hydra.run.dir=...) to run again beside it") from err
         before["method"] = read_method(before["method"], str(path), "pass name=<new name> (or hydra.run.dir=...) "
                                        "to run it again beside it")
+        if "dataset_id" not in before:  # recorded before the id was: its results.json (if any) said it
+            del keep["dataset_id"]
         if before != keep:
             diff = sorted(k for k in set(before) | set(keep) if before.get(k) != keep.get(k))
             raise ConfigError(f"{run_dir} holds a run with a different {', '.join(diff)} config; pass name=<new "
                               "name> (or hydra.run.dir=...) to keep both runs")
         return None
     return keep
+
+
+def check_same_data(run_dir: Path, dataset_id: str) -> None:
+    """Refuse a run directory whose run was on another dataset than ``dataset_id`` (its recorded identity's, or
+    its ``results.json``'s for runs recorded before identities held the id)."""
+    recorded = []
+    for name in (IDENTITY, RESULTS):
+        with contextlib.suppress(DamagedFile):  # missing, or damaged: named where it is read for itself
+            if (value := read_json(run_dir / name).get("dataset_id")) is not None:
+                recorded.append(value)
+    if recorded and recorded[0] != dataset_id:
+        raise ConfigError(f"{run_dir} holds a run on {recorded[0]} and this config trains on {dataset_id} (another "
+                          "version of the data): pass name=<new name> (or hydra.run.dir=...) to run beside it, or "
+                          "move the old run aside")
 
 
 def record_run(run_dir: Path, identity: dict | None, plain: dict) -> None:

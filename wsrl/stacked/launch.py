@@ -96,15 +96,13 @@ def plan(jobs: list[Job], options: Options) -> list[list[Job]]:
     return [same[i:i + options.max_group] for same in keyed.values() for i in range(0, len(same), options.max_group)]
 
 
-def accept(job: Job) -> dict | None:
-    """Refuse a bad job before any training (ConfigError, DataError...), make its dataset if missing, and return
-    its identity to record (None: recorded before)."""
-    validate(job.cfg)
+def accept(job: Job) -> None:
+    """Refuse a job the stacked launcher cannot train (ConfigError, DataError...) and make its dataset if
+    missing."""
     if job.cfg.eval.every_steps or job.cfg.eval.video_periodic:
         raise ConfigError("the stacked launcher evaluates at the end only: set eval.every_steps=0 and "
                           "eval.video_periodic=false, or use another launcher for periodic evaluation")
     ensure_run_dataset(job.cfg)
-    return check_same_run(to_plain(job.cfg), job.run_dir)
 
 
 def group_name(jobs: list[Job]) -> str:
@@ -254,12 +252,14 @@ def launch(jobs: list[Job], options: Options, sweep_dir: Path, started: float | 
     todo, identity = [], {}
     with StopSignals():  # a stop signal outside training stops at once (RunInterrupted)
         for i, job in enumerate(jobs):
-            if (done := finished_results(job.run_dir, job.cfg.trainer.max_steps)) is not None:
-                log.info("%s already finished (%s steps)", job.run_dir, done.steps)
-                scores[i] = done.normalized_score["mean"]
-                continue
-            try:
-                identity[i] = accept(job)
+            try:  # the same order as a single run's (wsrl.train): valid, identity and data, finished, the rest
+                validate(job.cfg)
+                identity[i] = check_same_run(to_plain(job.cfg), job.run_dir, resolve_env(job.cfg.env).dataset_id)
+                if (done := finished_results(job.run_dir, job.cfg.trainer.max_steps)) is not None:
+                    log.info("%s already finished (%s steps)", job.run_dir, done.steps)
+                    scores[i] = done.normalized_score["mean"]
+                    continue
+                accept(job)
                 todo.append(job)
             except Exception as err:  # refused alone, as a job of a sweep
                 scores[i] = report_failure(err, job.run_dir, True, job.overrides)
