@@ -11,9 +11,9 @@ import torch
 
 from wsrl.datasets.behavior import locations, selection
 from wsrl.datasets.behavior.__main__ import main as behavior_main
-from wsrl.datasets.behavior.actors import load_actor
 from wsrl.datasets.behavior.locations import ASSETS, HISTORY, RESTORE
 from wsrl.datasets.behavior.training import run_dir
+from wsrl.datasets.generate import policy_run, snapshot_actor
 from wsrl.datasets.suite import ROBOT, ROBOTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +30,8 @@ def test_shipped_chosen_actors_load_and_act_in_the_action_box(robot):
     env = gym.make(ROBOT[robot].env_id)
     obs = torch.as_tensor(env.reset(seed=0)[0], dtype=torch.float32)[None].repeat(4, 1)  # a state the data starts in
     env.close()
-    for step in manifest["chosen"].values():
-        actor = load_actor(ASSETS / robot / "snapshots" / f"step_{step:07d}.pt")
+    for quality, step in manifest["chosen"].items():  # the expert from its own run's folder where it has one
+        actor = snapshot_actor(robot, policy_run(manifest, quality), step, ASSETS)
         action = actor.act(obs, torch.Generator().manual_seed(0))
         assert action.shape == (4, *env.action_space.shape) and action.abs().max() <= 1.0
         assert not torch.equal(action[0], action[1])  # drawn as in the data, not the mean action

@@ -177,7 +177,7 @@ def policy_run(manifest: dict, quality: str) -> dict:
     return manifest.get("expert_run", manifest) if quality == "expert" else manifest
 
 
-def _snapshot(robot: str, run: dict, step: int, assets: Path) -> Actor:
+def snapshot_actor(robot: str, run: dict, step: int, assets: Path) -> Actor:
     """The actor of ``run``'s snapshot at ``step``, from the shipped ``assets``."""
     entry = next((e for e in run["curve"] if e["step"] == step), None)
     folder = assets / robot / "snapshots" / run.get("snapshot_dir", "")
@@ -253,14 +253,14 @@ def _generate(robot: str, quality: str, size: str, assets: Path, manifest: dict,
     quality_seed = derive_seed(seed, GENERATED_QUALITIES.index(quality))
     algorithm = source["algorithm"]
     if quality in ("medium", "expert"):
-        actor = _snapshot(robot, source, chosen[quality], assets)
+        actor = snapshot_actor(robot, source, chosen[quality], assets)
         episodes = rollout(r.env_id, [actor], n, quality_seed, desc=label, pool=pool)
         policy = f"{learner} snapshot at step {chosen[quality]}"
     elif quality == "medium_replay":
         every = manifest["snapshot_every"]
         chunk = max(1, every * n // FULL_STEPS)
         steps = [e["step"] for e in manifest["curve"] if e["step"] < chosen["medium"]]
-        actors = [None] + [_snapshot(robot, manifest, s, assets) for s in steps]
+        actors = [None] + [snapshot_actor(robot, manifest, s, assets) for s in steps]
         # few enough environments that each actor's share spans whole episodes in every one of them
         n_envs = max(1, min(ENVS_PER_SHARD, chunk // (1000 * SHARDS)))
         episodes = rollout(r.env_id, actors, chunk * len(actors), quality_seed, n_envs, desc=label, pool=pool)

@@ -58,6 +58,12 @@ VERSIONS = {
     ("walker2d", "medium"): 1,
     ("walker2d", "medium_replay"): 1,
     ("walker2d", "medium_expert"): 1,
+    # v1: medium and medium-replay from a SAC run (medium the snapshot nearest D4RL's 41, its buffer up to it) and
+    # the expert from a TQC run (93 against TD3's 73), as D4RL trained its experts apart (issue 30)
+    ("halfcheetah", "medium"): 1,
+    ("halfcheetah", "medium_replay"): 1,
+    ("halfcheetah", "medium_expert"): 1,
+    ("halfcheetah", "expert"): 1,
 }
 
 
