@@ -32,7 +32,7 @@ INSIDE = {  # a package's modules, bottom first: each imports only modules liste
     "wsrl.core": ["__init__", "weighting", "diagnostics", "policies", "methods", "config", "validation", "data",
                   "module"],
     "wsrl.evaluation": ["__init__", "scores", "video", "conditioning", "media", "__main__"],
-    "wsrl.running": ["__init__", "lightning_fixes", "gpus", "damaged", "rundir", "results", "refusals", "build",
+    "wsrl.running": ["__init__", "lightning_fixes", "gpus", "damaged", "results", "rundir", "refusals", "build",
                      "datasets"],
     "wsrl.stacked": ["__init__", "model", "draws", "group", "record", "clock", "launch"],
     "wsrl.report": ["__init__", "statistics", "tables", "weight_mass", "paper", "collect", "rows", "curves", "upload",
