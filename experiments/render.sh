@@ -68,7 +68,7 @@ report "$OUT" table2_cpu --table 2 "${FIVE[@]}"
 report "$OUT" table2_cpu --table 3 "${FIVE[@]}"
 report "$OUT" table4_cpu,table2_cpu,table5_cpu --table 4 "${FIVE[@]}"
 report "$OUT/table4_clip5" table4_clip5 --table 4
-report "$OUT/table5" table5_cpu,table2_cpu --table 5 "${FIVE[@]}"
+report "$OUT/table5" table5_cpu,table2_cpu,table4_cpu --table 5 "${FIVE[@]}"
 report "$OUT/paper" table1,table2 --table 1  # the paper's budget, from the lent-GPU calls so far
 report "$OUT/paper" table2 --table 2
 report "$OUT/paper" table2 --table 3

@@ -106,15 +106,20 @@ def test_rw_with_a_huge_alpha_is_uniform_and_with_a_tiny_one_all_on_the_best_tra
     np.testing.assert_allclose(weights_of("rw", alpha=1e-6), [0, 0, 0, 0, 0, 9, 0, 0, 0], atol=1e-12)
 
 
-def test_aw_tilts_the_return_minus_a_ridge_fit_on_the_first_state():
-    # s0 = 0..4 standardised: z = (s0 - 2) / sqrt(2), sum z^2 = 5; sum (s0 - 2)(G - 6.2) = 12, so with lambda = 1
-    # beta_z = (12 / sqrt 2) / (5 + 1) and the fit is 6.2 + (s0 - 2) * 1.0 (OLS: slope 1.2)
-    fit = np.array([4.2, 5.2, 6.2, 7.2, 8.2])
-    np.testing.assert_allclose(ridge_fit(np.arange(5.0)[:, None], G, 1.0), fit, rtol=1e-12)
-    np.testing.assert_allclose(ridge_fit(np.arange(5.0)[:, None], G, 0.0), 6.2 + 1.2 * (np.arange(5.0) - 2))
-    # A = G - fit = [-2.2, 0.8, 3.8, -3.2, 0.8]; min-max over [-3.2, 3.8]: [1, 4, 7, 0, 4] / 7
-    a_hat = np.array([1.0, 4.0, 7.0, 0.0, 4.0]) / 7
+def test_aw_tilts_the_return_minus_a_least_squares_fit_on_the_first_state():
+    # s0 = 0..4 standardised: z = (s0 - 2) / sqrt(2), sum z^2 = 5; sum (s0 - 2)(G - 6.2) = 12, so least squares
+    # (the default, as published) fits 6.2 + 1.2 (s0 - 2), and ridge with lambda = 1 has beta_z = (12 / sqrt 2) / 6,
+    # the fit 6.2 + (s0 - 2) * 1.0
+    ols = np.array([3.8, 5.0, 6.2, 7.4, 8.6])
+    np.testing.assert_allclose(ridge_fit(np.arange(5.0)[:, None], G, 0.0), ols, rtol=1e-12)
+    np.testing.assert_allclose(ridge_fit(np.arange(5.0)[:, None], G, 1.0), [4.2, 5.2, 6.2, 7.2, 8.2], rtol=1e-12)
+    # A = G - fit = [-1.8, 1.0, 3.8, -3.4, 0.4]; min-max over [-3.4, 3.8]: [1.6, 4.4, 7.2, 0, 3.8] / 7.2
+    a_hat = np.array([1.6, 4.4, 7.2, 0.0, 3.8]) / 7.2
     np.testing.assert_allclose(weights_of("aw"), mean_one(np.repeat(np.exp(a_hat / 0.1), T)), rtol=1e-12)
+    # with lambda = 1: A = [-2.2, 0.8, 3.8, -3.2, 0.8]; min-max over [-3.2, 3.8]: [1, 4, 7, 0, 4] / 7
+    ridge_hat = np.array([1.0, 4.0, 7.0, 0.0, 4.0]) / 7
+    np.testing.assert_allclose(weights_of("aw", aw_ridge=1.0), mean_one(np.repeat(np.exp(ridge_hat / 0.1), T)),
+                               rtol=1e-12)
     # a first state that does not vary drops out: aw is rw
     data = hand_made()
     data.observations[:, 0] = 1.0
@@ -305,10 +310,14 @@ def test_table5_pools_tables_2_and_4_and_compares_every_column_with_uniform(tmp_
         for env in envs:
             for sampler in ("topk", "rw", "aw", "cwbc"):
                 write_run(t5, env, "bc", sampler, seed, 60.0 + seed, weights=w)
-            for sampler in ("rw", "cwbc", "lds_rw"):
+            for sampler in ("rw", "cwbc", "cwbc_conservative"):
                 write_run(t5, env, "rvs_r", sampler, seed, 45.0 + seed, weights=w)
+            write_run(t5, env, "rvs_r", "lds_rw", seed, 47.0 + 2 * seed, weights=w)
         for env in GROUPS["medium_replay"]:
             write_run(t5, env, "rvs_r", "lds_sampling", seed, 50.0 + seed, target="return_to_go", weights=w)
+            write_run(t5, env, "rvs_r", "lds_sampling", seed, 20.0 + seed, target="trajectory_return", weights=w)
+        for env in GROUPS["medium_expert"]:  # the LDS draw on the return: Table 4's on medium-expert
+            write_run(t4, env, "rvs_r", "lds_sampling", seed, 20.0 + seed, target="trajectory_return", weights=w)
     md = write_table([t5, t2, t4], 5, reps=50).read_text()
     capsys.readouterr()
     assert "hopper_medium |" not in md and "no runs" not in md  # six datasets, every cell filled
@@ -318,6 +327,11 @@ def test_table5_pools_tables_2_and_4_and_compares_every_column_with_uniform(tmp_
     for x, y in COMPARISONS[5].items():
         assert y.endswith(" uniform") and f"| {x} > {y} |" in md
     assert len(COMPARISONS[5]) == len(COLUMNS[5]) - 2
+    # lds_rw against its two controls in the draw: 47, 49, 51 against 45, 46, 47 (rw) and 20, 21, 22 (LDS)
+    assert "| RvS-R cwbc weights only | 3 | 46.0 |" in md and "| RvS-R lds draw | 3 | 21.0 |" in md
+    for control, difference in (("RvS-R lds draw", 28.0), ("RvS-R rw", 3.0)):
+        assert f"| RvS-R lds_rw > {control} |" in md
+        assert f"| hopper_medium_replay | RvS-R lds_rw − {control} | {difference:+.1f} [" in md
     assert "### What the weights do" in md and "0.10 / 9.00 / 1.00 / —" in md
 
 
@@ -332,8 +346,8 @@ def test_table5_commands_make_every_column_in_its_own_directory():
 
     register_configs()
     commands = [("bc", s, "trajectory_return") for s in ("topk", "rw", "aw", "cwbc")] + \
-        [("rvs_r", s, "trajectory_return") for s in ("rw", "cwbc", "lds_rw")] + \
-        [("rvs_r", "lds_sampling", "return_to_go")] + \
+        [("rvs_r", s, "trajectory_return") for s in ("rw", "cwbc", "cwbc_conservative", "lds_rw")] + \
+        [("rvs_r", "lds_sampling", t) for t in ("return_to_go", "trajectory_return")] + \
         [(m, s, "trajectory_return") for m in ("bc", "rvs_r") for s in ("uniform", "lds")]
     dirs = set()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):

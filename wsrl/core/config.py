@@ -127,7 +127,7 @@ class SamplerConfig:
     clip_max: float | None = None  # optional upper clip of the mean-1 weights (then renormalized), any scheme
     top_fraction: float = 0.1  # topk: the share of trajectories kept, ranked by undiscounted return (CORL, Hong et al.)
     alpha: float = 0.1  # rw, aw, lds_rw: temperature of exp(G^ / alpha), G^ min-max over trajectories (Hong et al.)
-    aw_ridge: float = 1.0  # aw: ridge penalty of the fit of G on the standardised s0 (the reference's OLS is 0)
+    aw_ridge: float = 0.0  # aw: ridge penalty of the fit of G on the standardised s0 (0: least squares, as published)
     cwbc_bins: int = 20  # cwbc: equal-width bins over the trajectory returns (Nguyen et al.)
     cwbc_lambda: float = 0.01  # cwbc: lambda of 1 / (f_b + lambda), f_b the share of trajectories in bin b
     cwbc_percentile: float = 0.9  # cwbc: kappa = G* - the return at this quantile of the trajectories (0.9: the 90th)

@@ -256,7 +256,7 @@ SCHEMES: dict[str, Scheme] = {
     "lds": Scheme(_lds, "lds_sampling", "lds", "1 / smoothed density of its label (Yang et al. 2021)", True),
     "topk": Scheme(_topk, "topk", "topk_loss", "1 if G_i is in the top top_fraction of trajectories, else 0"),
     "rw": Scheme(_rw, "rw", "rw_loss", "exp(G^_i / alpha), G^ min-max over trajectories (Hong et al. 2023)"),
-    "aw": Scheme(_aw, "aw", "aw_loss", "exp(A^_i / alpha), A_i = G_i - ridge fit of G on s0_i (Hong et al. 2023)"),
+    "aw": Scheme(_aw, "aw", "aw_loss", "exp(A^_i / alpha), A_i = G_i - OLS fit of G on s0_i (Hong et al. 2023)"),
     "cwbc": Scheme(_cwbc, "cwbc", "cwbc_loss", "exp(-|c_b - G*| / kappa) / (f_b + lambda) / T_i (Nguyen et al. 2022)"),
     "lds_rw": Scheme(_lds_rw, "lds_rw", "lds_rw_loss", "LDS weight times exp(G^_i / alpha)", True),
 }

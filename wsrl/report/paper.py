@@ -31,12 +31,17 @@ COLUMNS: dict[int, dict[str, tuple[str, str, str, str | None]]] = {
            for name, target in (("return", "trajectory_return"), ("return-to-go", "return_to_go"),
                                 ("action", "action"))}},
     # Table 5: the weighting schemes of the field beside LDS (the new samplers weight the draw, lds the
-    # loss); "lds rtg draw" is Table 4's best LDS, on the return-to-go in the draw
+    # loss). RvS-R's cwbc is the published one, with CWBC's conservative loss; "cwbc weights only" leaves the loss
+    # out. lds_rw's two controls share its place (the draw): "lds draw" (LDS on the return alone) and rw alone.
+    # "lds rtg draw" is Table 4's best LDS, on the return-to-go in the draw.
     5: {**{f"BC {s}": ("bc", s, _UNCOND, _TRAJ if s == "lds" else None)
            for s in ("uniform", "topk", "rw", "aw", "cwbc", "lds")},
-        **{f"RvS-R {s}": ("rvs_r", s, _UNCOND, _TRAJ if s == "lds" else None)
-           for s in ("uniform", "rw", "cwbc", "lds", "lds_rw")},
-        "RvS-R lds rtg draw": ("rvs_r", "lds_sampling", _UNCOND, "return_to_go")},
+        "RvS-R uniform": ("rvs_r", "uniform", _UNCOND, None), "RvS-R rw": ("rvs_r", "rw", _UNCOND, None),
+        "RvS-R cwbc": ("rvs_r", "cwbc_conservative", _UNCOND, None),
+        "RvS-R cwbc weights only": ("rvs_r", "cwbc", _UNCOND, None),
+        "RvS-R lds": ("rvs_r", "lds", _UNCOND, _TRAJ), "RvS-R lds draw": ("rvs_r", "lds_sampling", _UNCOND, _TRAJ),
+        "RvS-R lds rtg draw": ("rvs_r", "lds_sampling", _UNCOND, "return_to_go"),
+        "RvS-R lds_rw": ("rvs_r", "lds_rw", _UNCOND, None)},
 }
 
 # The claims each table tests, as column X -> column Y: per dataset the difference of means with Welch's interval
@@ -54,6 +59,9 @@ COMPARISONS: dict[int, dict[str, str]] = {
 # A table's reference column: every other column is also compared with it (its reading asks "better than no
 # weights?"); these comparisons are in the differences and P(X > Y), not in the marks on the cells.
 REFERENCE: dict[int, str] = {4: "uniform"}
+# Further pairs, in the differences and P(X > Y) only: Table 5's lds_rw against its two controls in the draw (does
+# LDS add anything to rw, and rw to LDS?).
+CONTROLS: dict[int, list[tuple[str, str]]] = {5: [("RvS-R lds_rw", "RvS-R lds draw"), ("RvS-R lds_rw", "RvS-R rw")]}
 ALPHA = 0.05  # a difference is marked where its Holm-adjusted Welch p-value is below this
 # The datasets each table is about, where not all nine: pooled runs of other datasets are left out.
 DATASETS: dict[int, list[str]] = {1: GROUPS["medium_expert"], 4: GROUPS["medium_expert"],
@@ -95,10 +103,11 @@ D4RL_EXPERT = {"halfcheetah": 88.0, "hopper": 108.0, "walker2d": 107.0}
 
 def pairs(number: int) -> list[tuple[str, str]]:
     """Every (X, Y) table ``number`` compares: ``COMPARISONS``, then each other column against its
-    ``REFERENCE``."""
+    ``REFERENCE``, then its ``CONTROLS``."""
     out = list(COMPARISONS[number].items())
     ref = REFERENCE.get(number)
-    return out + [(c, ref) for c in COLUMNS[number] if ref and c != ref and (c, ref) not in out]
+    out += [(c, ref) for c in COLUMNS[number] if ref and c != ref and (c, ref) not in out]
+    return out + CONTROLS.get(number, [])
 
 
 def layout(number: int) -> tables.Layout:
