@@ -22,7 +22,7 @@ from wsrl.datasets.behavior.actors import SquashedGaussianActor, save_snapshot
 from wsrl.datasets.importers import import_d4rl_hdf5
 from wsrl.datasets.info import info
 from wsrl.datasets.sources import ensure_dataset
-from wsrl.datasets.store import HASH_KEY, DatasetError, exists_locally
+from wsrl.datasets.store import HASH_KEY, DatasetError, content_hash, exists_locally, read_episodes
 from wsrl.datasets.suite import ROBOT
 from wsrl.train import train
 
@@ -325,6 +325,8 @@ def test_info_prints_summary_and_writes_png(tiny_dataset, tmp_path, capsys):
     returns = np.array([ep.rewards.sum() for ep in ds.iterate_episodes()])
     assert summary["normalized_score"]["mean"] == pytest.approx(ROBOT["hopper"].normalize(returns).mean(), abs=0.05)
     assert summary["return_quantiles"]["max"] == pytest.approx(returns.max(), abs=0.05)
+    # the hash a run records, recomputed from the arrays as read: the one to compare across machines
+    assert summary["content_hash"] == content_hash(read_episodes(tiny_dataset)) and summary["content_hash"] in out
     assert (tmp_path / "hist.png").read_bytes()[:4] == b"\x89PNG"
 
 

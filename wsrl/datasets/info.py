@@ -1,4 +1,4 @@
-"""Inspect datasets: size, return quantiles, normalized score, and histograms of trajectory returns.
+"""Inspect datasets: size, content hash, return quantiles, normalized score, and histograms of trajectory returns.
 
 Several datasets go side by side in one figure, on one shared axis, so that their modes can be compared (the
 medium-expert sets should show two: ``docs/medium_expert_returns.png``)."""
@@ -10,19 +10,22 @@ from pathlib import Path
 import numpy as np
 
 from wsrl.common.figures import pyplot, save_figure
-from wsrl.datasets.store import DatasetError, datasets_root, exists_locally, read_episodes, read_metadata
+from wsrl.datasets.store import DatasetError, dataset_hash, datasets_root, exists_locally, read_episodes, read_metadata
 from wsrl.datasets.suite import normalize
 
 
 def summarize(dataset_id: str) -> tuple[dict, np.ndarray]:
-    """The printed summary of ``dataset_id`` and its episodes' returns, normalized when the dataset carries
+    """The printed summary of ``dataset_id`` (with its content hash, the one runs record: two machines may make
+    datasets that differ in the last digits) and its episodes' returns, normalized when the dataset carries
     reference scores (raw otherwise)."""
     if not exists_locally(dataset_id):
         raise DatasetError(f"{dataset_id} is not in {datasets_root()}; make it with `python -m wsrl.datasets "
                            "generate|import-d4rl|download ...` (see --help)")
     meta = read_metadata(dataset_id)
-    returns = np.array([rewards.sum() for rewards in read_episodes(dataset_id)["rewards"]])
+    episodes = read_episodes(dataset_id)
+    returns = np.array([rewards.sum() for rewards in episodes["rewards"]])
     summary = {"dataset_id": dataset_id, "episodes": int(meta["total_episodes"]), "steps": int(meta["total_steps"]),
+               "content_hash": dataset_hash(dataset_id, episodes),
                "return_quantiles": dict(zip(("min", "q25", "median", "q75", "max"),
                                             np.quantile(returns, [0, 0.25, 0.5, 0.75, 1]).round(1).tolist(),
                                             strict=True))}
