@@ -12,10 +12,11 @@ expert with their scores) and the snapshots generation needs. ``choose`` writes 
 
 HISTORY = Path(__file__).resolve().parents[3] / "experiments" / "behavior"
 """The behaviour-training history, one folder per run (``<robot>-<learner>-seed<seed>``: record, every snapshot,
-agent). It is committed at the tag ``behavior-history`` but kept out of the working tree (about 50 MB), so
-``RESTORE`` brings it back. ``train`` writes it (``--runs``), ``choose`` and ``plot --runs`` read it."""
+agent). It is committed at commit 21d7649 (the tag ``behavior-history`` where tags were fetched; a fresh clone has
+none) but kept out of the working tree (about 50 MB), so ``RESTORE`` brings it back. ``train`` writes it
+(``--runs``), ``choose`` and ``plot --runs`` read it."""
 
-RESTORE = "git checkout behavior-history -- experiments/behavior"
+RESTORE = "git checkout 21d7649 -- experiments/behavior"
 
 CACHE = Path(os.environ.get("WSRL_CACHE", Path.home() / ".cache" / "wsrl")) / "behavior"
 """Replay buffers and RNG states of the runs in training (200-300 MB each), never committed (``train --cache``)."""
