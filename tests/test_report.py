@@ -35,16 +35,18 @@ from wsrl.running.results import RunResults, write_results
 
 
 def write_run(root, env, method, sampler, seed, score, ep_std=1.0, steps=100, policy="unconditional", target=None,
-              history=(), weights=None, wall=None, dataset_hash=None):
+              history=(), weights=None, wall=None, dataset_hash=None, version=None):
     """A results.json as train.py wrote it before the record had a version (the sweeps behind the committed tables
     hold such files); ``target``: the run's sampler.target, ``history``: (step, score) of its periodic evaluations
     before the final one, ``weights``: its weight statistics, ``wall``: its wall seconds, ``dataset_hash``: its
-    dataset's content hash (as runs record it since; None: left out, as before)."""
+    dataset's content hash (as runs record it since; None: left out, as before), ``version``: a version suffix of
+    its dataset id (``wsrl/<env>-v<version>``; None: ``wsrl/<env>``)."""
     d = root / env / f"{method}-{sampler}-{target}-{policy}" / f"seed{seed}"
     d.mkdir(parents=True)
     record = run_results(env, method, sampler, policy, seed, steps, {"mean": score, "std": ep_std}, weights, wall,
                          [{"step": k, "mean": v, "std": 0.0} for k, v in history], target or "trajectory_return")
     plain = {k: v for k, v in record.to_json().items() if k not in ("version", "precision", "dataset_hash")}
+    plain["dataset_id"] += "" if version is None else f"-v{version}"
     (d / "results.json").write_text(json.dumps({**plain, **({"dataset_hash": dataset_hash} if dataset_hash else {})}))
 
 
@@ -469,6 +471,29 @@ def test_a_cell_of_runs_on_different_data_is_refused_unless_pooled_on_purpose(tm
     write_run(later, "hopper_medium", "bc", "uniform", 2, 45.0, dataset_hash="aaaa0000aaaa0000")
     with pytest.raises(ReportError, match=r"2 runs on wsrl/hopper_medium \(hash unknown\).*1 run on "):
         write_table([old, later], 2, reps=20)
+
+
+def test_a_row_whose_columns_ran_on_different_versions_of_its_dataset_is_refused(tmp_path, capsys):
+    """BC re-run on a dataset's new version beside RvS-R still on the old: each cell is on one dataset, but the row
+    compares the two as equals; refused in one line naming both versions and a run of each, unless --mixed-data,
+    which compares them and says so. Columns on one version (even where one predates hashes) pass."""
+    sweep = tmp_path / "sweep"
+    for seed in range(2):
+        write_run(sweep, "hopper_medium", "bc", "uniform", seed, 40.0 + seed, version=1, dataset_hash="aaaa0000")
+        write_run(sweep, "hopper_medium", "rvs_r", "uniform", seed, 50.0 + seed, version=0)
+        write_run(sweep, "walker2d_medium", "bc", "uniform", seed, 40.0 + seed, version=1)
+        write_run(sweep, "walker2d_medium", "rvs_r", "uniform", seed, 50.0 + seed, version=1,
+                  dataset_hash="bbbb1111bbbb1111")
+    with pytest.raises(SystemExit):
+        main([str(sweep), "--table", "2", "--reps", "20"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hopper_medium: columns on different versions of the dataset" in err
+    assert "BC on wsrl/hopper_medium-v1 (e.g. sweep/hopper_medium/bc-uniform-None-unconditional/seed0)" in err
+    assert "Own Return on wsrl/hopper_medium-v0" in err and "--mixed-data" in err and "walker2d" not in err
+    assert not (sweep / "table2.md").exists()
+    main([str(sweep), "--table", "2", "--reps", "20", "--mixed-data"])
+    assert "hopper_medium: columns on different versions of the dataset (--mixed-data)" in (
+        sweep / "table2.md").read_text()
 
 
 def test_seeds_option_keeps_the_same_seeds_in_every_column(tmp_path, capsys):

@@ -150,9 +150,11 @@ def same_data(runs: list[Run], number: int, mixed: bool = False) -> list[str]:
     """Refuse a cell of table ``number`` whose runs trained on different data (dataset ids or content hashes: the
     same generated dataset made on two machines differs in the last digits), naming each group with a run of it;
     with ``mixed``, pool them and return a note per such cell instead. The runs of files older than hashes
-    are one group per dataset id, pooled with each other but not with runs that recorded a hash."""
+    are one group per dataset id, pooled with each other but not with runs that recorded a hash. Also refuse (or
+    note) a row whose columns ran on different versions of its dataset (ids): they would be compared as equals."""
     notes = []
-    for (env, col), cell in sorted(cells(runs, number).items()):
+    by_cell = cells(runs, number)
+    for (env, col), cell in sorted(by_cell.items()):
         groups: dict[str, list[Run]] = defaultdict(list)
         for run in cell:
             groups[data_of(run)].append(run)
@@ -165,4 +167,18 @@ def same_data(runs: list[Run], number: int, mixed: bool = False) -> list[str]:
                               "on the other's data, leave it out (--seeds, --datasets, fewer sweeps), or pass "
                               "--mixed-data to pool them on purpose")
         notes.append(f"{env} / {col}: runs on different data pooled (--mixed-data): {found}")
+    for env in sorted({env for env, _ in by_cell}):
+        versions: dict[str, dict[str, Run]] = defaultdict(dict)  # dataset id -> column -> a run of it
+        for (row, col), cell in by_cell.items():
+            for run in cell if row == env else ():
+                versions[run.results.dataset_id].setdefault(col, run)
+        if len(versions) == 1:
+            continue
+        found = "; ".join(f"{', '.join(cols)} on {dataset_id} (e.g. {next(iter(cols.values())).directory})"
+                          for dataset_id, cols in sorted(versions.items()))
+        if not mixed:
+            raise ReportError(f"{env}: columns on different versions of the dataset compared in one row: {found}; "
+                              "re-run the older columns on the new version, or pass --mixed-data to compare them "
+                              "on purpose")
+        notes.append(f"{env}: columns on different versions of the dataset (--mixed-data): {found}")
     return notes
