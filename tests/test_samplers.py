@@ -323,6 +323,11 @@ def test_table5_pools_tables_2_and_4_and_compares_every_column_with_uniform(tmp_
     assert "hopper_medium |" not in md and "no runs" not in md  # six datasets, every cell filled
     for column in COLUMNS[5]:
         assert f"{column} (95% CI)" in md
+    # in two halves: BC's columns, then RvS-R's, each a table of its own (in the cells and the seeds)
+    bc = md.index("**BC**\n\n| dataset | BC uniform (95% CI) |")
+    rvs = md.index("**RvS-R**\n\n| dataset | RvS-R uniform")
+    assert bc < rvs < md.index("### Seeds") < md.index("**RvS-R**\n\n| dataset | RvS-R uniform |", rvs + 1)
+    assert "RvS-R" not in md[bc:rvs].split("\n\n", 2)[1]
     assert "| RvS-R lds | 3 | 31.0 |" in md  # Table 4's other label (score 0) is not in the lds column
     for x, y in COMPARISONS[5].items():
         assert y.endswith(" uniform") and f"| {x} > {y} |" in md

@@ -62,6 +62,8 @@ REFERENCE: dict[int, str] = {4: "uniform"}
 # Further pairs, in the differences and P(X > Y) only: Table 5's lds_rw against its two controls in the draw (does
 # LDS add anything to rw, and rw to LDS?).
 CONTROLS: dict[int, list[tuple[str, str]]] = {5: [("RvS-R lds_rw", "RvS-R lds draw"), ("RvS-R lds_rw", "RvS-R rw")]}
+# Tables too wide for one: printed in halves, the columns whose name starts with each (Table 5: BC's, then RvS-R's).
+HALVES: dict[int, tuple[str, ...]] = {5: ("BC", "RvS-R")}
 ALPHA = 0.05  # a difference is marked where its Holm-adjusted Welch p-value is below this
 # The datasets each table is about, where not all nine: pooled runs of other datasets are left out.
 DATASETS: dict[int, list[str]] = {1: GROUPS["medium_expert"], 4: GROUPS["medium_expert"],
@@ -113,7 +115,8 @@ def pairs(number: int) -> list[tuple[str, str]]:
 def layout(number: int) -> tables.Layout:
     """What table ``number`` shows (``wsrl.report.tables``)."""
     return tables.Layout(number, list(COLUMNS[number]), COMPARISONS[number], pairs(number),
-                         list(dict.fromkeys(k for env in PAPER[number].values() for k in env)), ALPHA)
+                         list(dict.fromkeys(k for env in PAPER[number].values() for k in env)), ALPHA,
+                         HALVES.get(number, ()))
 
 
 def expert_level(robot: str, source: str) -> float | None:

@@ -34,7 +34,8 @@ COVERAGE = ("an independent simulation at these tables' spreads with 5 seeds, ma
 @dataclass(frozen=True)
 class Layout:
     """What a table shows: its number, columns, the comparison whose mark each column's cell carries (X -> Y),
-    every comparison it makes, the columns with the paper's numbers, and the level of the marks."""
+    every comparison it makes, the columns with the paper's numbers, the level of the marks, and the names of the
+    halves a wide table is printed in (the columns whose name starts with each; empty: one table)."""
 
     number: int
     columns: list[str]
@@ -42,6 +43,13 @@ class Layout:
     pairs: list[tuple[str, str]]
     paper_columns: list[str]
     alpha: float
+    halves: tuple[str, ...] = ()
+
+    def blocks(self) -> list[tuple[str, list[str]]]:
+        """The column blocks printed as separate tables: (title, columns); one untitled block without halves."""
+        if not self.halves:
+            return [("", self.columns)]
+        return [(h, [c for c in self.columns if c.split()[0] == h]) for h in self.halves]
 
 
 def _fmt(v, spec: str = ".1f") -> str:
@@ -79,19 +87,22 @@ def comparisons(rows: list[dict], layout: Layout) -> int:
 
 def to_markdown(rows: list[dict], layout: Layout, notes: list[str], failed: list[dict]) -> str:
     """The table, its differences, episode spread and expert fractions, and the notes, as Markdown."""
-    cols, paper_cols = layout.columns, layout.paper_columns
-    head = ["dataset"] + [f"{c} (95% CI)" for c in cols] + [f"{c} paper" for c in paper_cols] + \
-        [f"{c} diff" for c in cols if c in paper_cols]
-    body = []
-    for r in rows:
-        bold = "**" if r["dataset"].endswith("average") else ""
-        line = [f"{bold}{r['dataset']}{bold}"] + [_cell(r, c, layout) for c in cols]
-        line += [_fmt(r.get(f"{c} paper")) for c in paper_cols]
-        line += [_fmt(r.get(f"{c} diff"), "+.1f") for c in cols if c in paper_cols]
-        body.append(line)
+    tables = []
+    for title, cols in layout.blocks():
+        paper_cols = [c for c in layout.paper_columns if c in cols or not layout.halves]
+        head = ["dataset"] + [f"{c} (95% CI)" for c in cols] + [f"{c} paper" for c in paper_cols] + \
+            [f"{c} diff" for c in cols if c in paper_cols]
+        body = []
+        for r in rows:
+            bold = "**" if r["dataset"].endswith("average") else ""
+            line = [f"{bold}{r['dataset']}{bold}"] + [_cell(r, c, layout) for c in cols]
+            line += [_fmt(r.get(f"{c} paper")) for c in paper_cols]
+            line += [_fmt(r.get(f"{c} diff"), "+.1f") for c in cols if c in paper_cols]
+            body.append(line)
+        tables.append((f"**{title}**\n\n" if title else "") + _lines(head, body))
     m = comparisons(rows, layout)
     marked = "; ".join(f"{c} against {b}" for c, b in layout.marked.items())
-    text = (f"## Table {layout.number}\n\n" + _lines(head, body) + "\nCells: mean over seeds [95 % Student-t "
+    text = (f"## Table {layout.number}\n\n" + "\n".join(tables) + "\nCells: mean over seeds [95 % Student-t "
             f"interval over seeds]. ↑ / ↓: the mean is above / below that of the column it is compared with "
             f"({marked}) by Welch's t-test at p < {layout.alpha} after Holm's correction over the table's {m} "
             "comparisons (listed below with their uncorrected p). diff: ours minus "
@@ -112,11 +123,14 @@ def to_markdown(rows: list[dict], layout: Layout, notes: list[str], failed: list
 def seeds_markdown(rows: list[dict], layout: Layout) -> str:
     """Per cell the seeds' median, range and sample SD: where one seed collapses, the mean and its interval
     describe no seed."""
-    body = [[r["dataset"]] + [f"{_fmt(r[f'{c} median'])} [{_fmt(r[f'{c} min'])}, {_fmt(r[f'{c} max'])}]" + (
-        f" · sd {_fmt(r[f'{c} seed sample sd'])}" if r.get(f"{c} seed sample sd") is not None else "")
-        if r.get(f"{c} median") is not None else "—" for c in layout.columns]
-        for r in rows if any(r.get(f"{c} median") is not None for c in layout.columns)]
-    return ("\n### Seeds\n\n" + _lines(["dataset"] + layout.columns, body) + "\nPer cell: the median of the "
+    tables = []
+    for title, cols in layout.blocks():
+        body = [[r["dataset"]] + [f"{_fmt(r[f'{c} median'])} [{_fmt(r[f'{c} min'])}, {_fmt(r[f'{c} max'])}]" + (
+            f" · sd {_fmt(r[f'{c} seed sample sd'])}" if r.get(f"{c} seed sample sd") is not None else "")
+            if r.get(f"{c} median") is not None else "—" for c in cols]
+            for r in rows if any(r.get(f"{c} median") is not None for c in cols)]
+        tables.append((f"**{title}**\n\n" if title else "") + _lines(["dataset"] + cols, body))
+    return ("\n### Seeds\n\n" + "\n".join(tables) + "\nPer cell: the median of the "
             "seeds' scores [lowest, highest] · their sample standard deviation (ddof = 1). Where the median is far "
             "from the mean above, some seeds lie far from the others, and the mean and its interval describe none "
             "of them.\n")
