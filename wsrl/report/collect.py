@@ -167,11 +167,11 @@ def same_data(runs: list[Run], number: int, mixed: bool = False) -> list[str]:
                               "on the other's data, leave it out (--seeds, --datasets, fewer sweeps), or pass "
                               "--mixed-data to pool them on purpose")
         notes.append(f"{env} / {col}: runs on different data pooled (--mixed-data): {found}")
-    for env in sorted({env for env, _ in by_cell}):
-        versions: dict[str, dict[str, Run]] = defaultdict(dict)  # dataset id -> column -> a run of it
-        for (row, col), cell in by_cell.items():
-            for run in cell if row == env else ():
-                versions[run.results.dataset_id].setdefault(col, run)
+    rows: dict[str, dict[str, dict[str, Run]]] = defaultdict(lambda: defaultdict(dict))  # env -> id -> col -> a run
+    for (env, col), cell in by_cell.items():
+        for run in cell:
+            rows[env][run.results.dataset_id].setdefault(col, run)
+    for env, versions in sorted(rows.items()):
         if len(versions) == 1:
             continue
         found = "; ".join(f"{', '.join(cols)} on {dataset_id} (e.g. {next(iter(cols.values())).directory})"

@@ -75,9 +75,10 @@ def _cell(row: dict, col: str, layout: Layout) -> str:
     return text + (f" {MARKS[row[f'{col} vs {base}']]}" if base and row.get(f"{col} vs {base}") in MARKS else "")
 
 
-def _lines(head: list[str], body: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(line) + " |" for line in body]) + "\n"
+def _lines(head: list[str], body: list[list[str]], title: str = "") -> str:
+    return (f"**{title}**\n\n" if title else "") + "\n".join(
+        ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(line) + " |" for line in body]
+    ) + "\n"
 
 
 def comparisons(rows: list[dict], layout: Layout) -> int:
@@ -99,7 +100,7 @@ def to_markdown(rows: list[dict], layout: Layout, notes: list[str], failed: list
             line += [_fmt(r.get(f"{c} paper")) for c in paper_cols]
             line += [_fmt(r.get(f"{c} diff"), "+.1f") for c in cols if c in paper_cols]
             body.append(line)
-        tables.append((f"**{title}**\n\n" if title else "") + _lines(head, body))
+        tables.append(_lines(head, body, title))
     m = comparisons(rows, layout)
     marked = "; ".join(f"{c} against {b}" for c, b in layout.marked.items())
     text = (f"## Table {layout.number}\n\n" + "\n".join(tables) + "\nCells: mean over seeds [95 % Student-t "
@@ -129,7 +130,7 @@ def seeds_markdown(rows: list[dict], layout: Layout) -> str:
             f" · sd {_fmt(r[f'{c} seed sample sd'])}" if r.get(f"{c} seed sample sd") is not None else "")
             if r.get(f"{c} median") is not None else "—" for c in cols]
             for r in rows if any(r.get(f"{c} median") is not None for c in cols)]
-        tables.append((f"**{title}**\n\n" if title else "") + _lines(["dataset"] + cols, body))
+        tables.append(_lines(["dataset"] + cols, body, title))
     return ("\n### Seeds\n\n" + "\n".join(tables) + "\nPer cell: the median of the "
             "seeds' scores [lowest, highest] · their sample standard deviation (ddof = 1). Where the median is far "
             "from the mean above, some seeds lie far from the others, and the mean and its interval describe none "
