@@ -265,6 +265,27 @@ def test_aggregates_of_a_synthetic_sweep_have_the_known_answers(tmp_path):
     assert improvement(matrices, {"a": "b"}, 50, seed=3) == improvement(matrices, {"a": "b"}, 50, seed=3)
 
 
+def test_a_generation_without_aggregates_removes_the_earlier_ones(tmp_path):
+    """Aggregates need a dataset with runs of every column; when a later generation of the same table has none (IR
+    lost its hopper runs, and has walker2d's only, where BC + LDS has none), the earlier generation's aggregates CSV
+    and figure are removed, not left beside tables they no longer describe."""
+    cols = (("bc", "uniform", 1.0), ("rvs_r", "uniform", 2.0), ("rvs_r", "lds", 3.0), ("bc", "lds", 4.0))
+    for seed in range(3):
+        for method, sampler, score in cols:
+            write_run(tmp_path / "runs", "hopper_medium", method, sampler, seed, score + seed)
+        for method, sampler, score in cols[:3]:
+            write_run(tmp_path / "runs", "walker2d_medium", method, sampler, seed, score + seed)
+    out = tmp_path / "out"
+    write_table(tmp_path / "runs", 2, out=out, reps=20)
+    assert (out / "table2_aggregates.csv").exists() and (out / "table2_statistics.png").exists()
+    for f in (tmp_path / "runs" / "hopper_medium").glob("rvs_r-lds-*/seed*/results.json"):
+        f.unlink()
+    md = write_table(tmp_path / "runs", 2, out=out, reps=20).read_text()
+    assert "not every column has runs there" in md
+    assert not (out / "table2_aggregates.csv").exists() and not (out / "table2_statistics.png").exists()
+    assert "IR" in next(csv.DictReader(open(out / "table2.csv")))  # the table itself is written
+
+
 def test_tied_scores_count_half_in_p_of_improvement(tmp_path):
     """Table 2 with tied scores: P(X > Y) counts a tie as half a win, on each dataset and over datasets (rliable's
     rule). hopper: Own Return 1, 2, 3 against BC 2, 2, 0 wins 5 of the 9 pairs and ties 2: P = (5 + 2/2) / 9 = 2/3

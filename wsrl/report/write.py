@@ -21,9 +21,10 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
                 datasets: Sequence[str] | None = None, strict: bool = False, mixed_data: bool = False) -> Path:
     """Write ``table<N>.md``, ``table<N>.csv``, ``table<N>_runs.csv``, ``table<N>.png``,
     ``table<N>_aggregates.csv`` and ``table<N>_statistics.png`` into ``out`` (default: the first sweep dir), each
-    whole or not at all; ``reps`` bootstrap resamples; ``seeds``: only these seeds' runs, so that every column has
-    the same ones where a pooled sweep has more; ``datasets``: only these datasets' rows (a table of one group,
-    e.g. the medium-expert rows at more seeds than the others). Several sweep directories are pooled (``pool``). An
+    whole or not at all (a generation without aggregates removes the earlier ones); ``reps`` bootstrap resamples;
+    ``seeds``: only these seeds' runs, so that every column has the same ones where a pooled sweep has more;
+    ``datasets``: only these datasets' rows (a table of one group, e.g. the medium-expert rows at more seeds than
+    the others). Several sweep directories are pooled (``pool``). An
     unreadable ``results.json`` is named, left out and counted in the notes; with ``strict`` it is refused. A cell
     whose runs trained on different data (``same_data``) is refused unless ``mixed_data``, which pools and notes it.
     With a ``wandb_project``, the tables and figures are also logged there, grouped by the first sweep's name."""
@@ -59,6 +60,9 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
         stats.plot(result["aggregates"], result["improvement"], result["taus"], result["profiles"],
                    f"Table {number}: over {len(result['envs'])} datasets and all seeds, 95 % stratified-bootstrap "
                    "intervals", figures[-1])
+    else:  # an earlier generation's aggregates would sit beside tables they no longer describe
+        for stale in (out / f"table{number}_aggregates.csv", out / f"table{number}_statistics.png"):
+            stale.unlink(missing_ok=True)
     if wandb_project:
         logged = {f"table{number}": rows, f"table{number}_runs": per_run(runs, number),
                   f"table{number}_aggregates": tables.aggregate_rows(result)}
