@@ -24,9 +24,9 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
     whole or not at all (a generation without aggregates removes the earlier ones); ``reps`` bootstrap resamples;
     ``seeds``: only these seeds' runs, so that every column has the same ones where a pooled sweep has more;
     ``datasets``: only these datasets' rows (a table of one group, e.g. the medium-expert rows at more seeds than
-    the others). Several sweep directories are pooled (``pool``). An
-    unreadable ``results.json`` is named, left out and counted in the notes; with ``strict`` it is refused. A cell
-    whose runs trained on different data (``same_data``) is refused unless ``mixed_data``, which pools and notes it.
+    the others). Several sweep directories are pooled (``pool``). An unreadable ``results.json`` is named, left out
+    and counted in the notes; with ``strict`` it is refused. A cell whose runs trained on different data
+    (``same_data``) is refused unless ``mixed_data``, which pools and notes it.
     With a ``wandb_project``, the tables and figures are also logged there, grouped by the first sweep's name."""
     sweeps = [sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)
     runs, failed, swept = pool(sweeps, strict)
@@ -54,15 +54,16 @@ def write_table(sweep_dirs: Path | Sequence[Path], number: int, out: Path | None
     tables.write_csv(out / f"table{number}_runs.csv", per_run(runs, number))
     tables.plot(rows, layout(number), out / f"table{number}.png")
     figures = [out / f"table{number}.png"]
+    aggregates_csv, aggregates_png = out / f"table{number}_aggregates.csv", out / f"table{number}_statistics.png"
     if "aggregates" in result:
-        tables.write_csv(out / f"table{number}_aggregates.csv", tables.aggregate_rows(result))
-        figures.append(out / f"table{number}_statistics.png")
+        tables.write_csv(aggregates_csv, tables.aggregate_rows(result))
+        figures.append(aggregates_png)
         stats.plot(result["aggregates"], result["improvement"], result["taus"], result["profiles"],
                    f"Table {number}: over {len(result['envs'])} datasets and all seeds, 95 % stratified-bootstrap "
-                   "intervals", figures[-1])
+                   "intervals", aggregates_png)
     else:  # an earlier generation's aggregates would sit beside tables they no longer describe
-        for stale in (out / f"table{number}_aggregates.csv", out / f"table{number}_statistics.png"):
-            stale.unlink(missing_ok=True)
+        aggregates_csv.unlink(missing_ok=True)
+        aggregates_png.unlink(missing_ok=True)
     if wandb_project:
         logged = {f"table{number}": rows, f"table{number}_runs": per_run(runs, number),
                   f"table{number}_aggregates": tables.aggregate_rows(result)}
